@@ -1,0 +1,235 @@
+//! The one error type every driver returns.
+
+use std::fmt;
+
+use crate::config::ConfigErrors;
+
+/// A boxed error from a backend SDK or library, kept as the source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A stowage result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a storage operation can fail with, named by what a registry
+/// can do about it. Backend SDK types appear only as a `source`.
+///
+/// Messages never contain secrets: drivers build them from paths, keys,
+/// bucket names and status codes only.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No object at the path.
+    #[error("not found: {path}")]
+    NotFound {
+        /// The path that was looked up.
+        path: String,
+    },
+
+    /// A storage path broke a rule.
+    #[error("invalid storage path {path:?}: {reason}")]
+    InvalidPath {
+        /// The rejected path.
+        path: String,
+        /// The rule it broke.
+        reason: String,
+    },
+
+    /// A read range lies outside the object.
+    #[error("invalid range {range} for {path} ({size} bytes)")]
+    InvalidRange {
+        /// The object.
+        path: String,
+        /// The range asked for.
+        range: String,
+        /// The object's size.
+        size: u64,
+    },
+
+    /// A chunk of a resumable upload did not start where the upload stands.
+    #[error("upload offset mismatch: chunk starts at {got}, upload has {expected} bytes")]
+    OffsetMismatch {
+        /// The offset the next chunk must start at (bytes received so far).
+        expected: u64,
+        /// The offset that was given.
+        got: u64,
+    },
+
+    /// The content does not have the expected digest; nothing was stored.
+    #[error("digest mismatch: expected {expected}, content is {actual}")]
+    DigestMismatch {
+        /// The digest the caller expected.
+        expected: String,
+        /// The digest of the bytes received.
+        actual: String,
+    },
+
+    /// The backend refused the operation.
+    #[error("permission denied by {driver}: {message}")]
+    PermissionDenied {
+        /// The driver.
+        driver: &'static str,
+        /// What was refused.
+        message: String,
+    },
+
+    /// Credentials are missing, expired or invalid.
+    #[error("{driver} credentials {problem}: {message}")]
+    Credentials {
+        /// The driver.
+        driver: &'static str,
+        /// What is wrong with them.
+        problem: CredentialsProblem,
+        /// Details (never the secret itself).
+        message: String,
+    },
+
+    /// The driver cannot do this operation.
+    #[error("{operation} is not supported by the {driver} driver")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+        /// The driver.
+        driver: &'static str,
+    },
+
+    /// The configuration has problems; all of them are listed.
+    #[error("invalid configuration:\n{0}")]
+    Config(ConfigErrors),
+
+    /// A resumable upload state cannot be used (unknown version, tampered,
+    /// or its temporary data is gone).
+    #[error("invalid upload state: {reason}")]
+    InvalidUploadState {
+        /// Why.
+        reason: String,
+    },
+
+    /// The backend failed. `retryable` says whether the same request may
+    /// succeed when sent again (timeouts, throttling, 5xx).
+    #[error("{driver} backend error{}: {message}", if *retryable { " (transient)" } else { "" })]
+    Backend {
+        /// The driver.
+        driver: &'static str,
+        /// Whether retrying may help.
+        retryable: bool,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// What is wrong with a set of credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialsProblem {
+    /// None were found.
+    Missing,
+    /// They were valid once and have expired.
+    Expired,
+    /// The backend does not accept them.
+    Invalid,
+}
+
+impl fmt::Display for CredentialsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "missing",
+            Self::Expired => "expired",
+            Self::Invalid => "invalid",
+        })
+    }
+}
+
+/// The kind of an [`Error`], for matching without its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::NotFound`].
+    NotFound,
+    /// [`Error::InvalidPath`].
+    InvalidPath,
+    /// [`Error::InvalidRange`].
+    InvalidRange,
+    /// [`Error::OffsetMismatch`].
+    OffsetMismatch,
+    /// [`Error::DigestMismatch`].
+    DigestMismatch,
+    /// [`Error::PermissionDenied`].
+    PermissionDenied,
+    /// [`Error::Credentials`].
+    Credentials,
+    /// [`Error::Unsupported`].
+    Unsupported,
+    /// [`Error::Config`].
+    InvalidConfig,
+    /// [`Error::InvalidUploadState`].
+    InvalidUploadState,
+    /// [`Error::Backend`] with `retryable: true`: safe to retry.
+    Transient,
+    /// [`Error::Backend`] with `retryable: false`.
+    Backend,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::InvalidPath { .. } => ErrorKind::InvalidPath,
+            Self::InvalidRange { .. } => ErrorKind::InvalidRange,
+            Self::OffsetMismatch { .. } => ErrorKind::OffsetMismatch,
+            Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Self::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Self::Credentials { .. } => ErrorKind::Credentials,
+            Self::Unsupported { .. } => ErrorKind::Unsupported,
+            Self::Config(_) => ErrorKind::InvalidConfig,
+            Self::InvalidUploadState { .. } => ErrorKind::InvalidUploadState,
+            Self::Backend { retryable: true, .. } => ErrorKind::Transient,
+            Self::Backend { .. } => ErrorKind::Backend,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// A [`Error::Backend`] with a source.
+    pub fn backend(
+        driver: &'static str,
+        retryable: bool,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Backend {
+            driver,
+            retryable,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A [`Error::NotFound`] for `path`.
+    pub fn not_found(path: impl fmt::Display) -> Self {
+        Self::NotFound {
+            path: path.to_string(),
+        }
+    }
+
+    /// The full chain of messages, `: `-separated, for logs and CLIs.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let msg = s.to_string();
+            if !out.contains(&msg) {
+                out.push_str(": ");
+                out.push_str(&msg);
+            }
+            source = s.source();
+        }
+        out
+    }
+}

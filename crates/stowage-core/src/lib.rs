@@ -1,0 +1,44 @@
+//! The core of stowage, the storage layer container registries embed: the
+//! [`Storage`] trait, validated [`StoragePath`]s, the one [`Error`] type,
+//! resumable [`UploadState`]s, [`DirectUrl`]s, and (feature `testkit`) the
+//! conformance suite every driver runs against itself.
+//!
+//! ```
+//! # async fn demo(storage: &dyn stowage_core::Storage) -> stowage_core::Result<()> {
+//! use stowage_core::{PutOptions, StorageExt, StoragePath};
+//! let path = StoragePath::parse("sha256/ab/abcdef")?;
+//! storage.put(&path, "hello".into(), PutOptions::default()).await?;
+//! assert_eq!(storage.get_bytes(&path).await?, "hello");
+//! # Ok(()) }
+//! ```
+//!
+//! | feature   | what it adds                                   |
+//! |-----------|------------------------------------------------|
+//! | `testkit` | [`testkit`]: the conformance suite for drivers |
+
+pub mod config;
+mod digest;
+mod direct_url;
+mod error;
+pub mod multipart;
+mod object;
+mod path;
+mod storage;
+pub mod upload;
+pub mod validate;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use digest::{DigestParseError, Sha256Digest};
+pub use direct_url::{
+    Capabilities, DirectUrl, DownloadUrlOptions, Fallback, UploadUrlOptions, UrlMethod, UrlSource,
+};
+pub use error::{BoxError, CredentialsProblem, Error, ErrorKind, Result};
+pub use object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta, PutOptions};
+pub use path::{StoragePath, MAX_PATH_BYTES};
+pub use storage::{ListStream, Storage, StorageExt, WriteStream};
+pub use upload::{CleanupReport, CompleteOptions, UploadState};
+pub use validate::{CheckStatus, ValidationReport};
+
+pub use async_trait::async_trait;

@@ -1,0 +1,354 @@
+//! Resumable chunked uploads: the serializable state, and the generic
+//! implementation (one temporary object per chunk) that drivers reuse.
+//!
+//! Chunks live at `_uploads/<id>/<index>` below the driver's root, so the
+//! `_uploads` top-level name is reserved.
+
+mod hasher;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+pub use hasher::ResumableSha256;
+
+use crate::storage::WriteStream;
+use crate::{Error, GetOptions, ObjectMeta, PutOptions, Result, Sha256Digest, Storage, StoragePath};
+
+/// The top-level name under which temporary upload data is kept.
+pub const UPLOADS_AREA: &str = "_uploads";
+
+/// The state format version this build writes and reads.
+pub const UPLOAD_STATE_VERSION: u32 = 1;
+
+/// Where a resumable upload stands. Small (about 200 bytes of JSON plus 8
+/// per chunk) and serde-serializable: a registry keeps it in its database
+/// between requests and may resume in another process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    /// Format version ([`UPLOAD_STATE_VERSION`]).
+    pub version: u32,
+    /// Random id (32 lowercase hex digits) naming the temporary data.
+    pub id: String,
+    /// When the upload started.
+    pub started_at: DateTime<Utc>,
+    /// Bytes received so far: the offset the next chunk must start at.
+    pub size: u64,
+    /// Sizes of the stored chunks, in order.
+    pub chunks: Vec<u64>,
+    /// Running SHA-256 of the bytes received.
+    pub sha256: ResumableSha256,
+}
+
+impl Default for UploadState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UploadState {
+    /// A new, empty upload with a fresh id.
+    pub fn new() -> Self {
+        Self {
+            version: UPLOAD_STATE_VERSION,
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            started_at: Utc::now(),
+            size: 0,
+            chunks: Vec::new(),
+            sha256: ResumableSha256::default(),
+        }
+    }
+
+    /// Checks a state that came from outside (a database, a client).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUploadState`] naming what is inconsistent.
+    pub fn check(&self) -> Result<()> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidUploadState {
+                reason: reason.to_string(),
+            })
+        };
+        if self.version != UPLOAD_STATE_VERSION {
+            return Err(Error::InvalidUploadState {
+                reason: format!(
+                    "version {} is not supported (this build reads {UPLOAD_STATE_VERSION})",
+                    self.version
+                ),
+            });
+        }
+        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return bad("id must be 32 lowercase hex digits");
+        }
+        if self.chunks.iter().sum::<u64>() != self.size || self.sha256.len() != self.size {
+            return bad("chunk sizes, size and hash length disagree");
+        }
+        if !self.sha256.is_consistent() {
+            return bad("hash state is corrupt");
+        }
+        Ok(())
+    }
+
+    /// The digest of the bytes received so far.
+    pub fn digest(&self) -> Sha256Digest {
+        self.sha256.digest()
+    }
+
+    /// Where this upload's temporary data lives.
+    pub fn area(&self) -> StoragePath {
+        StoragePath::parse(format!("{UPLOADS_AREA}/{}", self.id)).expect("id was checked")
+    }
+
+    /// The temporary object of chunk `index`.
+    pub fn chunk_path(&self, index: usize) -> StoragePath {
+        StoragePath::parse(format!("{UPLOADS_AREA}/{}/{index:06}", self.id)).expect("id was checked")
+    }
+
+    /// The state as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("state serializes")
+    }
+
+    /// A state from JSON, checked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUploadState`].
+    pub fn from_json(json: &str) -> Result<Self> {
+        let state: Self = serde_json::from_str(json).map_err(|e| Error::InvalidUploadState {
+            reason: format!("not an upload state: {e}"),
+        })?;
+        state.check()?;
+        Ok(state)
+    }
+}
+
+/// Options of [`Storage::complete_upload`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CompleteOptions {
+    /// Fail with [`Error::DigestMismatch`] unless the upload has this digest.
+    pub expected_digest: Option<Sha256Digest>,
+}
+
+impl CompleteOptions {
+    /// Requires `digest`.
+    pub fn with_expected_digest(mut self, digest: Sha256Digest) -> Self {
+        self.expected_digest = Some(digest);
+        self
+    }
+}
+
+/// What [`Storage::cleanup_uploads`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// Stale resumable uploads whose temporary data was removed.
+    pub uploads_removed: u64,
+    /// Orphaned backend multipart uploads aborted.
+    pub multipart_aborted: u64,
+}
+
+/// Stores a chunk as its own temporary object, hashing it on the way.
+/// The generic [`Storage::write_chunk`].
+///
+/// # Errors
+/// [`Error::OffsetMismatch`], [`Error::InvalidUploadState`], write failures.
+pub async fn write_chunk_object<S: Storage + ?Sized>(
+    storage: &S,
+    state: &UploadState,
+    offset: u64,
+    data: WriteStream<'_>,
+) -> Result<UploadState> {
+    state.check()?;
+    if offset != state.size {
+        return Err(Error::OffsetMismatch {
+            expected: state.size,
+            got: offset,
+        });
+    }
+    let hasher = Arc::new(Mutex::new((state.sha256.clone(), 0u64)));
+    let feed = hasher.clone();
+    let data = data
+        .map_ok(move |chunk| {
+            let mut h = feed.lock().expect("hasher lock");
+            h.0.update(&chunk);
+            h.1 += chunk.len() as u64;
+            chunk
+        })
+        .boxed();
+    let index = state.chunks.len();
+    let path = state.chunk_path(index);
+    let mut data = data.peekable();
+    // An empty chunk stores nothing.
+    if std::pin::Pin::new(&mut data).peek().await.is_none() {
+        return Ok(state.clone());
+    }
+    storage
+        .put_stream(&path, data.boxed(), PutOptions::default())
+        .await?;
+    let (sha256, written) = hasher.lock().expect("hasher lock").clone();
+    let mut next = state.clone();
+    if written == 0 {
+        storage.delete(&path).await?;
+        return Ok(next);
+    }
+    next.size += written;
+    next.chunks.push(written);
+    next.sha256 = sha256;
+    Ok(next)
+}
+
+/// Checks the expected digest against the state, before any byte moves.
+///
+/// # Errors
+/// [`Error::DigestMismatch`].
+pub fn check_digest(state: &UploadState, options: &CompleteOptions) -> Result<()> {
+    if let Some(expected) = options.expected_digest {
+        let actual = state.digest();
+        if actual != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Completes an upload by copying its one chunk, or streaming its chunks
+/// into the destination (written atomically and digest-checked again), then
+/// removes the chunks. The generic [`Storage::complete_upload`].
+///
+/// # Errors
+/// As [`Storage::complete_upload`].
+pub async fn complete_by_streaming<S: Storage + ?Sized>(
+    storage: &S,
+    state: &UploadState,
+    dest: &StoragePath,
+    options: CompleteOptions,
+) -> Result<ObjectMeta> {
+    state.check()?;
+    check_digest(state, &options)?;
+    let meta = match state.chunks.len() {
+        0 => {
+            storage
+                .put(dest, bytes::Bytes::new(), PutOptions::default())
+                .await?
+        }
+        1 => {
+            let chunk = state.chunk_path(0);
+            let meta = storage.stat(&chunk).await.map_err(|e| missing_chunk(e, 0))?;
+            if meta.size != state.chunks[0] {
+                return Err(chunk_size_changed(0, state.chunks[0], meta.size));
+            }
+            storage.copy(&chunk, dest).await?
+        }
+        _ => {
+            let chunks = futures::stream::iter(state.chunks.iter().copied().enumerate())
+                .then(|(i, expected)| async move {
+                    let got = storage
+                        .get(&state.chunk_path(i), GetOptions::default())
+                        .await
+                        .map_err(|e| missing_chunk(e, i))?;
+                    if got.meta.size != expected {
+                        return Err(chunk_size_changed(i, expected, got.meta.size));
+                    }
+                    Ok(got.stream)
+                })
+                .try_flatten()
+                .boxed();
+            let options = PutOptions::default()
+                .with_expected_digest(state.digest())
+                .with_size_hint(state.size);
+            storage.put_stream(dest, chunks, options).await?
+        }
+    };
+    if let Err(e) = remove_chunk_objects(storage, state).await {
+        tracing::warn!(upload = %state.id, error = %e, "completed upload left temporary chunks; cleanup_uploads will remove them");
+    }
+    Ok(meta)
+}
+
+fn missing_chunk(e: Error, index: usize) -> Error {
+    match e {
+        Error::NotFound { .. } => Error::InvalidUploadState {
+            reason: format!("chunk {index} of the upload is gone (expired or already completed)"),
+        },
+        other => other,
+    }
+}
+
+fn chunk_size_changed(index: usize, expected: u64, got: u64) -> Error {
+    Error::InvalidUploadState {
+        reason: format!("chunk {index} has {got} bytes, the state says {expected}"),
+    }
+}
+
+/// Removes an upload's temporary chunk objects. The generic
+/// [`Storage::abort_upload`].
+///
+/// # Errors
+/// Backend failures.
+pub async fn remove_chunk_objects<S: Storage + ?Sized>(storage: &S, state: &UploadState) -> Result<()> {
+    state.check()?;
+    storage.delete_prefix(&state.area()).await?;
+    Ok(())
+}
+
+/// Removes chunk objects of uploads whose newest chunk is older than
+/// `older_than`. The generic [`Storage::cleanup_uploads`].
+///
+/// # Errors
+/// Backend failures.
+pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
+    storage: &S,
+    older_than: Duration,
+) -> Result<CleanupReport> {
+    let area = StoragePath::parse(UPLOADS_AREA).expect("valid");
+    let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let mut newest: HashMap<String, (Option<DateTime<Utc>>, Vec<StoragePath>)> = HashMap::new();
+    let mut listing = storage.list(Some(&area));
+    while let Some(meta) = listing.try_next().await? {
+        let Some(id) = meta.path.segments().nth(1).map(str::to_string) else {
+            continue;
+        };
+        let entry = newest.entry(id).or_default();
+        entry.0 = entry.0.max(meta.last_modified);
+        entry.1.push(meta.path);
+    }
+    drop(listing);
+    let mut report = CleanupReport::default();
+    for (_id, (modified, paths)) in newest {
+        if modified.is_some_and(|m| m < cutoff) {
+            for p in &paths {
+                storage.delete(p).await?;
+            }
+            report.uploads_removed += 1;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_rejects_tampering() {
+        let s = UploadState::new();
+        let json = s.to_json();
+        assert_eq!(UploadState::from_json(&json).unwrap(), s);
+        let bad_id = json.replace(&s.id, "../../etc");
+        assert!(matches!(UploadState::from_json(&bad_id), Err(Error::InvalidUploadState { .. })));
+        let bad_version = json.replace("\"version\":1", "\"version\":9");
+        let err = UploadState::from_json(&bad_version).unwrap_err().to_string();
+        assert!(err.contains("version 9"), "{err}");
+        let mut lying = s.clone();
+        lying.size = 5;
+        assert!(lying.check().is_err());
+    }
+}
