@@ -169,7 +169,10 @@ impl<'a> Params<'a> {
             Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
             Value::String(s) if s.trim().parse::<u64>().is_ok() => s.trim().parse().ok(),
             other => {
-                self.problem(key, format!("expected a non-negative integer, found {}", show(other)));
+                self.problem(
+                    key,
+                    format!("expected a non-negative integer, found {}", show(other)),
+                );
                 None
             }
         }
@@ -200,7 +203,10 @@ impl<'a> Params<'a> {
                 }
             },
             other => {
-                self.problem(key, format!("expected true or false, found {}", show(other)));
+                self.problem(
+                    key,
+                    format!("expected true or false, found {}", show(other)),
+                );
                 None
             }
         }
@@ -224,7 +230,10 @@ impl<'a> Params<'a> {
                 Some(out)
             }
             other => {
-                self.problem(key, format!("expected a list of strings, found {}", kind(other)));
+                self.problem(
+                    key,
+                    format!("expected a list of strings, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -354,7 +363,8 @@ mod tests {
         assert!(text.contains("loc.b: expected true or false"));
         assert!(text.contains("loc.needed: required key is missing"));
         assert!(text.contains("loc.s: give the secret only one way"));
-        assert!(text.contains("loc.typo: unknown key; accepted keys: a, b, n, needed, s, s_env, s_file"));
+        assert!(text
+            .contains("loc.typo: unknown key; accepted keys: a, b, n, needed, s, s_env, s_file"));
     }
 
     #[test]

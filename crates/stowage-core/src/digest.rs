@@ -103,6 +103,10 @@ mod tests {
         assert_eq!(s.parse::<Sha256Digest>().unwrap(), d);
         assert!("e3b0".parse::<Sha256Digest>().is_err());
         assert!("sha256:zz".parse::<Sha256Digest>().is_err());
-        assert!(s.to_uppercase().replace("SHA256", "sha256").parse::<Sha256Digest>().is_err());
+        assert!(s
+            .to_uppercase()
+            .replace("SHA256", "sha256")
+            .parse::<Sha256Digest>()
+            .is_err());
     }
 }

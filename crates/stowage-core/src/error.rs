@@ -186,7 +186,9 @@ impl Error {
             Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::Config(_) => ErrorKind::InvalidConfig,
             Self::InvalidUploadState { .. } => ErrorKind::InvalidUploadState,
-            Self::Backend { retryable: true, .. } => ErrorKind::Transient,
+            Self::Backend {
+                retryable: true, ..
+            } => ErrorKind::Transient,
             Self::Backend { .. } => ErrorKind::Backend,
         }
     }

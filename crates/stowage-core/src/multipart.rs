@@ -157,24 +157,22 @@ async fn drive(
     let mut buf = BytesMut::new();
     let mut target = part_size_for(options.part_size, 1) as usize;
 
-    let launch = |part: Bytes,
-                      number: &mut u32,
-                      tasks: &mut JoinSet<Result<CompletedPart>>|
-     -> Result<()> {
-        *number += 1;
-        if *number > MAX_PARTS {
-            return Err(Error::Backend {
-                driver: "multipart",
-                retryable: false,
-                message: format!("the object needs more than {MAX_PARTS} parts"),
-                source: None,
-            });
-        }
-        let sink = sink.clone();
-        let n = *number;
-        tasks.spawn(async move { sink.upload_part(n, part).await });
-        Ok(())
-    };
+    let launch =
+        |part: Bytes, number: &mut u32, tasks: &mut JoinSet<Result<CompletedPart>>| -> Result<()> {
+            *number += 1;
+            if *number > MAX_PARTS {
+                return Err(Error::Backend {
+                    driver: "multipart",
+                    retryable: false,
+                    message: format!("the object needs more than {MAX_PARTS} parts"),
+                    source: None,
+                });
+            }
+            let sink = sink.clone();
+            let n = *number;
+            tasks.spawn(async move { sink.upload_part(n, part).await });
+            Ok(())
+        };
 
     hasher.update(&initial);
     buf.extend_from_slice(&initial);
@@ -239,9 +237,17 @@ mod tests {
         assert_eq!(part_size_for(MIN_PART_SIZE, 1), MIN_PART_SIZE);
         assert_eq!(part_size_for(MIN_PART_SIZE, 500), MIN_PART_SIZE);
         assert_eq!(part_size_for(MIN_PART_SIZE, 501), 2 * MIN_PART_SIZE);
-        let total: u64 = (1..=MAX_PARTS).map(|n| part_size_for(MIN_PART_SIZE, n)).sum();
-        assert!(total > 5 * (1u64 << 40), "10,000 growing parts reach past 5 TiB");
-        assert_eq!(base_part_size(MIN_PART_SIZE, Some(1 << 40)), (1u64 << 40).div_ceil(10_000));
+        let total: u64 = (1..=MAX_PARTS)
+            .map(|n| part_size_for(MIN_PART_SIZE, n))
+            .sum();
+        assert!(
+            total > 5 * (1u64 << 40),
+            "10,000 growing parts reach past 5 TiB"
+        );
+        assert_eq!(
+            base_part_size(MIN_PART_SIZE, Some(1 << 40)),
+            (1u64 << 40).div_ceil(10_000)
+        );
         assert_eq!(base_part_size(1, None), MIN_PART_SIZE);
     }
 }

@@ -71,7 +71,12 @@ pub trait Storage: Debug + Send + Sync + 'static {
     ///
     /// # Cancel safety
     /// As [`Storage::put_stream`].
-    async fn put(&self, path: &StoragePath, data: Bytes, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        path: &StoragePath,
+        data: Bytes,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         let size = data.len() as u64;
         self.put_stream(
             path,

@@ -119,13 +119,19 @@ pub async fn assert_left_nothing(s: &dyn Storage) {
 pub async fn put_get_round_trip(s: &dyn Storage) {
     let path = p("blobs/sha256/ab/abcdef/data");
     let body = random_bytes(1, 100_000);
-    let put = s.put(&path, body.clone(), PutOptions::default()).await.expect("put");
+    let put = s
+        .put(&path, body.clone(), PutOptions::default())
+        .await
+        .expect("put");
     assert_eq!(put.size, body.len() as u64);
     assert_eq!(s.get_bytes(&path).await.expect("get"), body);
     let meta = s.stat(&path).await.expect("stat");
     assert_eq!(meta.path, path);
     assert_eq!(meta.size, body.len() as u64);
-    assert!(meta.last_modified.is_some(), "stat gives a modification time");
+    assert!(
+        meta.last_modified.is_some(),
+        "stat gives a modification time"
+    );
     assert!(s.exists(&path).await.expect("exists"));
     let got = s.get(&path, GetOptions::default()).await.expect("get");
     assert_eq!(got.range, 0..body.len() as u64);
@@ -138,11 +144,20 @@ pub async fn put_get_round_trip(s: &dyn Storage) {
 /// any other range of it is an invalid range.
 pub async fn empty_object(s: &dyn Storage) {
     let path = p("empty");
-    s.put(&path, Bytes::new(), PutOptions::default()).await.expect("put empty");
+    s.put(&path, Bytes::new(), PutOptions::default())
+        .await
+        .expect("put empty");
     assert_eq!(s.stat(&path).await.expect("stat").size, 0);
     assert!(s.get_bytes(&path).await.expect("get").is_empty());
-    assert!(s.get_range_bytes(&path, ByteRange::From(0)).await.expect("range 0..").is_empty());
-    let err = s.get_range_bytes(&path, ByteRange::at(0, Some(1))).await.unwrap_err();
+    assert!(s
+        .get_range_bytes(&path, ByteRange::From(0))
+        .await
+        .expect("range 0..")
+        .is_empty());
+    let err = s
+        .get_range_bytes(&path, ByteRange::at(0, Some(1)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidRange { .. }), "{err}");
     s.delete(&path).await.expect("delete");
 }
@@ -152,24 +167,47 @@ pub async fn empty_object(s: &dyn Storage) {
 pub async fn ranges_at_the_edges(s: &dyn Storage) {
     let path = p("ranged");
     let body = random_bytes(2, 10_000);
-    s.put(&path, body.clone(), PutOptions::default()).await.expect("put");
+    s.put(&path, body.clone(), PutOptions::default())
+        .await
+        .expect("put");
     let path = &path;
     let r = |range| async move { s.get_range_bytes(path, range).await };
-    assert_eq!(r(ByteRange::at(0, Some(1))).await.unwrap(), body.slice(0..1));
-    assert_eq!(r(ByteRange::at(9_999, Some(1))).await.unwrap(), body.slice(9_999..));
-    assert_eq!(r(ByteRange::at(100, Some(900))).await.unwrap(), body.slice(100..1000));
-    assert_eq!(r(ByteRange::From(5_000)).await.unwrap(), body.slice(5_000..));
+    assert_eq!(
+        r(ByteRange::at(0, Some(1))).await.unwrap(),
+        body.slice(0..1)
+    );
+    assert_eq!(
+        r(ByteRange::at(9_999, Some(1))).await.unwrap(),
+        body.slice(9_999..)
+    );
+    assert_eq!(
+        r(ByteRange::at(100, Some(900))).await.unwrap(),
+        body.slice(100..1000)
+    );
+    assert_eq!(
+        r(ByteRange::From(5_000)).await.unwrap(),
+        body.slice(5_000..)
+    );
     assert_eq!(r(ByteRange::Suffix(10)).await.unwrap(), body.slice(9_990..));
-    assert_eq!(r(ByteRange::at(9_990, Some(100))).await.unwrap(), body.slice(9_990..));
+    assert_eq!(
+        r(ByteRange::at(9_990, Some(100))).await.unwrap(),
+        body.slice(9_990..)
+    );
     let got = s
-        .get(path, GetOptions::default().with_range(ByteRange::at(10, Some(20))))
+        .get(
+            path,
+            GetOptions::default().with_range(ByteRange::at(10, Some(20))),
+        )
         .await
         .unwrap();
     assert_eq!(got.range, 10..30);
     assert_eq!(got.meta.size, 10_000, "meta describes the whole object");
     for bad in [ByteRange::From(10_000), ByteRange::at(20_000, Some(5))] {
         let err = r(bad).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidRange { size: 10_000, .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, Error::InvalidRange { size: 10_000, .. }),
+            "{bad}: {err}"
+        );
     }
     s.delete(path).await.unwrap();
 }
@@ -189,16 +227,30 @@ pub async fn special_character_keys_round_trip(s: &dyn Storage) {
     ];
     for (i, k) in keys.iter().enumerate() {
         let path = p(k);
-        s.put(&path, Bytes::from(format!("body {i}")), PutOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("put {k:?}: {e}"));
-        assert_eq!(s.get_bytes(&path).await.unwrap(), format!("body {i}"), "{k:?}");
-        assert_eq!(s.stat(&path).await.unwrap().size, format!("body {i}").len() as u64);
+        s.put(
+            &path,
+            Bytes::from(format!("body {i}")),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("put {k:?}: {e}"));
+        assert_eq!(
+            s.get_bytes(&path).await.unwrap(),
+            format!("body {i}"),
+            "{k:?}"
+        );
+        assert_eq!(
+            s.stat(&path).await.unwrap().size,
+            format!("body {i}").len() as u64
+        );
     }
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort();
     assert_eq!(list_paths(s, None).await, expected);
-    assert_eq!(list_paths(s, Some(&p("pct/100%"))).await, vec!["pct/100%/a%2Fb".to_string()]);
+    assert_eq!(
+        list_paths(s, Some(&p("pct/100%"))).await,
+        vec!["pct/100%/a%2Fb".to_string()]
+    );
     for k in keys {
         s.delete(&p(k)).await.unwrap();
     }
@@ -207,9 +259,13 @@ pub async fn special_character_keys_round_trip(s: &dyn Storage) {
 /// Writing an existing path replaces the content and the size.
 pub async fn overwrite_replaces_content(s: &dyn Storage) {
     let path = p("over/write");
-    s.put(&path, random_bytes(3, 5000), PutOptions::default()).await.unwrap();
+    s.put(&path, random_bytes(3, 5000), PutOptions::default())
+        .await
+        .unwrap();
     let second = random_bytes(4, 300);
-    s.put(&path, second.clone(), PutOptions::default()).await.unwrap();
+    s.put(&path, second.clone(), PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(s.get_bytes(&path).await.unwrap(), second);
     assert_eq!(s.stat(&path).await.unwrap().size, 300);
     s.delete(&path).await.unwrap();
@@ -220,12 +276,20 @@ pub async fn overwrite_replaces_content(s: &dyn Storage) {
 pub async fn missing_objects(s: &dyn Storage) {
     let path = p("no/such/object");
     let err = s.get(&path, GetOptions::default()).await.unwrap_err();
-    assert!(matches!(&err, Error::NotFound { path } if path == "no/such/object"), "{err}");
+    assert!(
+        matches!(&err, Error::NotFound { path } if path == "no/such/object"),
+        "{err}"
+    );
     let err = s.stat(&path).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    let err = s.get_range_bytes(&path, ByteRange::From(3)).await.unwrap_err();
+    let err = s
+        .get_range_bytes(&path, ByteRange::From(3))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
-    s.delete(&path).await.expect("deleting a missing object succeeds");
+    s.delete(&path)
+        .await
+        .expect("deleting a missing object succeeds");
     assert!(!s.exists(&path).await.unwrap());
     assert!(list_paths(s, Some(&p("no"))).await.is_empty());
 }
@@ -235,8 +299,12 @@ pub async fn list_pages_past_1000_keys(s: &dyn Storage) {
     let n = 1_005;
     futures::stream::iter(0..n)
         .map(|i| async move {
-            s.put(&p(&format!("many/{i:05}")), Bytes::from_static(b"x"), PutOptions::default())
-                .await
+            s.put(
+                &p(&format!("many/{i:05}")),
+                Bytes::from_static(b"x"),
+                PutOptions::default(),
+            )
+            .await
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
@@ -254,14 +322,23 @@ pub async fn list_pages_past_1000_keys(s: &dyn Storage) {
 /// `a/bc`, and the object `a/b` itself is not below `a/b`.
 pub async fn list_and_delete_prefix_are_segment_wise(s: &dyn Storage) {
     for k in ["a/b/1", "a/b/c/2", "a/bc/3", "a/b.txt"] {
-        s.put(&p(k), Bytes::from_static(b"x"), PutOptions::default()).await.unwrap();
+        s.put(&p(k), Bytes::from_static(b"x"), PutOptions::default())
+            .await
+            .unwrap();
     }
-    assert_eq!(list_paths(s, Some(&p("a/b"))).await, vec!["a/b/1", "a/b/c/2"]);
+    assert_eq!(
+        list_paths(s, Some(&p("a/b"))).await,
+        vec!["a/b/1", "a/b/c/2"]
+    );
     assert_eq!(list_paths(s, Some(&p("a"))).await.len(), 4);
     assert_eq!(s.delete_prefix(&p("a/b")).await.unwrap(), 2);
     assert_eq!(list_paths(s, None).await, vec!["a/b.txt", "a/bc/3"]);
     assert_eq!(s.delete_prefix(&p("a")).await.unwrap(), 2);
-    assert_eq!(s.delete_prefix(&p("a")).await.unwrap(), 0, "deleting an empty prefix");
+    assert_eq!(
+        s.delete_prefix(&p("a")).await.unwrap(),
+        0,
+        "deleting an empty prefix"
+    );
 }
 
 /// copy duplicates content and leaves the source; a missing source is
@@ -269,7 +346,9 @@ pub async fn list_and_delete_prefix_are_segment_wise(s: &dyn Storage) {
 pub async fn copy_object(s: &dyn Storage) {
     let (from, to) = (p("copy/src file"), p("copy/dst/ünï"));
     let body = random_bytes(5, 70_000);
-    s.put(&from, body.clone(), PutOptions::default()).await.unwrap();
+    s.put(&from, body.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let meta = s.copy(&from, &to).await.expect("copy");
     assert_eq!(meta.size, body.len() as u64);
     assert_eq!(s.get_bytes(&to).await.unwrap(), body);
@@ -288,20 +367,47 @@ pub async fn digest_mismatch_stores_nothing(s: &dyn Storage) {
     let body = random_bytes(6, 20_000);
     let wrong = Sha256Digest::of(b"something else");
     let err = s
-        .put_stream(&path, stream_of(vec![body.slice(..10_000), body.slice(10_000..)]), PutOptions::default().with_expected_digest(wrong))
+        .put_stream(
+            &path,
+            stream_of(vec![body.slice(..10_000), body.slice(10_000..)]),
+            PutOptions::default().with_expected_digest(wrong),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
-    assert!(!s.exists(&path).await.unwrap(), "nothing visible after a digest mismatch");
-    let err = s.put(&path, body.clone(), PutOptions::default().with_expected_digest(wrong)).await.unwrap_err();
+    assert!(
+        !s.exists(&path).await.unwrap(),
+        "nothing visible after a digest mismatch"
+    );
+    let err = s
+        .put(
+            &path,
+            body.clone(),
+            PutOptions::default().with_expected_digest(wrong),
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert!(!s.exists(&path).await.unwrap());
     let existing = p("digest/existing");
-    s.put(&existing, Bytes::from_static(b"old"), PutOptions::default()).await.unwrap();
-    let _ = s.put_stream(&existing, stream_of(vec![body.clone()]), PutOptions::default().with_expected_digest(wrong)).await.unwrap_err();
+    s.put(&existing, Bytes::from_static(b"old"), PutOptions::default())
+        .await
+        .unwrap();
+    let _ = s
+        .put_stream(
+            &existing,
+            stream_of(vec![body.clone()]),
+            PutOptions::default().with_expected_digest(wrong),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(s.get_bytes(&existing).await.unwrap(), "old");
     let ok = s
-        .put_stream(&path, stream_of(vec![body.clone()]), PutOptions::default().with_expected_digest(Sha256Digest::of(&body)))
+        .put_stream(
+            &path,
+            stream_of(vec![body.clone()]),
+            PutOptions::default().with_expected_digest(Sha256Digest::of(&body)),
+        )
         .await
         .expect("matching digest");
     assert_eq!(ok.size, 20_000);
@@ -313,10 +419,19 @@ pub async fn failed_stream_stores_nothing(s: &dyn Storage) {
     let path = p("failing/stream");
     let parts: Vec<crate::Result<Bytes>> = vec![
         Ok(random_bytes(7, 1 << 20)),
-        Err(Error::Backend { driver: "test", retryable: false, message: "client went away".into(), source: None }),
+        Err(Error::Backend {
+            driver: "test",
+            retryable: false,
+            message: "client went away".into(),
+            source: None,
+        }),
     ];
     let err = s
-        .put_stream(&path, futures::stream::iter(parts).boxed(), PutOptions::default())
+        .put_stream(
+            &path,
+            futures::stream::iter(parts).boxed(),
+            PutOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("client went away"), "{err}");
@@ -329,11 +444,21 @@ pub async fn dropped_write_stores_nothing(s: &dyn Storage) {
     let path = p("dropped/write");
     let first = futures::stream::iter(vec![Ok(random_bytes(8, 1 << 20))]);
     let stalled = first.chain(futures::stream::pending()).boxed();
-    let r = tokio::time::timeout(Duration::from_millis(500), s.put_stream(&path, stalled, PutOptions::default())).await;
-    assert!(r.is_err(), "the stalled write must still be running when cancelled");
+    let r = tokio::time::timeout(
+        Duration::from_millis(500),
+        s.put_stream(&path, stalled, PutOptions::default()),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "the stalled write must still be running when cancelled"
+    );
     // Background aborts (S3) need a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!s.exists(&path).await.unwrap(), "a dropped write left an object");
+    assert!(
+        !s.exists(&path).await.unwrap(),
+        "a dropped write left an object"
+    );
 }
 
 /// Many chunks of uneven sizes, the state going through JSON between each
@@ -349,7 +474,10 @@ pub async fn chunked_upload_many_chunks_resumed_from_json(s: &dyn Storage) {
         let len = rng.gen_range(1..60_000).min(body.len() - offset);
         let state = UploadState::from_json(&json).expect("state from json");
         let chunk = body.slice(offset..offset + len);
-        let next = s.write_chunk(&state, offset as u64, stream_of(vec![chunk])).await.expect("chunk");
+        let next = s
+            .write_chunk(&state, offset as u64, stream_of(vec![chunk]))
+            .await
+            .expect("chunk");
         offset += len;
         chunks += 1;
         assert_eq!(next.size, offset as u64);
@@ -360,12 +488,19 @@ pub async fn chunked_upload_many_chunks_resumed_from_json(s: &dyn Storage) {
     assert_eq!(state.digest(), Sha256Digest::of(&body));
     let dest = p("uploads-done/many");
     let meta = s
-        .complete_upload(&state, &dest, CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body)))
+        .complete_upload(
+            &state,
+            &dest,
+            CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body)),
+        )
         .await
         .expect("complete");
     assert_eq!(meta.size, body.len() as u64);
     assert_eq!(s.get_bytes(&dest).await.unwrap(), body);
-    assert!(list_paths(s, Some(&state.area())).await.is_empty(), "chunks removed after completion");
+    assert!(
+        list_paths(s, Some(&state.area())).await.is_empty(),
+        "chunks removed after completion"
+    );
     s.delete(&dest).await.unwrap();
 }
 
@@ -373,14 +508,28 @@ pub async fn chunked_upload_many_chunks_resumed_from_json(s: &dyn Storage) {
 /// offset the upload expects; the upload continues at the right one.
 pub async fn chunked_upload_wrong_offset(s: &dyn Storage) {
     let state = s.start_upload().await.unwrap();
-    let state = s.write_chunk(&state, 0, stream_of(vec![Bytes::from_static(b"hello ")])).await.unwrap();
+    let state = s
+        .write_chunk(&state, 0, stream_of(vec![Bytes::from_static(b"hello ")]))
+        .await
+        .unwrap();
     for wrong in [0, 3, 7, 100] {
-        let err = s.write_chunk(&state, wrong, stream_of(vec![Bytes::from_static(b"x")])).await.unwrap_err();
-        assert!(matches!(err, Error::OffsetMismatch { expected: 6, got } if got == wrong), "{err}");
+        let err = s
+            .write_chunk(&state, wrong, stream_of(vec![Bytes::from_static(b"x")]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::OffsetMismatch { expected: 6, got } if got == wrong),
+            "{err}"
+        );
     }
-    let state = s.write_chunk(&state, 6, stream_of(vec![Bytes::from_static(b"world")])).await.unwrap();
+    let state = s
+        .write_chunk(&state, 6, stream_of(vec![Bytes::from_static(b"world")]))
+        .await
+        .unwrap();
     let dest = p("offset/done");
-    s.complete_upload(&state, &dest, CompleteOptions::default()).await.unwrap();
+    s.complete_upload(&state, &dest, CompleteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(s.get_bytes(&dest).await.unwrap(), "hello world");
     s.delete(&dest).await.unwrap();
 }
@@ -389,16 +538,30 @@ pub async fn chunked_upload_wrong_offset(s: &dyn Storage) {
 /// at the destination, the upload kept; abort then removes it.
 pub async fn chunked_upload_digest_mismatch(s: &dyn Storage) {
     let state = s.start_upload().await.unwrap();
-    let state = s.write_chunk(&state, 0, stream_of(vec![random_bytes(11, 1000)])).await.unwrap();
-    let state = s.write_chunk(&state, 1000, stream_of(vec![random_bytes(12, 1000)])).await.unwrap();
+    let state = s
+        .write_chunk(&state, 0, stream_of(vec![random_bytes(11, 1000)]))
+        .await
+        .unwrap();
+    let state = s
+        .write_chunk(&state, 1000, stream_of(vec![random_bytes(12, 1000)]))
+        .await
+        .unwrap();
     let dest = p("mismatch/dest");
     let err = s
-        .complete_upload(&state, &dest, CompleteOptions::default().with_expected_digest(Sha256Digest::of(b"nope")))
+        .complete_upload(
+            &state,
+            &dest,
+            CompleteOptions::default().with_expected_digest(Sha256Digest::of(b"nope")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert!(!s.exists(&dest).await.unwrap());
-    assert_eq!(list_paths(s, Some(&state.area())).await.len(), 2, "upload kept after a mismatch");
+    assert_eq!(
+        list_paths(s, Some(&state.area())).await.len(),
+        2,
+        "upload kept after a mismatch"
+    );
     s.abort_upload(&state).await.unwrap();
     assert!(list_paths(s, Some(&state.area())).await.is_empty());
 }
@@ -408,15 +571,27 @@ pub async fn chunked_upload_digest_mismatch(s: &dyn Storage) {
 pub async fn chunked_upload_cancel_leaves_nothing(s: &dyn Storage) {
     let mut state = s.start_upload().await.unwrap();
     for i in 0..3u64 {
-        state = s.write_chunk(&state, state.size, stream_of(vec![random_bytes(20 + i, 5000)])).await.unwrap();
+        state = s
+            .write_chunk(
+                &state,
+                state.size,
+                stream_of(vec![random_bytes(20 + i, 5000)]),
+            )
+            .await
+            .unwrap();
     }
     assert_eq!(list_paths(s, Some(&state.area())).await.len(), 3);
     s.abort_upload(&state).await.expect("abort");
     assert!(list_paths(s, Some(&state.area())).await.is_empty());
-    let err = s.complete_upload(&state, &p("cancelled/dest"), CompleteOptions::default()).await.unwrap_err();
+    let err = s
+        .complete_upload(&state, &p("cancelled/dest"), CompleteOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidUploadState { .. }), "{err}");
     assert!(!s.exists(&p("cancelled/dest")).await.unwrap());
-    s.abort_upload(&state).await.expect("aborting twice is fine");
+    s.abort_upload(&state)
+        .await
+        .expect("aborting twice is fine");
 }
 
 /// An upload with no bytes completes to an empty object with the empty
@@ -427,18 +602,29 @@ pub async fn chunked_upload_empty_and_single_chunk(s: &dyn Storage) {
     assert_eq!(state.size, 0);
     assert!(state.chunks.is_empty());
     let dest = p("edge/empty");
-    s.complete_upload(&state, &dest, CompleteOptions::default().with_expected_digest(Sha256Digest::of(b"")))
-        .await
-        .expect("empty upload");
+    s.complete_upload(
+        &state,
+        &dest,
+        CompleteOptions::default().with_expected_digest(Sha256Digest::of(b"")),
+    )
+    .await
+    .expect("empty upload");
     assert_eq!(s.stat(&dest).await.unwrap().size, 0);
 
     let body = random_bytes(30, 123_457);
     let state = s.start_upload().await.unwrap();
-    let state = s.write_chunk(&state, 0, stream_of(vec![body.slice(..1), body.slice(1..)])).await.unwrap();
-    let dest1 = p("edge/single");
-    s.complete_upload(&state, &dest1, CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body)))
+    let state = s
+        .write_chunk(&state, 0, stream_of(vec![body.slice(..1), body.slice(1..)]))
         .await
-        .expect("single chunk");
+        .unwrap();
+    let dest1 = p("edge/single");
+    s.complete_upload(
+        &state,
+        &dest1,
+        CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body)),
+    )
+    .await
+    .expect("single chunk");
     assert_eq!(s.get_bytes(&dest1).await.unwrap(), body);
     assert!(list_paths(s, Some(&state.area())).await.is_empty());
     s.delete_prefix(&p("edge")).await.unwrap();
@@ -448,15 +634,33 @@ pub async fn chunked_upload_empty_and_single_chunk(s: &dyn Storage) {
 /// fresher ones, and says how many it removed.
 pub async fn cleanup_removes_only_stale_uploads(s: &dyn Storage) {
     let old = s.start_upload().await.unwrap();
-    let old = s.write_chunk(&old, 0, stream_of(vec![random_bytes(40, 100)])).await.unwrap();
-    let old = s.write_chunk(&old, 100, stream_of(vec![random_bytes(41, 100)])).await.unwrap();
+    let old = s
+        .write_chunk(&old, 0, stream_of(vec![random_bytes(40, 100)]))
+        .await
+        .unwrap();
+    let old = s
+        .write_chunk(&old, 100, stream_of(vec![random_bytes(41, 100)]))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let fresh = s.start_upload().await.unwrap();
-    let fresh = s.write_chunk(&fresh, 0, stream_of(vec![random_bytes(42, 100)])).await.unwrap();
-    let kept = s.cleanup_uploads(Duration::from_secs(3600)).await.expect("cleanup");
+    let fresh = s
+        .write_chunk(&fresh, 0, stream_of(vec![random_bytes(42, 100)]))
+        .await
+        .unwrap();
+    let kept = s
+        .cleanup_uploads(Duration::from_secs(3600))
+        .await
+        .expect("cleanup");
     assert_eq!(kept.uploads_removed, 0, "nothing is an hour old");
-    let report = s.cleanup_uploads(Duration::from_secs(1)).await.expect("cleanup");
-    assert_eq!(report.uploads_removed, 1, "exactly the stale upload: {report:?}");
+    let report = s
+        .cleanup_uploads(Duration::from_secs(1))
+        .await
+        .expect("cleanup");
+    assert_eq!(
+        report.uploads_removed, 1,
+        "exactly the stale upload: {report:?}"
+    );
     assert!(list_paths(s, Some(&old.area())).await.is_empty());
     assert_eq!(list_paths(s, Some(&fresh.area())).await.len(), 1);
     s.abort_upload(&fresh).await.unwrap();
@@ -465,21 +669,33 @@ pub async fn cleanup_removes_only_stale_uploads(s: &dyn Storage) {
 /// Parallel writes of distinct objects all land; parallel writes of one
 /// path leave exactly one of the contents, whole.
 pub async fn concurrent_writes(s: &dyn Storage) {
-    let s = &*s;
     futures::future::try_join_all((0..16u64).map(|i| async move {
-        s.put(&p(&format!("conc/{i}")), random_bytes(50 + i, 50_000), PutOptions::default()).await
+        s.put(
+            &p(&format!("conc/{i}")),
+            random_bytes(50 + i, 50_000),
+            PutOptions::default(),
+        )
+        .await
     }))
     .await
     .expect("parallel puts");
     for i in 0..16u64 {
-        assert_eq!(s.get_bytes(&p(&format!("conc/{i}"))).await.unwrap(), random_bytes(50 + i, 50_000));
+        assert_eq!(
+            s.get_bytes(&p(&format!("conc/{i}"))).await.unwrap(),
+            random_bytes(50 + i, 50_000)
+        );
     }
     let same = p("conc/same");
     let bodies: Vec<Bytes> = (0..8u64).map(|i| random_bytes(70 + i, 200_000)).collect();
     futures::future::try_join_all(bodies.iter().map(|b| {
         let same = same.clone();
         async move {
-            s.put_stream(&same, stream_of(vec![b.slice(..100_000), b.slice(100_000..)]), PutOptions::default()).await
+            s.put_stream(
+                &same,
+                stream_of(vec![b.slice(..100_000), b.slice(100_000..)]),
+                PutOptions::default(),
+            )
+            .await
         }
     }))
     .await
@@ -492,16 +708,22 @@ pub async fn concurrent_writes(s: &dyn Storage) {
 /// Eight chunked uploads interleaved in parallel each complete with their
 /// own content.
 pub async fn concurrent_chunked_uploads(s: &dyn Storage) {
-    let s = &*s;
     futures::future::try_join_all((0..8u64).map(|i| async move {
         let body = random_bytes(100 + i, 90_000);
         let mut state = s.start_upload().await?;
         for c in 0..3 {
             let chunk = body.slice(c * 30_000..(c + 1) * 30_000);
-            state = s.write_chunk(&state, state.size, stream_of(vec![chunk])).await?;
+            state = s
+                .write_chunk(&state, state.size, stream_of(vec![chunk]))
+                .await?;
         }
         let dest = p(&format!("par/{i}"));
-        s.complete_upload(&state, &dest, CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body))).await?;
+        s.complete_upload(
+            &state,
+            &dest,
+            CompleteOptions::default().with_expected_digest(Sha256Digest::of(&body)),
+        )
+        .await?;
         assert_eq!(s.get_bytes(&dest).await?, body);
         Ok::<_, Error>(())
     }))
@@ -533,11 +755,21 @@ pub async fn large_streamed_object(s: &dyn Storage) {
     let digest = Sha256Digest::from_bytes(h.finalize().into());
     let data = futures::stream::iter((0..count).map(move |i| Ok(make(i)))).boxed();
     let meta = s
-        .put_stream(&path, data, PutOptions::default().with_expected_digest(digest).with_size_hint(LARGE_OBJECT_SIZE))
+        .put_stream(
+            &path,
+            data,
+            PutOptions::default()
+                .with_expected_digest(digest)
+                .with_size_hint(LARGE_OBJECT_SIZE),
+        )
         .await
         .expect("large write");
     assert_eq!(meta.size, LARGE_OBJECT_SIZE);
-    let mut stream = s.get(&path, GetOptions::default()).await.expect("large read").stream;
+    let mut stream = s
+        .get(&path, GetOptions::default())
+        .await
+        .expect("large read")
+        .stream;
     let mut h = sha2::Sha256::new();
     let mut n = 0u64;
     while let Some(chunk) = stream.try_next().await.expect("read chunk") {
@@ -546,7 +778,10 @@ pub async fn large_streamed_object(s: &dyn Storage) {
     }
     assert_eq!(n, LARGE_OBJECT_SIZE);
     assert_eq!(Sha256Digest::from_bytes(h.finalize().into()), digest);
-    let tail = s.get_range_bytes(&path, ByteRange::Suffix(5)).await.unwrap();
+    let tail = s
+        .get_range_bytes(&path, ByteRange::Suffix(5))
+        .await
+        .unwrap();
     assert_eq!(tail, piece.slice(piece.len() - 5..));
     s.delete(&path).await.unwrap();
 }
@@ -557,15 +792,31 @@ pub async fn large_streamed_object(s: &dyn Storage) {
 pub async fn direct_urls_match_capabilities(s: &dyn Storage) {
     let caps = s.capabilities();
     let path = p("direct/url");
-    s.put(&path, Bytes::from_static(b"direct"), PutOptions::default()).await.unwrap();
-    let down = s.download_url(&path, &Default::default()).await.expect("download url");
-    assert_eq!(down.is_some(), caps.direct_download, "download_url vs capabilities");
+    s.put(&path, Bytes::from_static(b"direct"), PutOptions::default())
+        .await
+        .unwrap();
+    let down = s
+        .download_url(&path, &Default::default())
+        .await
+        .expect("download url");
+    assert_eq!(
+        down.is_some(),
+        caps.direct_download,
+        "download_url vs capabilities"
+    );
     if let Some(u) = down {
         assert!(u.expires_at > chrono::Utc::now());
         assert!(u.url.starts_with("http"), "{}", u.url);
     }
-    let up = s.upload_url(&path, &Default::default()).await.expect("upload url");
-    assert_eq!(up.is_some(), caps.direct_upload, "upload_url vs capabilities");
+    let up = s
+        .upload_url(&path, &Default::default())
+        .await
+        .expect("upload url");
+    assert_eq!(
+        up.is_some(),
+        caps.direct_upload,
+        "upload_url vs capabilities"
+    );
     s.delete(&path).await.unwrap();
 }
 

@@ -65,7 +65,12 @@ impl ValidationReport {
     }
 
     /// Adds a check.
-    pub fn check(&mut self, name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) {
+    pub fn check(
+        &mut self,
+        name: impl Into<String>,
+        status: CheckStatus,
+        detail: impl Into<String>,
+    ) {
         self.checks.push(Check {
             name: name.into(),
             status,
@@ -103,7 +108,10 @@ pub async fn probe<S: Storage + ?Sized>(storage: &S) -> ValidationReport {
     .expect("valid probe path");
     let body = Bytes::from(format!("stowage validation probe {path}\n").repeat(16));
 
-    match storage.put(&path, body.clone(), PutOptions::default()).await {
+    match storage
+        .put(&path, body.clone(), PutOptions::default())
+        .await
+    {
         Ok(_) => report.check("write probe object", CheckStatus::Ok, path.to_string()),
         Err(e) => {
             report.fail("write probe object", &e);
@@ -112,9 +120,11 @@ pub async fn probe<S: Storage + ?Sized>(storage: &S) -> ValidationReport {
     }
     let steps_ok = async {
         match storage.stat(&path).await {
-            Ok(m) if m.size == body.len() as u64 => {
-                report.check("stat probe object", CheckStatus::Ok, format!("{} bytes", m.size))
-            }
+            Ok(m) if m.size == body.len() as u64 => report.check(
+                "stat probe object",
+                CheckStatus::Ok,
+                format!("{} bytes", m.size),
+            ),
             Ok(m) => {
                 report.check(
                     "stat probe object",
@@ -129,9 +139,15 @@ pub async fn probe<S: Storage + ?Sized>(storage: &S) -> ValidationReport {
             }
         }
         match storage.get_bytes(&path).await {
-            Ok(b) if b == body => report.check("read probe object", CheckStatus::Ok, "content matches"),
+            Ok(b) if b == body => {
+                report.check("read probe object", CheckStatus::Ok, "content matches")
+            }
             Ok(_) => {
-                report.check("read probe object", CheckStatus::Failed, "content differs from what was written");
+                report.check(
+                    "read probe object",
+                    CheckStatus::Failed,
+                    "content differs from what was written",
+                );
                 return false;
             }
             Err(e) => {
@@ -145,7 +161,11 @@ pub async fn probe<S: Storage + ?Sized>(storage: &S) -> ValidationReport {
     match storage.delete(&path).await {
         Ok(()) => match storage.exists(&path).await {
             Ok(false) => report.check("delete probe object", CheckStatus::Ok, ""),
-            Ok(true) => report.check("delete probe object", CheckStatus::Failed, "still there after delete"),
+            Ok(true) => report.check(
+                "delete probe object",
+                CheckStatus::Failed,
+                "still there after delete",
+            ),
             Err(e) => report.fail("delete probe object", &e),
         },
         Err(e) => report.fail("delete probe object", &e),

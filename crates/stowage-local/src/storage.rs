@@ -36,7 +36,10 @@ impl std::fmt::Debug for LocalStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.root {
             Some(root) => f.debug_struct("LocalStorage").field("root", root).finish(),
-            None => f.debug_struct("LocalStorage").field("root", &"<memory>").finish(),
+            None => f
+                .debug_struct("LocalStorage")
+                .field("root", &"<memory>")
+                .finish(),
         }
     }
 }
@@ -180,7 +183,12 @@ impl Storage for LocalStorage {
             .with_content_type(options.content_type))
     }
 
-    async fn put(&self, path: &StoragePath, data: Bytes, options: PutOptions) -> Result<ObjectMeta> {
+    async fn put(
+        &self,
+        path: &StoragePath,
+        data: Bytes,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
         if let Some(expected) = options.expected_digest {
             let actual = Sha256Digest::of(&data);
             if actual != expected {
@@ -254,7 +262,10 @@ impl Storage for LocalStorage {
         })?;
         if meta.size != state.size {
             return Err(Error::InvalidUploadState {
-                reason: format!("chunk 0 has {} bytes, the state says {}", meta.size, state.size),
+                reason: format!(
+                    "chunk 0 has {} bytes, the state says {}",
+                    meta.size, state.size
+                ),
             });
         }
         self.store

@@ -16,5 +16,7 @@ mod in_memory {
     use stowage_core::Storage;
     use stowage_local::LocalStorage;
 
-    stowage_core::conformance_tests!(|| async { Arc::new(LocalStorage::in_memory()) as Arc<dyn Storage> });
+    stowage_core::conformance_tests!(|| async {
+        Arc::new(LocalStorage::in_memory()) as Arc<dyn Storage>
+    });
 }

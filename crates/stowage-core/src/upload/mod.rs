@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 pub use hasher::ResumableSha256;
 
 use crate::storage::WriteStream;
-use crate::{Error, GetOptions, ObjectMeta, PutOptions, Result, Sha256Digest, Storage, StoragePath};
+use crate::{
+    Error, GetOptions, ObjectMeta, PutOptions, Result, Sha256Digest, Storage, StoragePath,
+};
 
 /// The top-level name under which temporary upload data is kept.
 pub const UPLOADS_AREA: &str = "_uploads";
@@ -81,7 +83,12 @@ impl UploadState {
                 ),
             });
         }
-        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if self.id.len() != 32
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return bad("id must be 32 lowercase hex digits");
         }
         if self.chunks.iter().sum::<u64>() != self.size || self.sha256.len() != self.size {
@@ -105,7 +112,8 @@ impl UploadState {
 
     /// The temporary object of chunk `index`.
     pub fn chunk_path(&self, index: usize) -> StoragePath {
-        StoragePath::parse(format!("{UPLOADS_AREA}/{}/{index:06}", self.id)).expect("id was checked")
+        StoragePath::parse(format!("{UPLOADS_AREA}/{}/{index:06}", self.id))
+            .expect("id was checked")
     }
 
     /// The state as JSON.
@@ -241,7 +249,10 @@ pub async fn complete_by_streaming<S: Storage + ?Sized>(
         }
         1 => {
             let chunk = state.chunk_path(0);
-            let meta = storage.stat(&chunk).await.map_err(|e| missing_chunk(e, 0))?;
+            let meta = storage
+                .stat(&chunk)
+                .await
+                .map_err(|e| missing_chunk(e, 0))?;
             if meta.size != state.chunks[0] {
                 return Err(chunk_size_changed(0, state.chunks[0], meta.size));
             }
@@ -293,7 +304,10 @@ fn chunk_size_changed(index: usize, expected: u64, got: u64) -> Error {
 ///
 /// # Errors
 /// Backend failures.
-pub async fn remove_chunk_objects<S: Storage + ?Sized>(storage: &S, state: &UploadState) -> Result<()> {
+pub async fn remove_chunk_objects<S: Storage + ?Sized>(
+    storage: &S,
+    state: &UploadState,
+) -> Result<()> {
     state.check()?;
     storage.delete_prefix(&state.area()).await?;
     Ok(())
@@ -309,7 +323,8 @@ pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
     older_than: Duration,
 ) -> Result<CleanupReport> {
     let area = StoragePath::parse(UPLOADS_AREA).expect("valid");
-    let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     let mut newest: HashMap<String, (Option<DateTime<Utc>>, Vec<StoragePath>)> = HashMap::new();
     let mut listing = storage.list(Some(&area));
     while let Some(meta) = listing.try_next().await? {
@@ -343,9 +358,14 @@ mod tests {
         let json = s.to_json();
         assert_eq!(UploadState::from_json(&json).unwrap(), s);
         let bad_id = json.replace(&s.id, "../../etc");
-        assert!(matches!(UploadState::from_json(&bad_id), Err(Error::InvalidUploadState { .. })));
+        assert!(matches!(
+            UploadState::from_json(&bad_id),
+            Err(Error::InvalidUploadState { .. })
+        ));
         let bad_version = json.replace("\"version\":1", "\"version\":9");
-        let err = UploadState::from_json(&bad_version).unwrap_err().to_string();
+        let err = UploadState::from_json(&bad_version)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 9"), "{err}");
         let mut lying = s.clone();
         lying.size = 5;

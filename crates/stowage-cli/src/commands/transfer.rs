@@ -1,0 +1,198 @@
+//! `put`, `get`, `cat` and `cp`: streaming transfers with bounded memory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use indicatif::ProgressBar;
+use stowage::{GetOptions, PutOptions, Storage, StoragePath, WriteStream};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use super::storage_path;
+use crate::context::Context;
+use crate::failure::Failure;
+use crate::progress;
+use crate::target::Target;
+
+const READ_BUFFER: usize = 1024 * 1024;
+
+fn is_std(local: &Path) -> bool {
+    local.as_os_str() == "-"
+}
+
+fn io_error(what: &str, e: std::io::Error) -> stowage::Error {
+    stowage::Error::backend("local-file", false, what.to_string(), e)
+}
+
+fn reader_stream(
+    reader: impl AsyncRead + Send + 'static,
+    bar: ProgressBar,
+    label: String,
+) -> WriteStream<'static> {
+    ReaderStream::with_capacity(reader, READ_BUFFER)
+        .map_err(move |e| io_error(&format!("reading {label}"), e))
+        .inspect_ok(move |chunk| bar.inc(chunk.len() as u64))
+        .boxed()
+}
+
+/// Uploads a local file or stdin.
+async fn upload(
+    storage: &dyn Storage,
+    local: &Path,
+    path: &StoragePath,
+    options: PutOptions,
+) -> Result<(), Failure> {
+    let (data, size) = if is_std(local) {
+        let bar = progress::bar(None, "put");
+        (reader_stream(tokio::io::stdin(), bar, "stdin".into()), None)
+    } else {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| Failure::failed(format!("cannot open {}: {e}", local.display())))?;
+        let size = file.metadata().await.ok().map(|m| m.len());
+        let bar = progress::bar(size, "put");
+        (reader_stream(file, bar, local.display().to_string()), size)
+    };
+    let options = match size {
+        Some(s) => options.with_size_hint(s),
+        None => options,
+    };
+    storage.put_stream(path, data, options).await?;
+    Ok(())
+}
+
+/// Downloads to a local file (written beside it, then renamed: no partial
+/// file on failure) or stdout.
+async fn download(storage: &dyn Storage, path: &StoragePath, local: &Path) -> Result<(), Failure> {
+    let got = storage.get(path, GetOptions::default()).await?;
+    let bar = progress::bar(Some(got.meta.size), "get");
+    let mut stream = got.stream;
+    if is_std(local) {
+        let mut out = tokio::io::stdout();
+        while let Some(chunk) = stream.try_next().await? {
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
+            bar.inc(chunk.len() as u64);
+        }
+        out.flush()
+            .await
+            .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
+        return Ok(());
+    }
+    let partial = local.with_file_name(format!(
+        ".{}.stowage-partial",
+        local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("download")
+    ));
+    let result = async {
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| Failure::failed(format!("cannot create {}: {e}", partial.display())))?;
+        while let Some(chunk) = stream.try_next().await? {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
+            bar.inc(chunk.len() as u64);
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
+        tokio::fs::rename(&partial, local).await.map_err(|e| {
+            Failure::failed(format!(
+                "cannot move the download to {}: {e}",
+                local.display()
+            ))
+        })
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    bar.finish_and_clear();
+    result
+}
+
+/// `stowage put LOCAL PATH`.
+pub(crate) async fn put(
+    ctx: &Context,
+    local: &Path,
+    path: &str,
+    content_type: Option<String>,
+) -> Result<(), Failure> {
+    let path = storage_path(path)?;
+    let storage = ctx.storage().await?;
+    let mut options = PutOptions::default();
+    if let Some(ct) = content_type {
+        options = options.with_content_type(ct);
+    }
+    upload(&*storage, local, &path, options).await
+}
+
+/// `stowage get PATH LOCAL` and `stowage cat PATH`.
+pub(crate) async fn get(ctx: &Context, path: &str, local: &Path) -> Result<(), Failure> {
+    let path = storage_path(path)?;
+    let storage = ctx.storage().await?;
+    download(&*storage, &path, local).await
+}
+
+/// `stowage cp SOURCE DEST`.
+pub(crate) async fn cp(ctx: &Context, source: &str, dest: &str) -> Result<(), Failure> {
+    let open = |location: String| async move { ctx.storage_named(&location).await };
+    match (
+        Target::parse(source, &ctx.config),
+        Target::parse(dest, &ctx.config),
+    ) {
+        (Target::Local(_), Target::Local(_)) => Err(Failure::usage(
+            "cp needs at least one LOCATION:PATH argument; for local files use cp(1)",
+        )),
+        (Target::Local(local), Target::Storage { location, path }) => {
+            let path = storage_path(&path)?;
+            upload(
+                &*open(location).await?,
+                &local,
+                &path,
+                PutOptions::default(),
+            )
+            .await
+        }
+        (Target::Storage { location, path }, Target::Local(local)) => {
+            let path = storage_path(&path)?;
+            download(&*open(location).await?, &path, &local).await
+        }
+        (
+            Target::Storage {
+                location: from_loc,
+                path: from,
+            },
+            Target::Storage {
+                location: to_loc,
+                path: to,
+            },
+        ) => {
+            let (from, to) = (storage_path(&from)?, storage_path(&to)?);
+            let source: Arc<dyn Storage> = open(from_loc.clone()).await?;
+            if from_loc == to_loc {
+                source.copy(&from, &to).await?;
+                return Ok(());
+            }
+            let target = open(to_loc).await?;
+            let got = source.get(&from, GetOptions::default()).await?;
+            let bar = progress::bar(Some(got.meta.size), "cp");
+            let options = PutOptions::default().with_size_hint(got.meta.size);
+            let options = match got.meta.content_type.clone() {
+                Some(ct) => options.with_content_type(ct),
+                None => options,
+            };
+            let stream = got
+                .stream
+                .inspect_ok(move |c| bar.inc(c.len() as u64))
+                .boxed();
+            target.put_stream(&to, stream, options).await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The driver factory: Quay driver names to configurations, and
+//! configurations to `Arc<dyn Storage>`.
+
+use std::sync::Arc;
+
+use stowage_core::config::{ConfigErrors, Params};
+use stowage_core::{Result, Storage};
+
+use crate::{DriverConfig, Location};
+
+/// Quay driver names built into this binary.
+pub const BUILT_IN_DRIVERS: &[&str] = &["LocalStorage"];
+
+/// Every Quay driver name stowage knows, built in or not.
+pub(crate) const KNOWN_DRIVERS: &[&str] = &[
+    "LocalStorage",
+    "S3Storage",
+    "STSS3Storage",
+    "CloudFrontedS3Storage",
+];
+
+/// Parses the parameters of `driver`; `Ok(None)` when the driver is not
+/// built in.
+pub(crate) fn parse_driver(
+    driver: &str,
+    params: Params<'_>,
+) -> Result<Option<DriverConfig>, ConfigErrors> {
+    Ok(Some(match driver {
+        "LocalStorage" => DriverConfig::Local(stowage_local::LocalConfig::from_params(params)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Builds the storage of a location.
+///
+/// # Errors
+/// [`stowage_core::Error::Config`] when the driver cannot start with this
+/// configuration (e.g. an unusable directory).
+pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
+    Ok(match &location.driver {
+        DriverConfig::Local(c) => Arc::new(stowage_local::LocalStorage::from_config(c)?),
+    })
+}

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Start a throwaway single-node Ceph cluster (1 mon, 1 in-memory OSD, no mgr)
+# and a radosgw with S3, STS and IAM on 127.0.0.1; all state lives in BASE_DIR.
+#
+#   rgw-up.sh BASE_DIR      then: source BASE_DIR/env; later: rgw-down.sh BASE_DIR
+#
+# Ports (env): STOWAGE_RGW_PORT (27480), STOWAGE_RGW_MON_PORT (23300, msgr v2),
+# STOWAGE_RGW_MON_V1_PORT (26789). STOWAGE_OIDC_PORT (18080) is the port of the
+# OIDC provider that WebRole trusts. STOWAGE_SERVER_WAIT (60) bounds each wait.
+# BASE_DIR/env appears only once the server passed check-s3.py.
+set -Eeuo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/lib.sh"
+
+[ $# -eq 1 ] || { echo "usage: $0 BASE_DIR" >&2; exit 2; }
+RGW_PORT=${STOWAGE_RGW_PORT:-27480}
+MON_PORT=${STOWAGE_RGW_MON_PORT:-23300}
+MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26789}
+OIDC_PORT=${STOWAGE_OIDC_PORT:-18080}
+WAIT=${STOWAGE_SERVER_WAIT:-60}
+PY=${PYTHON:-python3}
+ENDPOINT=http://127.0.0.1:$RGW_PORT
+BUCKET=stowage-test
+TESTER_AK=TESTERACCESSKEY00001 TESTER_SK=testersecretkey0000000000000000000000001
+ADMIN_AK=ADMINACCESSKEY000001 ADMIN_SK=adminsecretkey00000000000000000000000001
+
+require_free_ports "$RGW_PORT" "$MON_PORT" "$MON_V1_PORT"
+prepare_base "$1" .stowage-rgw
+mkdir -p "$BASE"/{mon,osd,run,log,rgw}
+CONF=$BASE/ceph.conf
+
+# On any failure: show the logs, stop what we started, keep BASE for inspection.
+fail() {
+  trap - ERR
+  echo "rgw-up: FAILED: $1" >&2
+  tail_logs "$BASE"/log/*
+  stop_pidfiles "$CONF" "$BASE"/run/*.pid
+  echo "rgw-up: daemons stopped; state kept in $BASE (rgw-down.sh removes it)" >&2
+  exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+
+# Bounded wrappers: a cluster that is not there must not hang the script.
+ceph_() { timeout 30 ceph -c "$CONF" --connect-timeout 10 "$@"; }
+rgwadmin() { timeout 60 radosgw-admin -c "$CONF" "$@"; }
+
+echo "rgw-up: starting Ceph + radosgw in $BASE"
+FSID=$(cat /proc/sys/kernel/random/uuid)
+MON_ADDR="[v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$MON_V1_PORT]"
+# Without "ms mon client mode = crc secure" radosgw hangs for 300 s at start.
+cat >"$CONF" <<EOF
+[global]
+fsid = $FSID
+mon host = $MON_ADDR
+public network = 127.0.0.0/8
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms mon client mode = crc secure
+ms client mode = crc secure
+ms bind ipv6 = false
+run dir = $BASE/run
+log file = $BASE/log/\$name.log
+admin socket = $BASE/run/\$name.asok
+pid file = $BASE/run/\$name.pid
+keyring = $BASE/keyring
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd crush chooseleaf type = 0
+[mon]
+mon data = $BASE/mon/ceph-\$id
+mon cluster log file = $BASE/log/cluster.log
+[osd]
+osd data = $BASE/osd/ceph-\$id
+osd objectstore = memstore
+memstore device bytes = 8589934592
+osd max object name len = 256
+osd max object namespace len = 64
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw data = $BASE/rgw
+rgw dns name = localhost
+rgw sts key = abcdefghijklmnop
+rgw sts min session duration = 60
+rgw gc obj min wait = 10
+rgw gc processor period = 10
+rgw s3 auth use sts = true
+rgw enable apis = s3, s3website, admin, sts, iam
+EOF
+
+# Monitor. The daemons fork into the background and write run/<name>.pid.
+ceph-authtool --create-keyring "$BASE/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "$MON_ADDR" "$BASE/monmap" >/dev/null
+ceph-mon -c "$CONF" --mkfs -i a --monmap "$BASE/monmap" --keyring "$BASE/keyring" \
+  >"$BASE/log/mon-mkfs.out" 2>&1
+ceph-mon -c "$CONF" -i a </dev/null >"$BASE/log/mon.out" 2>&1
+wait_for "ceph-mon" "$WAIT" timeout 5 ceph -c "$CONF" --connect-timeout 2 mon stat ||
+  fail "ceph-mon did not answer"
+step "mon up"
+
+# One OSD whose object store lives in memory (8 GiB; a restart loses the data).
+OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
+OSD_ID=$(ceph_ osd new "$OSD_UUID")
+ceph-osd -c "$CONF" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >"$BASE/log/osd-mkfs.out" 2>&1
+ceph-osd -c "$CONF" -i "$OSD_ID" </dev/null >"$BASE/log/osd.out" 2>&1
+osd_up() { ceph_ osd stat | grep -q " 1 up"; }
+wait_for "ceph-osd" "$WAIT" osd_up || fail "ceph-osd did not come up"
+step "osd up"
+
+# The gateway; its first start creates its pools.
+radosgw -c "$CONF" -n client.rgw.a </dev/null >"$BASE/log/radosgw.out" 2>&1
+wait_for "radosgw" "$WAIT" curl -sf -o /dev/null --max-time 2 "$ENDPOINT/" ||
+  fail "radosgw did not answer on $ENDPOINT"
+step "rgw serving"
+
+# Users: tester (the tests' S3 user) and admin (IAM: roles, OIDC providers).
+rgwadmin user create --uid=tester --display-name=Tester \
+  --access-key="$TESTER_AK" --secret-key="$TESTER_SK" >/dev/null
+rgwadmin user create --uid=admin --display-name=Admin \
+  --access-key="$ADMIN_AK" --secret-key="$ADMIN_SK" >/dev/null
+rgwadmin caps add --uid=admin --caps="roles=*;oidc-provider=*;users=*;buckets=*" >/dev/null
+
+# Roles: S3Access (tester may AssumeRole it), WebRole (web identity from our OIDC provider).
+S3ALL='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":"arn:aws:s3:::*"}]}'
+rgwadmin role create --role-name=S3Access --path=/app/ --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/tester"]},"Action":["sts:AssumeRole"]}]}' >/dev/null
+rgwadmin role-policy put --role-name=S3Access --policy-name=s3all --policy-doc="$S3ALL" >/dev/null
+rgwadmin role create --role-name=WebRole --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":["arn:aws:iam:::oidc-provider/127.0.0.1:'"$OIDC_PORT"'"]},"Action":["sts:AssumeRoleWithWebIdentity"]}]}' >/dev/null
+rgwadmin role-policy put --role-name=WebRole --policy-name=s3all --policy-doc="$S3ALL" >/dev/null
+ROLE_ARN=$(rgwadmin role get --role-name=S3Access | jq -er .arn)
+WEB_ROLE_ARN=$(rgwadmin role get --role-name=WebRole | jq -er .arn)
+step "users + roles created"
+
+# The env file; written under another name and renamed once the server passed the check.
+write_env "$BASE/env.partial" \
+  STOWAGE_S3_TEST_ENDPOINT="$ENDPOINT" \
+  STOWAGE_S3_TEST_ACCESS_KEY="$TESTER_AK" \
+  STOWAGE_S3_TEST_SECRET_KEY="$TESTER_SK" \
+  STOWAGE_S3_TEST_BUCKET="$BUCKET" \
+  STOWAGE_S3_TEST_REGION=us-east-1 \
+  STOWAGE_S3_TEST_SERVER=rgw \
+  STOWAGE_STS_TEST_ENDPOINT="$ENDPOINT" \
+  STOWAGE_STS_TEST_ROLE_ARN="$ROLE_ARN" \
+  STOWAGE_STS_TEST_WEB_ROLE_ARN="$WEB_ROLE_ARN" \
+  STOWAGE_RGW_ADMIN_ACCESS_KEY="$ADMIN_AK" \
+  STOWAGE_RGW_ADMIN_SECRET_KEY="$ADMIN_SK" \
+  STOWAGE_RGW_CONF="$CONF"
+
+# The test bucket, owned by tester; then the smoke check.
+(source "$BASE/env.partial" && "$PY" - <<'EOF') || fail "could not create the test bucket"
+import os, boto3
+from botocore.config import Config
+e = os.environ
+s3 = boto3.client("s3", endpoint_url=e["STOWAGE_S3_TEST_ENDPOINT"], region_name=e["STOWAGE_S3_TEST_REGION"],
+                  aws_access_key_id=e["STOWAGE_S3_TEST_ACCESS_KEY"], aws_secret_access_key=e["STOWAGE_S3_TEST_SECRET_KEY"],
+                  config=Config(s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=30))
+s3.create_bucket(Bucket=e["STOWAGE_S3_TEST_BUCKET"])
+EOF
+(source "$BASE/env.partial" && "$PY" "$HERE/check-s3.py") || fail "smoke check failed"
+mv "$BASE/env.partial" "$BASE/env"
+step "bucket + smoke check"
+
+trap - ERR
+echo "rgw-up: ready at $ENDPOINT (pids mon=$(cat "$BASE/run/mon.a.pid")" \
+  "osd=$(cat "$BASE/run/osd.$OSD_ID.pid") rgw=$(cat "$BASE/run/client.rgw.a.pid")); env: $BASE/env"
