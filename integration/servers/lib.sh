@@ -1,5 +1,8 @@
 # Helpers shared by the server scripts in this directory. Sourced, never run.
 
+# Name for messages, e.g. "rgw-up.sh".
+ME=${0##*/}
+
 # Milliseconds since the epoch, and the script's start time.
 now_ms() { date +%s%3N; }
 T0=$(now_ms)
@@ -10,15 +13,22 @@ step() {
   printf '  %-26s %3d.%03ds\n' "$1" $((ms / 1000)) $((ms % 1000))
 }
 
-# wait_for DESC SECONDS CMD...: retry CMD every 0.2 s until it succeeds.
-# Returns 1 (after saying so) when SECONDS have passed.
+# wait_for [--pid PID] DESC SECONDS CMD...: retry CMD every 0.2 s until it
+# succeeds. Returns 1 (after saying why) when SECONDS have passed, or at once
+# when process PID (the server being waited for) has exited.
 wait_for() {
+  local pid=
+  if [ "$1" = --pid ]; then pid=$2; shift 2; fi
   local desc=$1 limit=$2
   shift 2
   local deadline=$(($(now_ms) + limit * 1000))
   until "$@" >/dev/null 2>&1; do
+    if [ -n "$pid" ] && ! alive "$pid"; then
+      echo "$ME: $desc exited while starting" >&2
+      return 1
+    fi
     if (($(now_ms) >= deadline)); then
-      echo "timed out after ${limit}s waiting for $desc" >&2
+      echo "$ME: timed out after ${limit}s waiting for $desc" >&2
       return 1
     fi
     sleep 0.2
@@ -31,7 +41,7 @@ require_free_ports() {
   local port
   for port in "$@"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "port 127.0.0.1:$port is already in use (leftover server? set the port variables)" >&2
+      echo "$ME: port 127.0.0.1:$port is already in use (leftover server? set the port variables)" >&2
       return 1
     fi
   done
@@ -43,11 +53,14 @@ prepare_base() {
   mkdir -p "$1"
   BASE=$(cd "$1" && pwd)
   if [ -n "$(ls -A "$BASE")" ]; then
-    echo "$BASE is not empty; give a fresh directory (e.g. \$(mktemp -d))" >&2
+    echo "$ME: $BASE is not empty; give a fresh directory (e.g. \$(mktemp -d))" >&2
     return 1
   fi
   touch "$BASE/$2"
 }
+
+# pid_in FILE: the pid in FILE, or nothing if there is none yet.
+pid_in() { cat "$1" 2>/dev/null || true; }
 
 # tail_logs FILE...: print the last 50 lines of each non-empty file.
 tail_logs() {
@@ -65,8 +78,16 @@ is_ours() {
   [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"
 }
 
+# alive PID: the process exists and is not a zombie.
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # the state letter follows the command name in parentheses
+  [ "${stat:0:1}" != Z ]
+}
+
 # stop_pidfiles MARKER PIDFILE...: SIGTERM each of our processes, wait up to
-# 10 s for all of them to exit, then SIGKILL whatever is left.
+# 10 s for all of them to be gone, then SIGKILL whatever is left.
 stop_pidfiles() {
   local marker=$1 f pid i pids=()
   shift
@@ -77,14 +98,29 @@ stop_pidfiles() {
     kill "$pid" 2>/dev/null && pids+=("$pid")
   done
   for ((i = 0; i < 50; i++)); do
-    local alive=()
-    for pid in "${pids[@]}"; do is_ours "$pid" "$marker" && alive+=("$pid"); done
-    pids=("${alive[@]}")
+    local left=()
+    for pid in "${pids[@]}"; do alive "$pid" && left+=("$pid"); done
+    pids=("${left[@]}")
     ((${#pids[@]})) || return 0
     sleep 0.2
   done
-  echo "still running after 10 s, sending SIGKILL: ${pids[*]}" >&2
+  echo "$ME: still running after 10 s, sending SIGKILL: ${pids[*]}" >&2
   kill -9 "${pids[@]}" 2>/dev/null || true
+  for ((i = 0; i < 25; i++)); do  # and give the kernel a moment to reap them
+    sleep 0.2
+    for pid in "${pids[@]}"; do alive "$pid" && continue 2; done
+    return 0
+  done
+}
+
+# stop_ceph BASE: stop the daemons of the cluster in BASE (only processes whose
+# command line names BASE/ceph.conf), one kind after the other, each while what
+# it talks to still runs: radosgw hangs without its OSD, and an OSD waits 5 s
+# to tell a vanished monitor that it leaves.
+stop_ceph() {
+  stop_pidfiles "$1/ceph.conf" "$1"/run/client.rgw.*.pid
+  stop_pidfiles "$1/ceph.conf" "$1"/run/osd.*.pid
+  stop_pidfiles "$1/ceph.conf" "$1"/run/*.pid
 }
 
 # remove_base DIR MARKER: delete DIR, but only if an up-script made it.
@@ -93,7 +129,7 @@ remove_base() {
   if [ -f "$1/$2" ]; then
     rm -rf -- "$1"
   else
-    echo "not removing $1: it has no $2, so no up-script made it" >&2
+    echo "$ME: not removing $1: it has no $2, so no up-script made it" >&2
     return 1
   fi
 }

@@ -9,7 +9,6 @@ source "$HERE/lib.sh"
 [ -d "$1" ] || { echo "rgw-down: $1 does not exist, nothing to do"; exit 0; }
 BASE=$(cd "$1" && pwd)
 
-# Only processes whose command line names this cluster's ceph.conf are stopped.
-stop_pidfiles "$BASE/ceph.conf" "$BASE"/run/*.pid
+stop_ceph "$BASE"
 remove_base "$BASE" .stowage-rgw
 echo "rgw-down: stopped and removed $BASE"

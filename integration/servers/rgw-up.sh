@@ -26,21 +26,26 @@ ADMIN_AK=ADMINACCESSKEY000001 ADMIN_SK=adminsecretkey00000000000000000000000001
 
 require_free_ports "$RGW_PORT" "$MON_PORT" "$MON_V1_PORT"
 prepare_base "$1" .stowage-rgw
-mkdir -p "$BASE"/{mon,osd,run,log,rgw}
+mkdir -p "$BASE"/{mon/ceph-a,osd,run,log,rgw}
 CONF=$BASE/ceph.conf
+L=$BASE/log
+LOGS=()  # the logs worth showing if the current phase fails
 
 # On any failure: show the logs, stop what we started, keep BASE for inspection.
 fail() {
   trap - ERR
+  [ "$BASHPID" = $$ ] || exit 1  # in a subshell: let the main shell report it
   echo "rgw-up: FAILED: $1" >&2
-  tail_logs "$BASE"/log/*
-  stop_pidfiles "$CONF" "$BASE"/run/*.pid
+  tail_logs "${LOGS[@]}"
+  stop_ceph "$BASE"
   echo "rgw-up: daemons stopped; state kept in $BASE (rgw-down.sh removes it)" >&2
   exit 1
 }
 trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
 
 # Bounded wrappers: a cluster that is not there must not hang the script.
+# (A daemon's start command returns once the forked daemon has initialised.)
+start() { timeout "$WAIT" "$@"; }
 ceph_() { timeout 30 ceph -c "$CONF" --connect-timeout 10 "$@"; }
 rgwadmin() { timeout 60 radosgw-admin -c "$CONF" "$@"; }
 
@@ -75,6 +80,8 @@ osd crush chooseleaf type = 0
 [mon]
 mon data = $BASE/mon/ceph-\$id
 mon cluster log file = $BASE/log/cluster.log
+# Each map change otherwise waits up to 1 s; startup makes dozens of them.
+paxos propose interval = 0.1
 [osd]
 osd data = $BASE/osd/ceph-\$id
 osd objectstore = memstore
@@ -94,31 +101,39 @@ rgw enable apis = s3, s3website, admin, sts, iam
 EOF
 
 # Monitor. The daemons fork into the background and write run/<name>.pid.
+LOGS=("$L/mon-mkfs.out" "$L/mon.out" "$L/mon.a.log")
 ceph-authtool --create-keyring "$BASE/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
 monmaptool --create --fsid "$FSID" --addv a "$MON_ADDR" "$BASE/monmap" >/dev/null
-ceph-mon -c "$CONF" --mkfs -i a --monmap "$BASE/monmap" --keyring "$BASE/keyring" \
-  >"$BASE/log/mon-mkfs.out" 2>&1
-ceph-mon -c "$CONF" -i a </dev/null >"$BASE/log/mon.out" 2>&1
-wait_for "ceph-mon" "$WAIT" timeout 5 ceph -c "$CONF" --connect-timeout 2 mon stat ||
+start ceph-mon -c "$CONF" --mkfs -i a --monmap "$BASE/monmap" --keyring "$BASE/keyring" \
+  >"$L/mon-mkfs.out" 2>&1
+start ceph-mon -c "$CONF" -i a </dev/null >"$L/mon.out" 2>&1
+mon_up() { timeout 5 ceph -c "$CONF" --connect-timeout 2 mon stat; }
+wait_for --pid "$(pid_in "$BASE/run/mon.a.pid")" ceph-mon "$WAIT" mon_up ||
   fail "ceph-mon did not answer"
 step "mon up"
 
 # One OSD whose object store lives in memory (8 GiB; a restart loses the data).
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 OSD_ID=$(ceph_ osd new "$OSD_UUID")
-ceph-osd -c "$CONF" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >"$BASE/log/osd-mkfs.out" 2>&1
-ceph-osd -c "$CONF" -i "$OSD_ID" </dev/null >"$BASE/log/osd.out" 2>&1
+mkdir -p "$BASE/osd/ceph-$OSD_ID"  # memstore's mkfs aborts without it
+LOGS=("$L/osd-mkfs.out" "$L/osd.out" "$L/osd.$OSD_ID.log" "$L/mon.a.log")
+start ceph-osd -c "$CONF" -i "$OSD_ID" --mkfs --osd-uuid "$OSD_UUID" >"$L/osd-mkfs.out" 2>&1
+start ceph-osd -c "$CONF" -i "$OSD_ID" </dev/null >"$L/osd.out" 2>&1
 osd_up() { ceph_ osd stat | grep -q " 1 up"; }
-wait_for "ceph-osd" "$WAIT" osd_up || fail "ceph-osd did not come up"
+wait_for --pid "$(pid_in "$BASE/run/osd.$OSD_ID.pid")" ceph-osd "$WAIT" osd_up ||
+  fail "ceph-osd did not come up"
 step "osd up"
 
 # The gateway; its first start creates its pools.
-radosgw -c "$CONF" -n client.rgw.a </dev/null >"$BASE/log/radosgw.out" 2>&1
-wait_for "radosgw" "$WAIT" curl -sf -o /dev/null --max-time 2 "$ENDPOINT/" ||
+LOGS=("$L/radosgw.out" "$L/client.rgw.a.log" "$L/osd.$OSD_ID.log")
+start radosgw -c "$CONF" -n client.rgw.a </dev/null >"$L/radosgw.out" 2>&1
+rgw_up() { curl -sf -o /dev/null --max-time 2 "$ENDPOINT/"; }
+wait_for --pid "$(pid_in "$BASE/run/client.rgw.a.pid")" radosgw "$WAIT" rgw_up ||
   fail "radosgw did not answer on $ENDPOINT"
 step "rgw serving"
 
 # Users: tester (the tests' S3 user) and admin (IAM: roles, OIDC providers).
+LOGS=("$L/client.admin.log" "$L/client.rgw.a.log")
 rgwadmin user create --uid=tester --display-name=Tester \
   --access-key="$TESTER_AK" --secret-key="$TESTER_SK" >/dev/null
 rgwadmin user create --uid=admin --display-name=Admin \
@@ -126,13 +141,22 @@ rgwadmin user create --uid=admin --display-name=Admin \
 rgwadmin caps add --uid=admin --caps="roles=*;oidc-provider=*;users=*;buckets=*" >/dev/null
 
 # Roles: S3Access (tester may AssumeRole it), WebRole (web identity from our OIDC provider).
-S3ALL='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":"arn:aws:s3:::*"}]}'
-rgwadmin role create --role-name=S3Access --path=/app/ --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/tester"]},"Action":["sts:AssumeRole"]}]}' >/dev/null
+policy() { echo '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'"$1"'}]}'; }
+S3ALL=$(policy '"Action":["s3:*"],"Resource":"arn:aws:s3:::*"')
+rgwadmin role create --role-name=S3Access --path=/app/ --assume-role-policy-doc="$(policy \
+  '"Principal":{"AWS":["arn:aws:iam:::user/tester"]},"Action":["sts:AssumeRole"]')" >/dev/null
 rgwadmin role-policy put --role-name=S3Access --policy-name=s3all --policy-doc="$S3ALL" >/dev/null
-rgwadmin role create --role-name=WebRole --assume-role-policy-doc='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":["arn:aws:iam:::oidc-provider/127.0.0.1:'"$OIDC_PORT"'"]},"Action":["sts:AssumeRoleWithWebIdentity"]}]}' >/dev/null
+rgwadmin role create --role-name=WebRole --assume-role-policy-doc="$(policy \
+  '"Principal":{"Federated":["arn:aws:iam:::oidc-provider/127.0.0.1:'"$OIDC_PORT"'"]},"Action":["sts:AssumeRoleWithWebIdentity"]')" >/dev/null
 rgwadmin role-policy put --role-name=WebRole --policy-name=s3all --policy-doc="$S3ALL" >/dev/null
-ROLE_ARN=$(rgwadmin role get --role-name=S3Access | jq -er .arn)
-WEB_ROLE_ARN=$(rgwadmin role get --role-name=WebRole | jq -er .arn)
+# The ARNs exactly as RGW reports them (S3Access: arn:aws:iam:::role/app/S3Access).
+role_arn() {
+  local out
+  out=$(rgwadmin role get --role-name="$1")
+  jq -er '.Arn' <<<"$out" || { echo "no .Arn in 'role get $1' output: $out" >&2; return 1; }
+}
+ROLE_ARN=$(role_arn S3Access)
+WEB_ROLE_ARN=$(role_arn WebRole)
 step "users + roles created"
 
 # The env file; written under another name and renamed once the server passed the check.
@@ -151,6 +175,7 @@ write_env "$BASE/env.partial" \
   STOWAGE_RGW_CONF="$CONF"
 
 # The test bucket, owned by tester; then the smoke check.
+LOGS=("$L/client.rgw.a.log")
 (source "$BASE/env.partial" && "$PY" - <<'EOF') || fail "could not create the test bucket"
 import os, boto3
 from botocore.config import Config

@@ -1,0 +1,54 @@
+//! Building the SDK client from an [`S3Config`].
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+
+pub use aws_sdk_s3::config::SharedCredentialsProvider;
+
+use crate::S3Config;
+
+/// The SDK client for `config`, with `credentials` when given (STS), else
+/// the configured static keys, else the SDK's default chain (environment,
+/// profile files, web identity, instance metadata).
+pub(crate) async fn client(
+    config: &S3Config,
+    credentials: Option<SharedCredentialsProvider>,
+) -> aws_sdk_s3::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.connect_timeout)
+                .operation_attempt_timeout(config.request_timeout)
+                .build(),
+        );
+    if let Some(provider) = credentials {
+        loader = loader.credentials_provider(provider);
+    } else if let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) {
+        loader = loader.credentials_provider(Credentials::new(
+            ak.clone(),
+            sk.expose().to_string(),
+            config
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            None,
+            "stowage-config",
+        ));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(config.path_style)
+        // Ceph RGW rejects the trailing checksums the SDK sends by default.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if let Some(endpoint) = &config.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}

@@ -1,0 +1,474 @@
+//! `S3Storage` configuration: Quay's keys plus what operators of other S3
+//! servers need. Every key, its default and meaning is listed in
+//! `docs/configuration.md`.
+
+use std::fmt;
+use std::time::Duration;
+
+use stowage_core::config::{ConfigErrors, Params, Secret};
+use stowage_core::multipart::{MAX_PART_SIZE, MIN_PART_SIZE};
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+/// Server-side encryption requested on every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// None (servers without SSE).
+    None,
+    /// SSE-S3 (`AES256`), what Quay always sends.
+    Aes256,
+    /// SSE-KMS with an optional key id (the bucket default when absent).
+    Kms {
+        /// The KMS key id or ARN.
+        key_id: Option<String>,
+    },
+}
+
+/// A validated `S3Storage` configuration.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// Bucket (`s3_bucket`).
+    pub bucket: String,
+    /// Key prefix every path is stored under (`storage_path`, without
+    /// leading or trailing `/`; empty for the bucket root).
+    pub root: String,
+    /// Static access key (`s3_access_key`); the SDK's default chain when
+    /// absent.
+    pub access_key: Option<String>,
+    /// Static secret key (`s3_secret_key`).
+    pub secret_key: Option<Secret>,
+    /// Session token for static keys (`s3_session_token`).
+    pub session_token: Option<Secret>,
+    /// Region (`s3_region`, default `us-east-1`).
+    pub region: String,
+    /// Endpoint of a non-AWS server (`endpoint_url`, or `host` + `port`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`s3_path_style`; on by default with an endpoint).
+    pub path_style: bool,
+    /// Server-side encryption.
+    pub sse: ServerSideEncryption,
+    /// Storage class (`s3_storage_class`), e.g. `STANDARD_IA`.
+    pub storage_class: Option<String>,
+    /// Part size of streamed writes (`s3_part_size_mb`, default 16).
+    pub part_size: u64,
+    /// Parts in flight per write (`s3_upload_concurrency`, default 4).
+    pub upload_concurrency: usize,
+    /// Smallest chunk assembled server-side (`minimum_chunk_size_mb`, default 5).
+    pub min_chunk_size: u64,
+    /// Largest part copied in one UploadPartCopy (`maximum_chunk_size_gb`, default 5).
+    pub max_chunk_size: u64,
+    /// Assemble chunked uploads inside S3 (`server_side_assembly`, default true).
+    pub server_side_assembly: bool,
+    /// Copies above this use a multipart copy (`s3_multipart_copy_threshold_mb`,
+    /// default 5120: CopyObject's limit).
+    pub multipart_copy_threshold: u64,
+    /// Part size of multipart copies (`s3_multipart_copy_part_size_mb`, default 512).
+    pub multipart_copy_part_size: u64,
+    /// Attempts per request, first included (`s3_max_attempts`, default 3).
+    pub max_attempts: u32,
+    /// Connect timeout (`s3_connect_timeout_seconds`, default 10).
+    pub connect_timeout: Duration,
+    /// Timeout of one attempt of one request (`s3_request_timeout_seconds`,
+    /// default 300).
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("root", &self.root)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("path_style", &self.path_style)
+            .field("access_key", &self.access_key.as_ref().map(|_| "***"))
+            .field("sse", &self.sse)
+            .field("part_size", &self.part_size)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// A configuration for `bucket` with every default.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            root: String::new(),
+            access_key: None,
+            secret_key: None,
+            session_token: None,
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            sse: ServerSideEncryption::Aes256,
+            storage_class: None,
+            part_size: 16 * MIB,
+            upload_concurrency: 4,
+            min_chunk_size: 5 * MIB,
+            max_chunk_size: 5 * GIB,
+            server_side_assembly: true,
+            multipart_copy_threshold: 5 * GIB,
+            multipart_copy_part_size: 512 * MIB,
+            max_attempts: 3,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// Sets the key prefix (leading and trailing `/` are dropped).
+    pub fn with_root(mut self, root: &str) -> Self {
+        self.root = normalize_root(root);
+        self
+    }
+
+    /// Sets a non-AWS endpoint, turning path-style addressing and no SSE on.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self.path_style = true;
+        self.sse = ServerSideEncryption::None;
+        self
+    }
+
+    /// Sets static credentials.
+    pub fn with_static_keys(mut self, access_key: impl Into<String>, secret_key: Secret) -> Self {
+        self.access_key = Some(access_key.into());
+        self.secret_key = Some(secret_key);
+        self
+    }
+
+    /// Sets the region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Reads and validates the parameters of an `S3Storage` location,
+    /// reporting unknown keys.
+    ///
+    /// # Errors
+    /// Every problem found, each with its key path.
+    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
+        let config = Self::read(&mut params);
+        params.finish()?;
+        Ok(config.expect("no problems means a complete config"))
+    }
+
+    /// Reads the S3 keys from `params`, recording problems there, for
+    /// drivers that add keys of their own (STS, CloudFront) and then call
+    /// [`Params::finish`]. `None` when a problem was recorded.
+    pub fn read(params: &mut Params<'_>) -> Option<Self> {
+        let mut ok = true;
+        let mut bad = |params: &mut Params<'_>, key: &str, msg: String| {
+            params.problem(key, msg);
+            ok = false;
+        };
+        let bucket = params.required_string("s3_bucket");
+        if let Some(b) = &bucket {
+            if let Some(reason) = bucket_problem(b) {
+                bad(params, "s3_bucket", reason.into());
+            }
+        }
+        let mut c = Self::new(bucket.clone().unwrap_or_default());
+        if let Some(root) = params.string("storage_path") {
+            c.root = normalize_root(&root);
+            if c.root.split('/').any(|s| s == "." || s == "..") || c.root.contains("//") {
+                bad(
+                    params,
+                    "storage_path",
+                    format!("{root:?} has an empty, '.' or '..' segment"),
+                );
+            }
+        }
+        c.access_key = params.string("s3_access_key");
+        c.secret_key = params.secret("s3_secret_key");
+        c.session_token = params.secret("s3_session_token");
+        if c.access_key.is_some() != c.secret_key.is_some() {
+            bad(params, "s3_access_key", "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)".into());
+        }
+        if let Some(region) = params.string("s3_region") {
+            if region.is_empty() || region.contains(char::is_whitespace) {
+                bad(
+                    params,
+                    "s3_region",
+                    format!("{region:?} is not a region name"),
+                );
+            }
+            c.region = region;
+        }
+        let endpoint_url = params.string("endpoint_url");
+        let host = params.string("host");
+        let port = params.u64("port");
+        c.endpoint = match (endpoint_url, host) {
+            (Some(_), Some(_)) => {
+                bad(
+                    params,
+                    "host",
+                    "give endpoint_url or host (+ port), not both".into(),
+                );
+                None
+            }
+            (Some(url), None) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bad(
+                        params,
+                        "endpoint_url",
+                        format!("{url:?} must start with http:// or https://"),
+                    );
+                }
+                Some(url.trim_end_matches('/').to_string())
+            }
+            (None, Some(host)) => {
+                let base = if host.contains("://") {
+                    host
+                } else {
+                    format!("https://{host}")
+                };
+                Some(match port {
+                    Some(p) => format!("{}:{p}", base.trim_end_matches('/')),
+                    None => base,
+                })
+            }
+            (None, None) => {
+                if port.is_some() {
+                    bad(params, "port", "port needs host".into());
+                }
+                None
+            }
+        };
+        if let Some(p) = port {
+            if p == 0 || p > 65535 {
+                bad(params, "port", format!("{p} is not a TCP port"));
+            }
+        }
+        let custom = c.endpoint.as_deref().is_some_and(|e| !is_aws_endpoint(e));
+        c.path_style = params.bool("s3_path_style").unwrap_or(custom);
+        let sse = params.string("s3_server_side_encryption");
+        let kms_key = params.string("s3_sse_kms_key_id");
+        c.sse = match sse.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None if kms_key.is_some() => ServerSideEncryption::Kms {
+                key_id: kms_key.clone(),
+            },
+            None if custom => ServerSideEncryption::None,
+            None | Some("aes256") => ServerSideEncryption::Aes256,
+            Some("aws:kms") | Some("kms") => ServerSideEncryption::Kms {
+                key_id: kms_key.clone(),
+            },
+            Some("none") | Some("") => ServerSideEncryption::None,
+            Some(other) => {
+                bad(
+                    params,
+                    "s3_server_side_encryption",
+                    format!("{other:?}: accepted values are AES256, aws:kms, none"),
+                );
+                ServerSideEncryption::None
+            }
+        };
+        if kms_key.is_some() && !matches!(c.sse, ServerSideEncryption::Kms { .. }) {
+            bad(
+                params,
+                "s3_sse_kms_key_id",
+                "only used with s3_server_side_encryption: aws:kms".into(),
+            );
+        }
+        c.storage_class = params.string("s3_storage_class");
+        if let Some(mb) = params.u64("s3_part_size_mb") {
+            c.part_size = mb * MIB;
+            if c.part_size < MIN_PART_SIZE || c.part_size > MAX_PART_SIZE {
+                bad(
+                    params,
+                    "s3_part_size_mb",
+                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
+                );
+            }
+        }
+        if let Some(n) = params.u64("s3_upload_concurrency") {
+            if n == 0 || n > 64 {
+                bad(params, "s3_upload_concurrency", format!("{n}: use 1 to 64"));
+            }
+            c.upload_concurrency = n as usize;
+        }
+        if let Some(mb) = params.f64("minimum_chunk_size_mb") {
+            if mb < 5.0 {
+                bad(
+                    params,
+                    "minimum_chunk_size_mb",
+                    format!("{mb}: S3 parts other than the last must be at least 5 MiB"),
+                );
+            }
+            c.min_chunk_size = (mb * MIB as f64) as u64;
+        }
+        if let Some(gb) = params.f64("maximum_chunk_size_gb") {
+            if gb <= 0.0 || gb > 5.0 {
+                bad(
+                    params,
+                    "maximum_chunk_size_gb",
+                    format!("{gb}: S3 parts are at most 5 GiB"),
+                );
+            }
+            c.max_chunk_size = (gb * GIB as f64) as u64;
+        }
+        if c.max_chunk_size < c.min_chunk_size {
+            bad(
+                params,
+                "maximum_chunk_size_gb",
+                "must not be below minimum_chunk_size_mb".into(),
+            );
+        }
+        c.server_side_assembly = params.bool("server_side_assembly").unwrap_or(true);
+        if let Some(mb) = params.u64("s3_multipart_copy_threshold_mb") {
+            c.multipart_copy_threshold = mb * MIB;
+            if mb == 0 || c.multipart_copy_threshold > 5 * GIB {
+                bad(
+                    params,
+                    "s3_multipart_copy_threshold_mb",
+                    format!("{mb}: use 1 to 5120 (CopyObject's limit)"),
+                );
+            }
+        }
+        if let Some(mb) = params.u64("s3_multipart_copy_part_size_mb") {
+            c.multipart_copy_part_size = mb * MIB;
+            if c.multipart_copy_part_size < MIN_PART_SIZE
+                || c.multipart_copy_part_size > MAX_PART_SIZE
+            {
+                bad(
+                    params,
+                    "s3_multipart_copy_part_size_mb",
+                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
+                );
+            }
+        }
+        if let Some(n) = params.u64("s3_max_attempts") {
+            if n == 0 || n > 20 {
+                bad(params, "s3_max_attempts", format!("{n}: use 1 to 20"));
+            }
+            c.max_attempts = n as u32;
+        }
+        if let Some(s) = params.u64("s3_connect_timeout_seconds") {
+            if s == 0 {
+                bad(
+                    params,
+                    "s3_connect_timeout_seconds",
+                    "must be above 0".into(),
+                );
+            }
+            c.connect_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = params.u64("s3_request_timeout_seconds") {
+            if s == 0 {
+                bad(
+                    params,
+                    "s3_request_timeout_seconds",
+                    "must be above 0".into(),
+                );
+            }
+            c.request_timeout = Duration::from_secs(s);
+        }
+        (ok && bucket.is_some()).then_some(c)
+    }
+}
+
+fn normalize_root(root: &str) -> String {
+    root.trim_matches('/').to_string()
+}
+
+fn is_aws_endpoint(endpoint: &str) -> bool {
+    let host = endpoint.split("://").nth(1).unwrap_or(endpoint);
+    let host = host.split(['/', ':']).next().unwrap_or(host);
+    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+}
+
+fn bucket_problem(b: &str) -> Option<&'static str> {
+    if b.len() < 3 || b.len() > 63 {
+        return Some("bucket names have 3 to 63 characters");
+    }
+    if !b
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+    {
+        return Some("bucket names use lowercase letters, digits, '-' and '.'");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, Value};
+
+    fn parse(json: &str) -> Result<S3Config, ConfigErrors> {
+        let map: Map<String, Value> = serde_json::from_str(json).unwrap();
+        S3Config::from_params(Params::new("loc[1]", &map))
+    }
+
+    #[test]
+    fn quay_keys_with_defaults() {
+        let c = parse(r#"{"s3_bucket": "quay-bucket", "storage_path": "/datastorage/registry", "s3_access_key": "AK", "s3_secret_key": "SK", "s3_region": "eu-west-1"}"#).unwrap();
+        assert_eq!(c.root, "datastorage/registry");
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(
+            c.sse,
+            ServerSideEncryption::Aes256,
+            "AWS default is Quay's AES256"
+        );
+        assert!(!c.path_style);
+        assert!(c.endpoint.is_none());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("SK") && !dbg.contains("\"AK\""), "{dbg}");
+    }
+
+    #[test]
+    fn custom_endpoint_turns_on_path_style_and_off_sse() {
+        let c = parse(r#"{"s3_bucket": "b-1", "host": "rgw.local", "port": 8080}"#).unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("https://rgw.local:8080"));
+        assert!(c.path_style);
+        assert_eq!(c.sse, ServerSideEncryption::None);
+        let c = parse(r#"{"s3_bucket": "b-1", "endpoint_url": "http://127.0.0.1:9000/", "s3_path_style": false, "s3_server_side_encryption": "AES256"}"#).unwrap();
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(!c.path_style);
+        assert_eq!(c.sse, ServerSideEncryption::Aes256);
+        let c =
+            parse(r#"{"s3_bucket": "b-1", "endpoint_url": "https://s3.eu-west-1.amazonaws.com"}"#)
+                .unwrap();
+        assert!(!c.path_style, "AWS endpoints keep virtual-hosted style");
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let errs = parse(r#"{"s3_bucket": "Bad_Bucket", "s3_access_key": "AK", "port": 99999, "host": "h",
+            "s3_server_side_encryption": "rot13", "s3_part_size_mb": 1, "minimum_chunk_size_mb": 2,
+            "s3_upload_concurrency": 0, "s3_max_attempts": "many", "endpoint_url": "ftp://x", "s3_bucket_name": "typo"}"#)
+            .unwrap_err();
+        let keys: Vec<String> = errs.0.iter().map(|p| p.key.clone()).collect();
+        for k in [
+            "s3_bucket",
+            "s3_access_key",
+            "port",
+            "host",
+            "s3_server_side_encryption",
+            "s3_part_size_mb",
+            "minimum_chunk_size_mb",
+            "s3_upload_concurrency",
+            "s3_max_attempts",
+            "s3_bucket_name",
+        ] {
+            assert!(
+                keys.contains(&format!("loc[1].{k}")),
+                "no problem reported for {k}: {errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn kms_key_implies_kms() {
+        let c = parse(r#"{"s3_bucket": "bkt", "s3_sse_kms_key_id": "arn:aws:kms:k"}"#).unwrap();
+        assert_eq!(
+            c.sse,
+            ServerSideEncryption::Kms {
+                key_id: Some("arn:aws:kms:k".into())
+            }
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! S3 errors onto stowage's kinds, in one place: status and error code to
+//! kind and retryability. Messages carry the operation, bucket and key,
+//! never credentials.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use stowage_core::{CredentialsProblem, Error};
+
+pub(crate) const DRIVER: &str = "s3";
+
+/// What a request was about, for the message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) bucket: &'a str,
+    pub(crate) key: &'a str,
+}
+
+/// Converts any SDK error.
+pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>, op: Op<'_>, path: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = match &err {
+        SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+        SdkError::ResponseError(r) => Some(r.raw().status().as_u16()),
+        _ => None,
+    };
+    let code = err.code().map(str::to_string);
+    let message = err.message().map(str::to_string);
+    let what = format!("{} s3://{}/{}", op.name, op.bucket, op.key);
+    match &err {
+        SdkError::TimeoutError(_) => {
+            return Error::backend(DRIVER, true, format!("{what}: timed out"), err);
+        }
+        SdkError::DispatchFailure(d) => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if detail.contains("credentials") || detail.contains("identity") {
+                return Error::Credentials {
+                    driver: DRIVER,
+                    problem: CredentialsProblem::Missing,
+                    message: format!("{what}: no usable credentials ({})", short(&detail)),
+                };
+            }
+            let reason = if d.is_timeout() {
+                "timed out"
+            } else {
+                "cannot reach the endpoint"
+            };
+            return Error::backend(DRIVER, true, format!("{what}: {reason}"), err);
+        }
+        SdkError::ConstructionFailure(_) => {
+            let detail = DisplayErrorContext(&err).to_string();
+            if detail.contains("credentials") || detail.contains("identity") {
+                return Error::Credentials {
+                    driver: DRIVER,
+                    problem: CredentialsProblem::Missing,
+                    message: format!("{what}: no usable credentials ({})", short(&detail)),
+                };
+            }
+            return Error::backend(
+                DRIVER,
+                false,
+                format!("{what}: request could not be built"),
+                err,
+            );
+        }
+        _ => {}
+    }
+    classify(
+        status,
+        code.as_deref(),
+        message.as_deref(),
+        &what,
+        path,
+        err,
+    )
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(300).collect()
+}
+
+/// The mapping table: (status, code) to kind.
+pub(crate) fn classify(
+    status: Option<u16>,
+    code: Option<&str>,
+    message: Option<&str>,
+    what: &str,
+    path: &str,
+    source: impl Into<stowage_core::BoxError>,
+) -> Error {
+    let detail = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(m)) => m.to_string(),
+        (None, None) => format!("HTTP {}", status.unwrap_or(0)),
+    };
+    let msg = format!("{what}: {detail}");
+    match (status.unwrap_or(0), code.unwrap_or("")) {
+        (_, "NoSuchBucket") => Error::backend(
+            DRIVER,
+            false,
+            format!("{what}: the bucket does not exist"),
+            source,
+        ),
+        (_, "NoSuchKey") | (404, _) => Error::not_found(path),
+        (_, "ExpiredToken") | (_, "TokenRefreshRequired") | (_, "RequestExpired") => {
+            Error::Credentials {
+                driver: DRIVER,
+                problem: CredentialsProblem::Expired,
+                message: msg,
+            }
+        }
+        (_, "InvalidAccessKeyId")
+        | (_, "SignatureDoesNotMatch")
+        | (_, "InvalidToken")
+        | (_, "InvalidClientTokenId") => Error::Credentials {
+            driver: DRIVER,
+            problem: CredentialsProblem::Invalid,
+            message: msg,
+        },
+        (_, "AuthorizationHeaderMalformed") | (_, "PermanentRedirect") | (301, _) => {
+            Error::backend(
+                DRIVER,
+                false,
+                format!("{msg} (is s3_region the bucket's region?)"),
+                source,
+            )
+        }
+        (403, _) | (_, "AccessDenied") => Error::PermissionDenied {
+            driver: DRIVER,
+            message: msg,
+        },
+        (_, "SlowDown")
+        | (_, "Throttling")
+        | (_, "ThrottlingException")
+        | (_, "RequestTimeout")
+        | (_, "InternalError")
+        | (_, "ServiceUnavailable")
+        | (429, _) => Error::backend(DRIVER, true, msg, source),
+        (s, _) if s >= 500 => Error::backend(DRIVER, true, msg, source),
+        _ => Error::backend(DRIVER, false, msg, source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_core::ErrorKind;
+
+    fn kind(status: u16, code: &str) -> ErrorKind {
+        classify(Some(status), Some(code), None, "op", "p", "x").kind()
+    }
+
+    #[test]
+    fn statuses_and_codes_map_to_kinds() {
+        assert_eq!(kind(404, "NoSuchKey"), ErrorKind::NotFound);
+        assert_eq!(kind(404, "NotFound"), ErrorKind::NotFound);
+        assert_eq!(kind(404, "NoSuchBucket"), ErrorKind::Backend);
+        assert_eq!(kind(403, "AccessDenied"), ErrorKind::PermissionDenied);
+        assert_eq!(kind(400, "ExpiredToken"), ErrorKind::Credentials);
+        assert_eq!(kind(403, "InvalidAccessKeyId"), ErrorKind::Credentials);
+        assert_eq!(kind(403, "SignatureDoesNotMatch"), ErrorKind::Credentials);
+        assert_eq!(kind(503, "SlowDown"), ErrorKind::Transient);
+        assert_eq!(kind(500, "InternalError"), ErrorKind::Transient);
+        assert_eq!(
+            kind(200, "InternalError"),
+            ErrorKind::Transient,
+            "CompleteMultipartUpload's 200 error"
+        );
+        assert_eq!(kind(502, ""), ErrorKind::Transient);
+        assert_eq!(kind(400, "InvalidArgument"), ErrorKind::Backend);
+        let e = classify(Some(301), Some("PermanentRedirect"), None, "op", "p", "x").to_string();
+        assert!(e.contains("s3_region"), "{e}");
+    }
+}

@@ -1,0 +1,37 @@
+//! The S3 driver of stowage (Quay's `S3Storage`), on `aws-sdk-s3`.
+//!
+//! - Streamed writes: one PUT for objects up to one part, else a multipart
+//!   upload with several parts in flight and memory bounded by about
+//!   `(s3_upload_concurrency + 1) x s3_part_size_mb`; a failed, cancelled or
+//!   dropped write aborts its multipart upload.
+//! - Chunked uploads: one temporary object per chunk under `_uploads/`,
+//!   assembled inside S3 with UploadPartCopy when the chunks are large
+//!   enough, else streamed.
+//! - Presigned GET/HEAD/PUT URLs; cleanup of stale uploads and orphaned
+//!   multipart uploads; `validate` that tells a missing bucket, denied
+//!   access, a wrong region and an unreachable endpoint apart.
+//!
+//! Works with AWS and S3-compatible servers (Ceph RGW, Garage, MinIO):
+//! checksums are computed only when an operation requires them, and ETags
+//! missing from CompleteMultipartUpload answers are read back with HEAD.
+//!
+//! ```no_run
+//! # async fn demo() -> stowage_core::Result<()> {
+//! use stowage_s3::{S3Config, S3Storage};
+//! let config = S3Config::new("my-bucket").with_root("registry").with_region("eu-west-1");
+//! let storage = S3Storage::new(config).await?;
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod config;
+mod error;
+mod maintenance;
+mod objects;
+mod presign;
+mod storage;
+mod upload;
+
+pub use builder::SharedCredentialsProvider;
+pub use config::{S3Config, ServerSideEncryption};
+pub use storage::S3Storage;

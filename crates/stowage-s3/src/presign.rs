@@ -1,0 +1,114 @@
+//! Presigned GET, HEAD and PUT URLs, through the SDK's presigning.
+
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use chrono::Utc;
+use stowage_core::{
+    DirectUrl, DownloadUrlOptions, Error, Result, StoragePath, UploadUrlOptions, UrlMethod,
+    UrlSource,
+};
+
+use crate::error::{from_sdk, DRIVER};
+use crate::S3Storage;
+
+/// SigV4 presigned URLs live at most 7 days.
+const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
+    if expires_in.is_zero() || expires_in > MAX_EXPIRY {
+        return Err(Error::Backend {
+            driver: DRIVER,
+            retryable: false,
+            message: format!("presigned URL lifetime {expires_in:?} is outside 1 s to 7 days"),
+            source: None,
+        });
+    }
+    PresigningConfig::expires_in(expires_in)
+        .map_err(|e| Error::backend(DRIVER, false, "presigning configuration", e))
+}
+
+fn direct(request: PresignedRequest, method: UrlMethod, expires_in: Duration) -> DirectUrl {
+    let expires_at = Utc::now() + chrono::Duration::from_std(expires_in).unwrap_or_default();
+    let mut url = DirectUrl::new(request.uri(), method, expires_at, UrlSource::S3Presigned);
+    for (name, value) in request.headers() {
+        if name.eq_ignore_ascii_case("content-type") {
+            url = url.with_header(name, value);
+        }
+    }
+    url
+}
+
+impl S3Storage {
+    pub(crate) async fn presigned_download(
+        &self,
+        path: &StoragePath,
+        options: &DownloadUrlOptions,
+    ) -> Result<DirectUrl> {
+        let key = self.object_key(path);
+        let config = presigning(options.expires_in)?;
+        if options.method == UrlMethod::Head {
+            let request = self
+                .client
+                .head_object()
+                .bucket(self.bucket())
+                .key(&key)
+                .presigned(config)
+                .await
+                .map_err(|e| from_sdk(e, self.op("presign HeadObject", &key), path.as_str()))?;
+            return Ok(direct(request, UrlMethod::Head, options.expires_in));
+        }
+        let mut get = self.client.get_object().bucket(self.bucket()).key(&key);
+        for (name, value) in &options.extra_query {
+            get = match name.as_str() {
+                "response-content-disposition" => get.response_content_disposition(value),
+                "response-content-type" => get.response_content_type(value),
+                "response-cache-control" => get.response_cache_control(value),
+                "response-content-encoding" => get.response_content_encoding(value),
+                "response-content-language" => get.response_content_language(value),
+                _ => {
+                    return Err(Error::Unsupported {
+                        operation: "query parameters other than response-* on S3 presigned URLs",
+                        driver: DRIVER,
+                    })
+                }
+            };
+        }
+        let request = get
+            .presigned(config)
+            .await
+            .map_err(|e| from_sdk(e, self.op("presign GetObject", &key), path.as_str()))?;
+        Ok(direct(request, UrlMethod::Get, options.expires_in))
+    }
+
+    pub(crate) async fn presigned_upload(
+        &self,
+        path: &StoragePath,
+        options: &UploadUrlOptions,
+    ) -> Result<DirectUrl> {
+        let key = self.object_key(path);
+        let config = presigning(options.expires_in)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(&key)
+            .set_content_type(options.content_type.clone());
+        let request = self
+            .with_write_settings_put(request)
+            .presigned(config)
+            .await
+            .map_err(|e| from_sdk(e, self.op("presign PutObject", &key), path.as_str()))?;
+        let mut url = direct(request, UrlMethod::Put, options.expires_in);
+        if let Some(ct) = &options.content_type {
+            if !url
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
+                url = url.with_header("content-type", ct);
+            }
+        }
+        Ok(url)
+    }
+}

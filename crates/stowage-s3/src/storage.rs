@@ -1,0 +1,202 @@
+//! `S3Storage`: the `Storage` trait over one bucket and key prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use stowage_core::upload::{CleanupReport, CompleteOptions, UploadState};
+use stowage_core::{
+    Capabilities, DirectUrl, DownloadUrlOptions, GetOptions, GetResult, ListStream, ObjectMeta,
+    PutOptions, Result, Storage, StoragePath, UploadUrlOptions, ValidationReport, WriteStream,
+};
+
+use crate::builder::{self, SharedCredentialsProvider};
+use crate::error::{Op, DRIVER};
+use crate::S3Config;
+
+/// Objects in an S3 bucket under a key prefix.
+#[derive(Clone)]
+pub struct S3Storage {
+    pub(crate) client: aws_sdk_s3::Client,
+    pub(crate) config: Arc<S3Config>,
+}
+
+impl std::fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Storage")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl S3Storage {
+    /// A driver with the configured credentials (static keys or the SDK's
+    /// default chain). No request is sent; [`Storage::validate`] checks.
+    ///
+    /// # Errors
+    /// None today; kept fallible for configuration checks.
+    pub async fn new(config: S3Config) -> Result<Self> {
+        let client = builder::client(&config, None).await;
+        Ok(Self {
+            client,
+            config: Arc::new(config),
+        })
+    }
+
+    /// A driver whose credentials come from `provider` (the STS driver
+    /// hands in its refreshing provider here).
+    ///
+    /// # Errors
+    /// As [`S3Storage::new`].
+    pub async fn with_credentials(
+        config: S3Config,
+        provider: SharedCredentialsProvider,
+    ) -> Result<Self> {
+        let client = builder::client(&config, Some(provider)).await;
+        Ok(Self {
+            client,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.config.bucket
+    }
+
+    /// The object key of `path`: the root prefix, then the path.
+    pub fn object_key(&self, path: &StoragePath) -> String {
+        self.key_of(path.as_str())
+    }
+
+    pub(crate) fn key_of(&self, relative: &str) -> String {
+        if self.config.root.is_empty() {
+            relative.to_string()
+        } else {
+            format!("{}/{relative}", self.config.root)
+        }
+    }
+
+    /// The key prefix listing `prefix` (or the whole root) needs.
+    pub(crate) fn list_prefix(&self, prefix: Option<&StoragePath>) -> String {
+        match prefix {
+            Some(p) => format!("{}/", self.object_key(p)),
+            None if self.config.root.is_empty() => String::new(),
+            None => format!("{}/", self.config.root),
+        }
+    }
+
+    /// The path of a listed key, `None` for keys outside the root or not
+    /// valid paths.
+    pub(crate) fn path_of(&self, key: &str) -> Option<StoragePath> {
+        let relative = if self.config.root.is_empty() {
+            key
+        } else {
+            key.strip_prefix(&self.config.root)?.strip_prefix('/')?
+        };
+        StoragePath::parse(relative).ok()
+    }
+
+    pub(crate) fn op<'a>(&'a self, name: &'static str, key: &'a str) -> Op<'a> {
+        Op {
+            name,
+            bucket: &self.config.bucket,
+            key,
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    fn driver(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .with_direct_urls(true)
+            .with_server_side_copy(true)
+            .with_server_side_assembly(self.config.server_side_assembly)
+    }
+
+    async fn get(&self, path: &StoragePath, options: GetOptions) -> Result<GetResult> {
+        self.get_object(path, options).await
+    }
+
+    async fn put_stream(
+        &self,
+        path: &StoragePath,
+        data: WriteStream<'_>,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.write_stream(path, data, options).await
+    }
+
+    async fn put(
+        &self,
+        path: &StoragePath,
+        data: Bytes,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.put_small(path, data, options).await
+    }
+
+    async fn stat(&self, path: &StoragePath) -> Result<ObjectMeta> {
+        self.head_object(path).await
+    }
+
+    async fn delete(&self, path: &StoragePath) -> Result<()> {
+        self.delete_object(path).await
+    }
+
+    async fn delete_prefix(&self, prefix: &StoragePath) -> Result<u64> {
+        self.delete_objects_below(prefix).await
+    }
+
+    fn list(&self, prefix: Option<&StoragePath>) -> ListStream<'_> {
+        self.list_objects(prefix)
+    }
+
+    async fn copy(&self, from: &StoragePath, to: &StoragePath) -> Result<ObjectMeta> {
+        self.copy_object(from, to).await
+    }
+
+    async fn download_url(
+        &self,
+        path: &StoragePath,
+        options: &DownloadUrlOptions,
+    ) -> Result<Option<DirectUrl>> {
+        self.presigned_download(path, options).await.map(Some)
+    }
+
+    async fn upload_url(
+        &self,
+        path: &StoragePath,
+        options: &UploadUrlOptions,
+    ) -> Result<Option<DirectUrl>> {
+        self.presigned_upload(path, options).await.map(Some)
+    }
+
+    async fn complete_upload(
+        &self,
+        state: &UploadState,
+        dest: &StoragePath,
+        options: CompleteOptions,
+    ) -> Result<ObjectMeta> {
+        self.assemble_upload(state, dest, options).await
+    }
+
+    async fn cleanup_uploads(&self, older_than: Duration) -> Result<CleanupReport> {
+        self.cleanup(older_than).await
+    }
+
+    async fn validate(&self) -> ValidationReport {
+        self.validate_bucket().await
+    }
+}

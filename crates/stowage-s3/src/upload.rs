@@ -1,0 +1,428 @@
+//! Writes: streamed (single PUT or concurrent multipart), server-side copy
+//! (multipart above the CopyObject limit), and assembly of chunked uploads
+//! with UploadPartCopy.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart as SdkPart, ServerSideEncryption as SdkSse,
+    StorageClass,
+};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use stowage_core::multipart::{self, CompletedPart, MultipartOptions, MultipartSink};
+use stowage_core::upload::{self, CompleteOptions, UploadState};
+use stowage_core::{Error, ObjectMeta, PutOptions, Result, StoragePath, WriteStream};
+
+use crate::error::from_sdk;
+use crate::{S3Storage, ServerSideEncryption};
+
+/// Characters kept as they are in `x-amz-copy-source`.
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Attempts at CompleteMultipartUpload, which S3 may answer with a 200 that
+/// carries an InternalError.
+const COMPLETE_ATTEMPTS: u32 = 3;
+
+macro_rules! write_settings {
+    ($self:expr, $req:expr) => {{
+        let c = &$self.config;
+        let req = match &c.sse {
+            ServerSideEncryption::None => $req,
+            ServerSideEncryption::Aes256 => $req.server_side_encryption(SdkSse::Aes256),
+            ServerSideEncryption::Kms { key_id } => $req
+                .server_side_encryption(SdkSse::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        req.set_storage_class(c.storage_class.as_deref().map(StorageClass::from))
+    }};
+}
+
+impl S3Storage {
+    pub(crate) fn with_write_settings_put(
+        &self,
+        req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        write_settings!(self, req)
+    }
+
+    /// One PUT when the stream fits in one part, else a multipart upload.
+    pub(crate) async fn write_stream(
+        &self,
+        path: &StoragePath,
+        mut data: WriteStream<'_>,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let part_size = multipart::base_part_size(self.config.part_size, options.size_hint);
+        let mut first = BytesMut::new();
+        let mut ended = false;
+        while first.len() < part_size as usize {
+            match data.try_next().await? {
+                Some(chunk) => first.extend_from_slice(&chunk),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            return self.put_small(path, first.freeze(), options).await;
+        }
+        let key = self.object_key(path);
+        let create = self
+            .client
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(&key)
+            .set_content_type(options.content_type.clone());
+        let created = write_settings!(self, create)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", &key), path.as_str()))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let sink = Arc::new(S3Multipart {
+            storage: self.clone(),
+            path: path.clone(),
+            key,
+            upload_id,
+        });
+        let options_mp = MultipartOptions {
+            part_size,
+            concurrency: self.config.upload_concurrency,
+        };
+        let meta = multipart::write_multipart(
+            sink,
+            first.freeze(),
+            data,
+            options_mp,
+            options.expected_digest,
+        )
+        .await?;
+        Ok(meta.with_content_type(options.content_type))
+    }
+
+    /// Starts a multipart upload of `key` for copies and assembly.
+    async fn start_multipart(&self, key: &str, path: &StoragePath) -> Result<S3Multipart> {
+        let create = self
+            .client
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(key);
+        let created = write_settings!(self, create)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", key), path.as_str()))?;
+        Ok(S3Multipart {
+            storage: self.clone(),
+            path: path.clone(),
+            key: key.to_string(),
+            upload_id: created.upload_id().unwrap_or_default().to_string(),
+        })
+    }
+
+    fn copy_source(&self, key: &str) -> String {
+        format!(
+            "{}/{}",
+            self.bucket(),
+            utf8_percent_encode(key, COPY_SOURCE)
+        )
+    }
+
+    /// CopyObject, or a multipart copy above the configured threshold.
+    pub(crate) async fn copy_object(
+        &self,
+        from: &StoragePath,
+        to: &StoragePath,
+    ) -> Result<ObjectMeta> {
+        let source = self.head_object(from).await?;
+        let to_key = self.object_key(to);
+        if source.size > self.config.multipart_copy_threshold {
+            let pieces = split(source.size, self.config.multipart_copy_part_size)
+                .into_iter()
+                .map(|(start, end)| (self.object_key(from), start, end))
+                .collect();
+            self.copy_parts(to, &to_key, pieces).await?;
+            return self.head_object(to).await;
+        }
+        let from_key = self.object_key(from);
+        let request = self
+            .client
+            .copy_object()
+            .bucket(self.bucket())
+            .key(&to_key)
+            .copy_source(self.copy_source(&from_key));
+        write_settings!(self, request)
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, self.op("CopyObject", &to_key), from.as_str()))?;
+        self.head_object(to).await
+    }
+
+    /// A multipart upload of `to_key` from byte ranges of other keys
+    /// (UploadPartCopy), a few in flight; aborted on any failure.
+    async fn copy_parts(
+        &self,
+        to: &StoragePath,
+        to_key: &str,
+        pieces: Vec<(String, u64, u64)>,
+    ) -> Result<()> {
+        let upload = Arc::new(self.start_multipart(to_key, to).await?);
+        let result = futures::stream::iter(pieces.into_iter().enumerate())
+            .map(|(i, (key, start, end))| {
+                let upload = upload.clone();
+                async move { upload.copy_part(i as u32 + 1, &key, start, end).await }
+            })
+            .buffered(self.config.upload_concurrency)
+            .try_collect::<Vec<_>>()
+            .await;
+        match result {
+            Ok(parts) => match upload.complete(parts).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Completes a chunked upload: server-side with UploadPartCopy when every
+    /// chunk but the last reaches the minimum part size, a copy for a single
+    /// chunk, else by streaming the chunks through.
+    pub(crate) async fn assemble_upload(
+        &self,
+        state: &UploadState,
+        dest: &StoragePath,
+        options: CompleteOptions,
+    ) -> Result<ObjectMeta> {
+        state.check()?;
+        upload::check_digest(state, &options)?;
+        let n = state.chunks.len();
+        let large_enough = n >= 2
+            && state.chunks[..n - 1]
+                .iter()
+                .all(|&c| c >= self.config.min_chunk_size);
+        if !self.config.server_side_assembly || n == 0 || (n >= 2 && !large_enough) {
+            return upload::complete_by_streaming(self, state, dest, options).await;
+        }
+        let dest_key = self.object_key(dest);
+        let result = if n == 1 {
+            self.copy_object(&state.chunk_path(0), dest)
+                .await
+                .map(|_| ())
+        } else {
+            let mut pieces = Vec::new();
+            for (i, &size) in state.chunks.iter().enumerate() {
+                let key = self.object_key(&state.chunk_path(i));
+                for (start, end) in split(size, self.config.max_chunk_size) {
+                    pieces.push((key.clone(), start, end));
+                }
+            }
+            self.copy_parts(dest, &dest_key, pieces).await
+        };
+        result.map_err(|e| match e {
+            Error::NotFound { .. } => Error::InvalidUploadState {
+                reason: "a chunk of the upload is gone (expired or already completed)".into(),
+            },
+            other => other,
+        })?;
+        let meta = self.head_object(dest).await?;
+        if meta.size != state.size {
+            let _ = self.delete_object(dest).await;
+            return Err(Error::InvalidUploadState {
+                reason: format!(
+                    "assembled {} bytes, the upload has {}",
+                    meta.size, state.size
+                ),
+            });
+        }
+        if let Err(e) = upload::remove_chunk_objects(self, state).await {
+            tracing::warn!(upload = %state.id, error = %e, "completed upload left temporary chunks; cleanup_uploads will remove them");
+        }
+        Ok(meta)
+    }
+}
+
+/// `size` bytes as ranges of at most `max` bytes, none empty (one empty
+/// range for an empty object).
+fn split(size: u64, max: u64) -> Vec<(u64, u64)> {
+    if size == 0 {
+        return vec![(0, 0)];
+    }
+    (0..size.div_ceil(max))
+        .map(|i| (i * max, ((i + 1) * max).min(size)))
+        .collect()
+}
+
+/// One started S3 multipart upload.
+struct S3Multipart {
+    storage: S3Storage,
+    path: StoragePath,
+    key: String,
+    upload_id: String,
+}
+
+impl S3Multipart {
+    async fn copy_part(
+        &self,
+        number: u32,
+        source_key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let mut request = s
+            .client
+            .upload_part_copy()
+            .bucket(s.bucket())
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number as i32)
+            .copy_source(s.copy_source(source_key));
+        if end > start {
+            request = request.copy_source_range(format!("bytes={start}-{}", end - 1));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, s.op("UploadPartCopy", &self.key), source_key))?;
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or_default()
+            .to_string();
+        Ok(CompletedPart {
+            number,
+            etag,
+            size: end - start,
+        })
+    }
+}
+
+#[async_trait]
+impl MultipartSink for S3Multipart {
+    async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let size = data.len() as u64;
+        let out = s
+            .client
+            .upload_part()
+            .bucket(s.bucket())
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number as i32)
+            .content_length(size as i64)
+            .body(SdkBody::from(data))
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
+        Ok(CompletedPart {
+            number,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            size,
+        })
+    }
+
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let s = &self.storage;
+        let expected: u64 = parts.iter().map(|p| p.size).sum();
+        let sdk_parts: Vec<SdkPart> = parts
+            .iter()
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let body = CompletedMultipartUpload::builder()
+            .set_parts(Some(sdk_parts))
+            .build();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = s
+                .client
+                .complete_multipart_upload()
+                .bucket(s.bucket())
+                .key(&self.key)
+                .upload_id(&self.upload_id)
+                .multipart_upload(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(e) => {
+                    let err = from_sdk(
+                        e,
+                        s.op("CompleteMultipartUpload", &self.key),
+                        self.path.as_str(),
+                    );
+                    let code_no_such_upload = err.to_string().contains("NoSuchUpload");
+                    if attempt > 1 && code_no_such_upload {
+                        // An earlier attempt completed it after all.
+                        if let Ok(meta) = s.head_object(&self.path).await {
+                            if meta.size == expected {
+                                break;
+                            }
+                        }
+                    }
+                    if err.is_retryable() && attempt < COMPLETE_ATTEMPTS {
+                        tracing::warn!(key = %self.key, error = %err, "retrying CompleteMultipartUpload");
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        // Some servers (Ceph RGW) answer with an empty ETag: read it back.
+        s.head_object(&self.path).await
+    }
+
+    async fn abort(&self) -> Result<()> {
+        let s = &self.storage;
+        match s
+            .client
+            .abort_multipart_upload()
+            .bucket(s.bucket())
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match from_sdk(
+                e,
+                s.op("AbortMultipartUpload", &self.key),
+                self.path.as_str(),
+            ) {
+                Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_covers_every_byte_once() {
+        assert_eq!(split(0, 5), vec![(0, 0)]);
+        assert_eq!(split(5, 5), vec![(0, 5)]);
+        assert_eq!(split(11, 5), vec![(0, 5), (5, 10), (10, 11)]);
+    }
+}
