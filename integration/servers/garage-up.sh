@@ -40,6 +40,7 @@ CONF=$BASE/garage.toml
 # On any failure: show the log, stop garage, keep BASE for inspection.
 fail() {
   trap - ERR
+  [ "$BASHPID" = $$ ] || exit 1  # in a subshell: let the main shell report it
   echo "garage-up: FAILED: $1" >&2
   tail_logs "$BASE/garage.log"
   stop_pidfiles "$CONF" "$BASE/garage.pid"
@@ -50,7 +51,7 @@ trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
 gcli() { timeout 30 "$G" -c "$CONF" "$@"; }
 
 echo "garage-up: starting $G in $BASE"
-# Requests must be signed for region s3_region (us-east-1, like the env file says).
+# s3_region is the region garage names in its answers; the env file says the same.
 cat >"$CONF" <<EOF
 metadata_dir = "$BASE/meta"
 data_dir = "$BASE/data"

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use stowage_core::multipart::{self, CompletedPart, MultipartOptions, MultipartSink};
 use stowage_core::upload::{self, CompleteOptions, UploadState};
-use stowage_core::{Error, ObjectMeta, PutOptions, Result, StoragePath, WriteStream};
+use stowage_core::{Error, ObjectMeta, PutOptions, Result, StorageExt, StoragePath, WriteStream};
 
 use crate::error::from_sdk;
 use crate::{S3Storage, ServerSideEncryption};
@@ -147,7 +147,11 @@ impl S3Storage {
         if source.size > self.config.multipart_copy_threshold {
             let pieces = split(source.size, self.config.multipart_copy_part_size)
                 .into_iter()
-                .map(|(start, end)| (self.object_key(from), start, end))
+                .map(|(start, end)| Piece::Copy {
+                    key: self.object_key(from),
+                    start,
+                    end,
+                })
                 .collect();
             self.copy_parts(to, &to_key, pieces).await?;
             return self.head_object(to).await;
@@ -167,18 +171,25 @@ impl S3Storage {
     }
 
     /// A multipart upload of `to_key` from byte ranges of other keys
-    /// (UploadPartCopy), a few in flight; aborted on any failure.
-    async fn copy_parts(
-        &self,
-        to: &StoragePath,
-        to_key: &str,
-        pieces: Vec<(String, u64, u64)>,
-    ) -> Result<()> {
+    /// (UploadPartCopy) and small tails sent as bytes, a few in flight;
+    /// aborted on any failure.
+    async fn copy_parts(&self, to: &StoragePath, to_key: &str, pieces: Vec<Piece>) -> Result<()> {
         let upload = Arc::new(self.start_multipart(to_key, to).await?);
         let result = futures::stream::iter(pieces.into_iter().enumerate())
-            .map(|(i, (key, start, end))| {
+            .map(|(i, piece)| {
                 let upload = upload.clone();
-                async move { upload.copy_part(i as u32 + 1, &key, start, end).await }
+                async move {
+                    let number = i as u32 + 1;
+                    match piece {
+                        Piece::Copy { key, start, end } => {
+                            upload.copy_part(number, &key, start, end).await
+                        }
+                        Piece::Upload(path) => {
+                            let bytes = upload.storage.get_bytes(&path).await?;
+                            upload.upload_part(number, bytes).await
+                        }
+                    }
+                }
             })
             .buffered(self.config.upload_concurrency)
             .try_collect::<Vec<_>>()
@@ -225,9 +236,19 @@ impl S3Storage {
         } else {
             let mut pieces = Vec::new();
             for (i, &size) in state.chunks.iter().enumerate() {
+                if i == n - 1 && size < self.config.min_chunk_size {
+                    // A short tail is sent as bytes: some servers (Garage)
+                    // refuse to copy small objects even as the last part.
+                    pieces.push(Piece::Upload(state.chunk_path(i)));
+                    continue;
+                }
                 let key = self.object_key(&state.chunk_path(i));
                 for (start, end) in split(size, self.config.max_chunk_size) {
-                    pieces.push((key.clone(), start, end));
+                    pieces.push(Piece::Copy {
+                        key: key.clone(),
+                        start,
+                        end,
+                    });
                 }
             }
             self.copy_parts(dest, &dest_key, pieces).await
@@ -255,15 +276,23 @@ impl S3Storage {
     }
 }
 
-/// `size` bytes as ranges of at most `max` bytes, none empty (one empty
-/// range for an empty object).
+/// `size` bytes as the fewest ranges of at most `max` bytes, of balanced
+/// sizes (each above `max / 2`, so above the minimum part size when
+/// `max >= 2 x minimum`); one empty range for an empty object.
 fn split(size: u64, max: u64) -> Vec<(u64, u64)> {
     if size == 0 {
         return vec![(0, 0)];
     }
-    (0..size.div_ceil(max))
-        .map(|i| (i * max, ((i + 1) * max).min(size)))
-        .collect()
+    let n = size.div_ceil(max);
+    (0..n).map(|i| (i * size / n, (i + 1) * size / n)).collect()
+}
+
+/// Where one part of an assembled object comes from.
+enum Piece {
+    /// A byte range of an existing key, copied inside S3.
+    Copy { key: String, start: u64, end: u64 },
+    /// A small object read and uploaded as bytes.
+    Upload(StoragePath),
 }
 
 /// One started S3 multipart upload.
@@ -423,6 +452,13 @@ mod tests {
     fn split_covers_every_byte_once() {
         assert_eq!(split(0, 5), vec![(0, 0)]);
         assert_eq!(split(5, 5), vec![(0, 5)]);
-        assert_eq!(split(11, 5), vec![(0, 5), (5, 10), (10, 11)]);
+        assert_eq!(split(11, 5), vec![(0, 3), (3, 7), (7, 11)]);
+        assert_eq!(split(12, 10), vec![(0, 6), (6, 12)]);
+        for (size, max) in [(1000u64, 7u64), (12 * 1024 * 1024 + 3, 10 * 1024 * 1024)] {
+            let parts = split(size, max);
+            assert_eq!(parts.last().unwrap().1, size);
+            assert!(parts.windows(2).all(|w| w[0].1 == w[1].0));
+            assert!(parts.iter().all(|(a, b)| b - a <= max && b - a >= max / 2));
+        }
     }
 }
