@@ -24,14 +24,14 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit, local driver and CLI tests"
-cargo test --workspace --exclude stowage-integration
+cargo test --no-fail-fast --workspace --exclude stowage-integration
 
 step "build integration tests"
 cargo test -p stowage-integration --no-run
 
 if [ -n "${STOWAGE_S3_TEST_ENDPOINT:-}" ]; then
   step "integration tests against the external endpoint $STOWAGE_S3_TEST_ENDPOINT"
-  cargo test -p stowage-integration
+  cargo test --no-fail-fast -p stowage-integration
   exit 0
 fi
 
@@ -70,7 +70,7 @@ done
 status=0
 for s in "${servers[@]}"; do
   step "integration tests against $s"
-  if ! ( set -a; . "${base[$s]}/env"; set +a; cargo test -p stowage-integration ); then
+  if ! ( set -a; . "${base[$s]}/env"; set +a; cargo test --no-fail-fast -p stowage-integration ); then
     echo "integration tests FAILED against $s"
     status=1
   fi

@@ -145,7 +145,7 @@ impl S3Storage {
         let source = self.head_object(from).await?;
         let to_key = self.object_key(to);
         if source.size > self.config.multipart_copy_threshold {
-            let pieces = split(source.size, self.config.multipart_copy_part_size)
+            let pieces = split_fixed(source.size, self.config.multipart_copy_part_size)
                 .into_iter()
                 .map(|(start, end)| Piece::Copy {
                     key: self.object_key(from),
@@ -276,6 +276,14 @@ impl S3Storage {
     }
 }
 
+/// `size` bytes as ranges of `part` bytes and a shorter last one (the last
+/// part of an upload may be small).
+fn split_fixed(size: u64, part: u64) -> Vec<(u64, u64)> {
+    (0..size.div_ceil(part).max(1))
+        .map(|i| (i * part, ((i + 1) * part).min(size)))
+        .collect()
+}
+
 /// `size` bytes as the fewest ranges of at most `max` bytes, of balanced
 /// sizes (each above `max / 2`, so above the minimum part size when
 /// `max >= 2 x minimum`); one empty range for an empty object.
@@ -312,6 +320,32 @@ impl S3Multipart {
         end: u64,
     ) -> Result<CompletedPart> {
         let s = &self.storage;
+        let source = s.copy_source(source_key);
+        match self
+            .copy_part_from(number, &source, source_key, start, end)
+            .await
+        {
+            // Ceph RGW decodes the copy source of UploadPartCopy twice, so a
+            // key with '%' is not found; the source was seen before the
+            // copy started, so try again with '%' encoded once more.
+            Err(Error::NotFound { .. }) if source_key.contains('%') => {
+                let twice = source.replace("%25", "%2525");
+                self.copy_part_from(number, &twice, source_key, start, end)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn copy_part_from(
+        &self,
+        number: u32,
+        copy_source: &str,
+        source_key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<CompletedPart> {
+        let s = &self.storage;
         let mut request = s
             .client
             .upload_part_copy()
@@ -319,11 +353,16 @@ impl S3Multipart {
             .key(&self.key)
             .upload_id(&self.upload_id)
             .part_number(number as i32)
-            .copy_source(s.copy_source(source_key));
+            .copy_source(copy_source);
         if end > start {
             request = request.copy_source_range(format!("bytes={start}-{}", end - 1));
         }
         let out = request
+            .customize()
+            // Ceph RGW answers 411 to an UploadPartCopy without a length.
+            .mutate_request(|req| {
+                req.headers_mut().insert("content-length", "0");
+            })
             .send()
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPartCopy", &self.key), source_key))?;
@@ -446,7 +485,14 @@ impl MultipartSink for S3Multipart {
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{split, split_fixed};
+
+    #[test]
+    fn split_fixed_keeps_full_parts_and_a_short_tail() {
+        assert_eq!(split_fixed(11, 5), vec![(0, 5), (5, 10), (10, 11)]);
+        assert_eq!(split_fixed(10, 5), vec![(0, 5), (5, 10)]);
+        assert_eq!(split_fixed(0, 5), vec![(0, 0)]);
+    }
 
     #[test]
     fn split_covers_every_byte_once() {
