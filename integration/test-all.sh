@@ -26,7 +26,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "unit, local driver and CLI tests"
 cargo test --no-fail-fast --workspace --exclude stowage-integration
 
-step "build integration tests"
+step "build integration tests and the stowage binary they drive"
+cargo build -p stowage-cli
 cargo test -p stowage-integration --no-run
 
 if [ -n "${STOWAGE_S3_TEST_ENDPOINT:-}" ]; then

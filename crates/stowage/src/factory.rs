@@ -9,7 +9,11 @@ use stowage_core::{Result, Storage};
 use crate::{DriverConfig, Location};
 
 /// Quay driver names built into this binary.
-pub const BUILT_IN_DRIVERS: &[&str] = &["LocalStorage"];
+pub const BUILT_IN_DRIVERS: &[&str] = &[
+    "LocalStorage",
+    #[cfg(feature = "s3")]
+    "S3Storage",
+];
 
 /// Every Quay driver name stowage knows, built in or not.
 pub(crate) const KNOWN_DRIVERS: &[&str] = &[
@@ -27,6 +31,8 @@ pub(crate) fn parse_driver(
 ) -> Result<Option<DriverConfig>, ConfigErrors> {
     Ok(Some(match driver {
         "LocalStorage" => DriverConfig::Local(stowage_local::LocalConfig::from_params(params)?),
+        #[cfg(feature = "s3")]
+        "S3Storage" => DriverConfig::S3(stowage_s3::S3Config::from_params(params)?),
         _ => return Ok(None),
     }))
 }
@@ -39,5 +45,7 @@ pub(crate) fn parse_driver(
 pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
     Ok(match &location.driver {
         DriverConfig::Local(c) => Arc::new(stowage_local::LocalStorage::from_config(c)?),
+        #[cfg(feature = "s3")]
+        DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new(c.clone()).await?),
     })
 }

@@ -16,6 +16,7 @@
 //! | feature | driver (Quay name)                         |
 //! |---------|--------------------------------------------|
 //! | always  | `LocalStorage`: files under `storage_path` |
+//! | `s3` (default) | `S3Storage`: an S3 bucket (AWS, Ceph RGW, Garage, MinIO) |
 
 mod factory;
 mod quay_config;
@@ -25,3 +26,5 @@ pub use quay_config::{DriverConfig, Location, StowageConfig, DEFAULT_LOCAL_PATH}
 
 pub use stowage_core::*;
 pub use stowage_local as local;
+#[cfg(feature = "s3")]
+pub use stowage_s3 as s3;

@@ -25,6 +25,9 @@ const DEFAULT_LOCATIONS: &str = "DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS";
 pub enum DriverConfig {
     /// Quay's `LocalStorage`.
     Local(stowage_local::LocalConfig),
+    /// Quay's `S3Storage`.
+    #[cfg(feature = "s3")]
+    S3(stowage_s3::S3Config),
 }
 
 impl DriverConfig {
@@ -32,6 +35,8 @@ impl DriverConfig {
     pub fn driver_name(&self) -> &'static str {
         match self {
             Self::Local(_) => "LocalStorage",
+            #[cfg(feature = "s3")]
+            Self::S3(_) => "S3Storage",
         }
     }
 }

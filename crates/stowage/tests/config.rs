@@ -55,7 +55,7 @@ DISTRIBUTED_STORAGE_CONFIG:
     - {}
   c:
     - S3Storage
-    - {s3_bucket: x}
+    - {s3_bucket: x, s3_region: eu-west-1}
   d: LocalStorage
 DISTRIBUTED_STORAGE_PREFERENCE: [a, zz]
 DISTRIBUTED_STORAGE_PREFERENCES: [a]
@@ -109,4 +109,36 @@ async fn opens_a_local_location() {
     let storage = stowage::open(cfg.location(None).unwrap()).await.unwrap();
     assert!(storage.validate().await.is_ok());
     assert!(dir.path().join("nested/root").is_dir());
+}
+
+#[test]
+fn reads_an_s3_location_with_quay_keys() {
+    let cfg = StowageConfig::parse(
+        r#"
+DISTRIBUTED_STORAGE_CONFIG:
+  s3_us_east:
+    - S3Storage
+    - host: s3.example.internal
+      port: 8443
+      s3_access_key: AKIAEXAMPLE
+      s3_secret_key: example-secret
+      s3_bucket: quay-registry
+      storage_path: /datastorage/registry
+"#,
+    )
+    .unwrap();
+    let DriverConfig::S3(c) = &cfg.location(None).unwrap().driver else {
+        panic!("S3 expected")
+    };
+    assert_eq!(c.bucket, "quay-registry");
+    assert_eq!(c.root, "datastorage/registry");
+    assert_eq!(
+        c.endpoint.as_deref(),
+        Some("https://s3.example.internal:8443")
+    );
+    assert!(c.path_style);
+    assert!(
+        !format!("{cfg:?}").contains("example-secret"),
+        "no secret in Debug"
+    );
 }
