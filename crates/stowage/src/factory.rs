@@ -32,7 +32,7 @@ pub(crate) fn parse_driver(
     Ok(Some(match driver {
         "LocalStorage" => DriverConfig::Local(stowage_local::LocalConfig::from_params(params)?),
         #[cfg(feature = "s3")]
-        "S3Storage" => DriverConfig::S3(stowage_s3::S3Config::from_params(params)?),
+        "S3Storage" => DriverConfig::S3(Box::new(stowage_s3::S3Config::from_params(params)?)),
         _ => return Ok(None),
     }))
 }
@@ -46,6 +46,6 @@ pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
     Ok(match &location.driver {
         DriverConfig::Local(c) => Arc::new(stowage_local::LocalStorage::from_config(c)?),
         #[cfg(feature = "s3")]
-        DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new(c.clone()).await?),
+        DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?),
     })
 }

@@ -27,7 +27,7 @@ pub enum DriverConfig {
     Local(stowage_local::LocalConfig),
     /// Quay's `S3Storage`.
     #[cfg(feature = "s3")]
-    S3(stowage_s3::S3Config),
+    S3(Box<stowage_s3::S3Config>),
 }
 
 impl DriverConfig {
