@@ -10,6 +10,6 @@ base=$(mktemp -d /tmp/stowage-bench-rgw.XXXXXX)
 rmdir "$base"
 trap 'integration/servers/rgw-down.sh "$base" >/dev/null 2>&1 || true' EXIT
 STOWAGE_RGW_PORT=${STOWAGE_RGW_PORT:-27580} STOWAGE_RGW_MON_PORT=${STOWAGE_RGW_MON_PORT:-23400} \
-  STOWAGE_RGW_MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26889} integration/servers/rgw-up.sh "$base"
+  STOWAGE_RGW_MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26889} STOWAGE_OIDC_PORT=${STOWAGE_OIDC_PORT:-18180} integration/servers/rgw-up.sh "$base"
 set -a; . "$base/env"; set +a
 "${CARGO_TARGET_DIR:-target}/release/s3_bench" "$@"

@@ -9,6 +9,7 @@ source "$HERE/lib.sh"
 [ -d "$1" ] || { echo "rgw-down: $1 does not exist, nothing to do"; exit 0; }
 BASE=$(cd "$1" && pwd)
 
+stop_pidfiles "$BASE/oidc" "$BASE/run/oidc.pid"
 stop_ceph "$BASE"
 remove_base "$BASE" .stowage-rgw
 echo "rgw-down: stopped and removed $BASE"

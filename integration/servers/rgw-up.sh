@@ -24,7 +24,7 @@ BUCKET=stowage-test
 TESTER_AK=TESTERACCESSKEY00001 TESTER_SK=testersecretkey0000000000000000000000001
 ADMIN_AK=ADMINACCESSKEY000001 ADMIN_SK=adminsecretkey00000000000000000000000001
 
-require_free_ports "$RGW_PORT" "$MON_PORT" "$MON_V1_PORT"
+require_free_ports "$RGW_PORT" "$MON_PORT" "$MON_V1_PORT" "$OIDC_PORT"
 prepare_base "$1" .stowage-rgw
 mkdir -p "$BASE"/{mon/ceph-a,osd,run,log,rgw}
 CONF=$BASE/ceph.conf
@@ -37,6 +37,7 @@ fail() {
   [ "$BASHPID" = $$ ] || exit 1  # in a subshell: let the main shell report it
   echo "rgw-up: FAILED: $1" >&2
   tail_logs "${LOGS[@]}"
+  stop_pidfiles "$BASE/oidc" "$BASE/run/oidc.pid"
   stop_ceph "$BASE"
   echo "rgw-up: daemons stopped; state kept in $BASE (rgw-down.sh removes it)" >&2
   exit 1
@@ -186,8 +187,24 @@ s3 = boto3.client("s3", endpoint_url=e["STOWAGE_S3_TEST_ENDPOINT"], region_name=
 s3.create_bucket(Bucket=e["STOWAGE_S3_TEST_BUCKET"])
 EOF
 (source "$BASE/env.partial" && "$PY" "$HERE/check-s3.py") || fail "smoke check failed"
-mv "$BASE/env.partial" "$BASE/env"
 step "bucket + smoke check"
+
+# The OIDC identity provider WebRole trusts: serve its keys, register it in IAM.
+LOGS=("$L/oidc.log" "$L/client.rgw.a.log")
+OIDC_STATE=$BASE/oidc
+OIDC=("$PY" "$HERE/oidc_idp.py")
+"${OIDC[@]}" thumb --state "$OIDC_STATE" >/dev/null
+setsid "${OIDC[@]}" serve --state "$OIDC_STATE" --port "$OIDC_PORT" </dev/null >"$L/oidc.log" 2>&1 &
+echo $! >"$BASE/run/oidc.pid"
+oidc_up() { curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$OIDC_PORT/.well-known/openid-configuration"; }
+wait_for --pid "$(cat "$BASE/run/oidc.pid")" "OIDC provider" "$WAIT" oidc_up || fail "OIDC provider did not answer"
+(source "$BASE/env.partial" && "${OIDC[@]}" register --state "$OIDC_STATE" --port "$OIDC_PORT" \
+  --endpoint "$ENDPOINT" --client-id stowage-test >"$L/oidc-register.out") || fail "could not register the OIDC provider"
+write_env "$BASE/env.oidc" STOWAGE_OIDC_STATE="$OIDC_STATE" STOWAGE_OIDC_PORT="$OIDC_PORT" \
+  STOWAGE_OIDC_SCRIPT="$HERE/oidc_idp.py" STOWAGE_OIDC_CLIENT_ID=stowage-test
+cat "$BASE/env.oidc" >>"$BASE/env.partial"
+mv "$BASE/env.partial" "$BASE/env"
+step "oidc provider registered"
 
 trap - ERR
 echo "rgw-up: ready at $ENDPOINT (pids mon=$(cat "$BASE/run/mon.a.pid")" \
