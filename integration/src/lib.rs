@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod sts;
+
 use stowage_core::config::Secret;
 use stowage_core::Storage;
 use stowage_s3::{S3Config, S3Storage};
@@ -79,13 +81,13 @@ impl S3Env {
     /// A raw SDK client with the same credentials, to look behind the
     /// driver's back (orphaned multipart uploads, raw keys).
     pub async fn sdk(&self) -> aws_sdk_s3::Client {
-        let creds = aws_sdk_s3::config::Credentials::new(
-            &self.access_key,
-            &self.secret_key,
-            None,
-            None,
-            "test",
-        );
+        self.sdk_with(&self.access_key, &self.secret_key)
+    }
+
+    /// A raw SDK client signing with other keys.
+    pub fn sdk_with(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        let creds =
+            aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "test");
         let mut b = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new(self.region.clone()))

@@ -92,4 +92,24 @@ pub(crate) enum Command {
         /// Destination.
         dest: String,
     },
+    /// Print the least-privilege IAM policy of an S3 or STS location:
+    /// exactly the S3 actions stowage calls, scoped to its bucket and
+    /// storage_path, and for STSS3Storage the role's trust policy.
+    IamPolicy {
+        /// Also allow the one-off bucket set-up (CORS for browser uploads).
+        #[arg(long)]
+        with_setup: bool,
+        /// Print only one document (to pass straight to `aws iam`).
+        #[arg(long, value_enum)]
+        only: Option<PolicyKind>,
+    },
+}
+
+/// One of the documents `iam-policy` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PolicyKind {
+    /// The permission policy (attach to the role or user).
+    Permission,
+    /// The role's trust policy (STSS3Storage only).
+    Trust,
 }

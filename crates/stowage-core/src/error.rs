@@ -120,6 +120,32 @@ pub enum Error {
     },
 }
 
+/// A credential provider's failure with its kind. Credential providers
+/// (the STS driver's) return it so that the driver making the request can
+/// report [`Error::Credentials`] with the right problem and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialsFailure {
+    /// What is wrong.
+    pub problem: CredentialsProblem,
+    /// Details, never the secret itself.
+    pub message: String,
+}
+
+impl CredentialsFailure {
+    /// The first `CredentialsFailure` in `err`'s source chain.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        let mut current = Some(err);
+        while let Some(e) = current {
+            if let Some(found) = e.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            current = e.source();
+        }
+        None
+    }
+}
+
 /// What is wrong with a set of credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

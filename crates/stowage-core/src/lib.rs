@@ -34,7 +34,7 @@ pub use digest::{DigestParseError, Sha256Digest};
 pub use direct_url::{
     Capabilities, DirectUrl, DownloadUrlOptions, Fallback, UploadUrlOptions, UrlMethod, UrlSource,
 };
-pub use error::{BoxError, CredentialsProblem, Error, ErrorKind, Result};
+pub use error::{BoxError, CredentialsFailure, CredentialsProblem, Error, ErrorKind, Result};
 pub use object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta, PutOptions};
 pub use path::{StoragePath, MAX_PATH_BYTES};
 pub use storage::{ListStream, Storage, StorageExt, WriteStream};

@@ -1,5 +1,6 @@
 //! Building the SDK client from an [`S3Config`].
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -11,12 +12,20 @@ pub use aws_sdk_s3::config::SharedCredentialsProvider;
 
 use crate::S3Config;
 
+/// Credentials from another crate (STS): the provider and how long before
+/// expiry the client's cache loads new ones.
+#[derive(Debug, Clone)]
+pub(crate) struct ExternalCredentials {
+    pub(crate) provider: SharedCredentialsProvider,
+    pub(crate) refresh_margin: std::time::Duration,
+}
+
 /// The SDK client for `config`, with `credentials` when given (STS), else
 /// the configured static keys, else the SDK's default chain (environment,
 /// profile files, web identity, instance metadata).
 pub(crate) async fn client(
     config: &S3Config,
-    credentials: Option<SharedCredentialsProvider>,
+    credentials: Option<ExternalCredentials>,
 ) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
@@ -27,8 +36,16 @@ pub(crate) async fn client(
                 .operation_attempt_timeout(config.request_timeout)
                 .build(),
         );
-    if let Some(provider) = credentials {
-        loader = loader.credentials_provider(provider);
+    if let Some(external) = credentials {
+        // One cached identity for the whole client: loaded once for
+        // concurrent requests, renewed `refresh_margin` before expiry.
+        loader = loader
+            .credentials_provider(external.provider)
+            .identity_cache(
+                IdentityCache::lazy()
+                    .buffer_time(external.refresh_margin)
+                    .build(),
+            );
     } else if let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) {
         loader = loader.credentials_provider(Credentials::new(
             ak.clone(),

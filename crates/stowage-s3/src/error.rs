@@ -4,7 +4,7 @@
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use stowage_core::{CredentialsProblem, Error};
+use stowage_core::{CredentialsFailure, CredentialsProblem, Error};
 
 pub(crate) const DRIVER: &str = "s3";
 
@@ -29,6 +29,14 @@ where
     let code = err.code().map(str::to_string);
     let message = err.message().map(str::to_string);
     let what = format!("{} s3://{}/{}", op.name, op.bucket, op.key);
+    // A credential provider (STS) said what is wrong: keep its words.
+    if let Some(failure) = CredentialsFailure::find(&err) {
+        return Error::Credentials {
+            driver: DRIVER,
+            problem: failure.problem,
+            message: format!("{what}: {}", failure.message),
+        };
+    }
     match &err {
         SdkError::TimeoutError(_) => {
             return Error::backend(DRIVER, true, format!("{what}: timed out"), err);

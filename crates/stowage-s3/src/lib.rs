@@ -26,6 +26,7 @@
 mod builder;
 mod config;
 mod error;
+pub mod iam;
 mod maintenance;
 mod objects;
 mod presign;

@@ -1,5 +1,6 @@
 //! `S3Storage`: the `Storage` trait over one bucket and key prefix.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ use crate::S3Config;
 pub struct S3Storage {
     pub(crate) client: aws_sdk_s3::Client,
     pub(crate) config: Arc<S3Config>,
+    /// Set once the server refused an UploadPartCopy that the credentials
+    /// should allow (Ceph RGW does for assumed-role sessions): later copies
+    /// and assemblies stream the bytes instead.
+    pub(crate) part_copy_refused: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -41,22 +46,34 @@ impl S3Storage {
         Ok(Self {
             client,
             config: Arc::new(config),
+            part_copy_refused: Arc::default(),
         })
     }
 
     /// A driver whose credentials come from `provider` (the STS driver
-    /// hands in its refreshing provider here).
+    /// hands in its provider here). The client caches them and loads new
+    /// ones `refresh_margin` before they expire, one load for all
+    /// concurrent requests.
     ///
     /// # Errors
     /// As [`S3Storage::new`].
     pub async fn with_credentials(
         config: S3Config,
         provider: SharedCredentialsProvider,
+        refresh_margin: Duration,
     ) -> Result<Self> {
-        let client = builder::client(&config, Some(provider)).await;
+        let client = builder::client(
+            &config,
+            Some(builder::ExternalCredentials {
+                provider,
+                refresh_margin,
+            }),
+        )
+        .await;
         Ok(Self {
             client,
             config: Arc::new(config),
+            part_copy_refused: Arc::default(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! (multipart above the CopyObject limit), and assembly of chunked uploads
 //! with UploadPartCopy.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,7 +16,9 @@ use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use stowage_core::multipart::{self, CompletedPart, MultipartOptions, MultipartSink};
 use stowage_core::upload::{self, CompleteOptions, UploadState};
-use stowage_core::{Error, ObjectMeta, PutOptions, Result, StorageExt, StoragePath, WriteStream};
+use stowage_core::{
+    Error, GetOptions, ObjectMeta, PutOptions, Result, StorageExt, StoragePath, WriteStream,
+};
 
 use crate::error::from_sdk;
 use crate::{S3Storage, ServerSideEncryption};
@@ -145,16 +148,26 @@ impl S3Storage {
         let source = self.head_object(from).await?;
         let to_key = self.object_key(to);
         if source.size > self.config.multipart_copy_threshold {
-            let pieces = split_fixed(source.size, self.config.multipart_copy_part_size)
-                .into_iter()
-                .map(|(start, end)| Piece::Copy {
-                    key: self.object_key(from),
-                    start,
-                    end,
-                })
-                .collect();
-            self.copy_parts(to, &to_key, pieces).await?;
-            return self.head_object(to).await;
+            if !self.part_copy_refused.load(Ordering::Relaxed) {
+                let pieces = split_fixed(source.size, self.config.multipart_copy_part_size)
+                    .into_iter()
+                    .map(|(start, end)| Piece::Copy {
+                        key: self.object_key(from),
+                        start,
+                        end,
+                    })
+                    .collect();
+                match self.copy_parts(to, &to_key, pieces).await {
+                    Ok(()) => return self.head_object(to).await,
+                    Err(e) if !self.part_copy_was_refused(&e) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            // Through this process instead, with bounded memory.
+            let body = self.get_object(from, GetOptions::default()).await?;
+            return self
+                .write_stream(to, body.stream, PutOptions::default().with_size_hint(source.size))
+                .await;
         }
         let from_key = self.object_key(from);
         let request = self
@@ -168,6 +181,23 @@ impl S3Storage {
             .await
             .map_err(|e| from_sdk(e, self.op("CopyObject", &to_key), from.as_str()))?;
         self.head_object(to).await
+    }
+
+    /// Whether `error` is the server refusing UploadPartCopy; remembers it
+    /// (and says so once) so later copies stream instead of asking again.
+    fn part_copy_was_refused(&self, error: &Error) -> bool {
+        if !matches!(error, Error::PermissionDenied { .. }) {
+            return false;
+        }
+        if !self.part_copy_refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                bucket = %self.config.bucket,
+                error = %error,
+                "the server refused UploadPartCopy (Ceph RGW does for assumed-role sessions); \
+                 assembling and copying large objects by streaming them through this process from now on"
+            );
+        }
+        true
     }
 
     /// A multipart upload of `to_key` from byte ranges of other keys
@@ -225,7 +255,11 @@ impl S3Storage {
             && state.chunks[..n - 1]
                 .iter()
                 .all(|&c| c >= self.config.min_chunk_size);
-        if !self.config.server_side_assembly || n == 0 || (n >= 2 && !large_enough) {
+        if !self.config.server_side_assembly
+            || n == 0
+            || (n >= 2 && !large_enough)
+            || (n >= 2 && self.part_copy_refused.load(Ordering::Relaxed))
+        {
             return upload::complete_by_streaming(self, state, dest, options).await;
         }
         let dest_key = self.object_key(dest);
@@ -251,7 +285,12 @@ impl S3Storage {
                     });
                 }
             }
-            self.copy_parts(dest, &dest_key, pieces).await
+            match self.copy_parts(dest, &dest_key, pieces).await {
+                Err(e) if self.part_copy_was_refused(&e) => {
+                    return upload::complete_by_streaming(self, state, dest, options).await;
+                }
+                other => other,
+            }
         };
         result.map_err(|e| match e {
             Error::NotFound { .. } => Error::InvalidUploadState {

@@ -13,6 +13,8 @@ pub const BUILT_IN_DRIVERS: &[&str] = &[
     "LocalStorage",
     #[cfg(feature = "s3")]
     "S3Storage",
+    #[cfg(feature = "sts")]
+    "STSS3Storage",
 ];
 
 /// Every Quay driver name stowage knows, built in or not.
@@ -33,6 +35,8 @@ pub(crate) fn parse_driver(
         "LocalStorage" => DriverConfig::Local(stowage_local::LocalConfig::from_params(params)?),
         #[cfg(feature = "s3")]
         "S3Storage" => DriverConfig::S3(Box::new(stowage_s3::S3Config::from_params(params)?)),
+        #[cfg(feature = "sts")]
+        "STSS3Storage" => DriverConfig::Sts(Box::new(stowage_sts::StsConfig::from_params(params)?)),
         _ => return Ok(None),
     }))
 }
@@ -47,5 +51,7 @@ pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
         DriverConfig::Local(c) => Arc::new(stowage_local::LocalStorage::from_config(c)?),
         #[cfg(feature = "s3")]
         DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?),
+        #[cfg(feature = "sts")]
+        DriverConfig::Sts(c) => Arc::new(stowage_sts::STSS3Storage::new((**c).clone()).await?),
     })
 }

@@ -17,6 +17,7 @@
 //! |---------|--------------------------------------------|
 //! | always  | `LocalStorage`: files under `storage_path` |
 //! | `s3` (default) | `S3Storage`: an S3 bucket (AWS, Ceph RGW, Garage, MinIO) |
+//! | `sts` (default) | `STSS3Storage`: S3 with credentials of an assumed role |
 
 mod factory;
 mod quay_config;
@@ -28,3 +29,5 @@ pub use stowage_core::*;
 pub use stowage_local as local;
 #[cfg(feature = "s3")]
 pub use stowage_s3 as s3;
+#[cfg(feature = "sts")]
+pub use stowage_sts as sts;

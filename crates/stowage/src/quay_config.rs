@@ -28,6 +28,9 @@ pub enum DriverConfig {
     /// Quay's `S3Storage`.
     #[cfg(feature = "s3")]
     S3(Box<stowage_s3::S3Config>),
+    /// Quay's `STSS3Storage`.
+    #[cfg(feature = "sts")]
+    Sts(Box<stowage_sts::StsConfig>),
 }
 
 impl DriverConfig {
@@ -37,6 +40,8 @@ impl DriverConfig {
             Self::Local(_) => "LocalStorage",
             #[cfg(feature = "s3")]
             Self::S3(_) => "S3Storage",
+            #[cfg(feature = "sts")]
+            Self::Sts(_) => "STSS3Storage",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+mod iam_policy;
 mod inspect;
 mod transfer;
 mod validate;
@@ -24,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Ls { prefix, long } => inspect::ls(&ctx, prefix.as_deref(), long).await,
         Command::Stat { path, json } => inspect::stat(&ctx, &path, json).await,
         Command::Rm { path, recursive } => inspect::rm(&ctx, &path, recursive).await,
+        Command::IamPolicy { with_setup, only } => iam_policy::run(&ctx, with_setup, only),
     }
 }
 

@@ -1,0 +1,426 @@
+//! `STSS3Storage` configuration: Quay's keys (`sts_role_arn`,
+//! `sts_user_access_key`, `sts_user_secret_key`) plus STS endpoint, region,
+//! external id, session name and duration, web identity, and every
+//! `S3Storage` key. `docs/configuration.md` lists them with their defaults.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stowage_core::config::{ConfigErrors, Params, Secret};
+use stowage_s3::S3Config;
+
+/// Where the role's credentials come from.
+#[derive(Clone)]
+pub enum StsSource {
+    /// `AssumeRole`, signed with the IAM user's keys when given
+    /// (`sts_user_access_key` + `sts_user_secret_key`), else with the SDK's
+    /// default credential chain.
+    AssumeRole {
+        /// The IAM user's access key id.
+        user_access_key: Option<String>,
+        /// The IAM user's secret key.
+        user_secret_key: Option<Secret>,
+    },
+    /// `AssumeRoleWithWebIdentity` with the token in `token_file`, read
+    /// again at every refresh (`sts_web_identity_token_file`, or
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`).
+    WebIdentity {
+        /// The token file (a projected service-account token).
+        token_file: PathBuf,
+    },
+    /// No STS settings at all: the SDK's default chain, which assumes the
+    /// role of a shared config profile with `role_arn` +
+    /// `web_identity_token_file` (what OpenShift's Cloud Credential
+    /// Operator mounts).
+    SdkDefaultChain,
+}
+
+impl fmt::Debug for StsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AssumeRole {
+                user_access_key, ..
+            } => f
+                .debug_struct("AssumeRole")
+                .field("user_access_key", &user_access_key.as_ref().map(|_| "***"))
+                .finish_non_exhaustive(),
+            Self::WebIdentity { token_file } => f
+                .debug_struct("WebIdentity")
+                .field("token_file", token_file)
+                .finish(),
+            Self::SdkDefaultChain => f.write_str("SdkDefaultChain"),
+        }
+    }
+}
+
+impl StsSource {
+    /// A short name for reports: `assume-role`, `web-identity`, `sdk-profile`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::AssumeRole { .. } => "assume-role",
+            Self::WebIdentity { .. } => "web-identity",
+            Self::SdkDefaultChain => "sdk-profile",
+        }
+    }
+}
+
+/// A validated `STSS3Storage` configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StsConfig {
+    /// Everything about the bucket (every `S3Storage` key).
+    pub s3: S3Config,
+    /// The role to assume (`sts_role_arn`; `AWS_ROLE_ARN` for web identity
+    /// from the environment). `None` only with [`StsSource::SdkDefaultChain`].
+    pub role_arn: Option<String>,
+    /// Where the credentials come from.
+    pub source: StsSource,
+    /// STS endpoint of a non-AWS server (`sts_endpoint_url`; default: the
+    /// S3 `endpoint_url` when one is set, else AWS's regional STS).
+    pub sts_endpoint: Option<String>,
+    /// Region of the STS calls (`sts_region`; default `s3_region`).
+    pub sts_region: String,
+    /// External id the role's trust policy may require (`sts_external_id`).
+    pub external_id: Option<String>,
+    /// Session name (`sts_session_name`, default `stowage`; for web
+    /// identity from the environment, `AWS_ROLE_SESSION_NAME` when set).
+    pub session_name: String,
+    /// Requested session length (`sts_duration_seconds`, default 3600;
+    /// AWS accepts 900 to the role's maximum).
+    pub duration: Duration,
+    /// Credentials are refreshed this long before they expire
+    /// (`sts_refresh_margin_seconds`, default 300; the SDK's cache refreshes
+    /// somewhere between half the margin and the margin, spreading
+    /// refreshes of many processes).
+    pub refresh_margin: Duration,
+}
+
+impl StsConfig {
+    /// A configuration assuming `role_arn` with the default credential chain
+    /// as base credentials.
+    pub fn assume_role(s3: S3Config, role_arn: impl Into<String>) -> Self {
+        let region = s3.region.clone();
+        Self {
+            sts_endpoint: s3.endpoint.clone(),
+            s3,
+            role_arn: Some(role_arn.into()),
+            source: StsSource::AssumeRole {
+                user_access_key: None,
+                user_secret_key: None,
+            },
+            sts_region: region,
+            external_id: None,
+            session_name: "stowage".into(),
+            duration: Duration::from_secs(3600),
+            refresh_margin: Duration::from_secs(300),
+        }
+    }
+
+    /// Reads the `STSS3Storage` parameters, recording every problem.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its key.
+    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let parsed = Self::read(&mut params, &env);
+        params.finish()?;
+        Ok(parsed.expect("no problems means a complete config"))
+    }
+
+    /// Reads the keys; `env` looks up environment variables (a parameter so
+    /// tests need not touch the process environment).
+    pub fn read(params: &mut Params<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let mut ok = true;
+        let role_arn = params.string("sts_role_arn");
+        let user_access_key = params.string("sts_user_access_key");
+        let user_secret_key = params.secret("sts_user_secret_key");
+        let token_file = params.path("sts_web_identity_token_file");
+        let sts_endpoint = params.string("sts_endpoint_url");
+        let sts_region = params.string("sts_region");
+        let external_id = params.string("sts_external_id");
+        let session_name = params.string("sts_session_name");
+        let duration = params.u64("sts_duration_seconds");
+        let margin = params.u64("sts_refresh_margin_seconds");
+        let s3 = S3Config::read(params);
+
+        if params.has("s3_access_key") || params.has("s3_secret_key") {
+            params.problem(
+                "s3_access_key",
+                "STSS3Storage signs with the assumed role's credentials, not s3_access_key; \
+                 put the IAM user's keys in sts_user_access_key and sts_user_secret_key",
+            );
+            ok = false;
+        }
+        if user_access_key.is_some() != user_secret_key.is_some() {
+            params.problem(
+                "sts_user_access_key",
+                "sts_user_access_key and sts_user_secret_key go together; give both or neither \
+                 (neither signs AssumeRole with the default credential chain)",
+            );
+            ok = false;
+        }
+        if let Some(arn) = &role_arn {
+            if let Some(why) = role_arn_problem(arn) {
+                params.problem("sts_role_arn", why);
+                ok = false;
+            }
+        }
+        if let Some(url) = &sts_endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                params.problem(
+                    "sts_endpoint_url",
+                    format!("{url:?} must start with http:// or https://"),
+                );
+                ok = false;
+            }
+        }
+        if let Some(name) = &session_name {
+            if !valid_session_name(name) {
+                params.problem(
+                    "sts_session_name",
+                    format!(
+                        "{name:?} is not a role session name: 2 to 64 characters of letters, \
+                         digits and =,.@-_"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let duration = Duration::from_secs(duration.unwrap_or(3600));
+        if duration.as_secs() < 60 || duration.as_secs() > 43_200 {
+            params.problem(
+                "sts_duration_seconds",
+                format!(
+                    "{} is outside 60..=43200 (AWS itself accepts 900 up to the role's maximum)",
+                    duration.as_secs()
+                ),
+            );
+            ok = false;
+        }
+        let refresh_margin = Duration::from_secs(margin.unwrap_or(300).min(duration.as_secs()));
+        if let Some(m) = margin {
+            if m >= duration.as_secs() {
+                params.problem(
+                    "sts_refresh_margin_seconds",
+                    format!(
+                        "{m} is not below sts_duration_seconds ({}): credentials would be \
+                         refreshed on every request",
+                        duration.as_secs()
+                    ),
+                );
+                ok = false;
+            }
+        }
+
+        let (source, role_arn) = match (token_file, role_arn, user_access_key) {
+            (Some(_), _, Some(_)) => {
+                params.problem(
+                    "sts_web_identity_token_file",
+                    "web identity needs no user keys; remove sts_user_access_key and \
+                     sts_user_secret_key, or remove the token file to use AssumeRole",
+                );
+                return None;
+            }
+            (Some(_), None, None) => {
+                params.problem(
+                    "sts_role_arn",
+                    "sts_web_identity_token_file needs the role to assume in sts_role_arn",
+                );
+                return None;
+            }
+            (Some(file), Some(role), None) => {
+                (StsSource::WebIdentity { token_file: file }, Some(role))
+            }
+            (None, Some(role), key) => (
+                StsSource::AssumeRole {
+                    user_access_key: key,
+                    user_secret_key,
+                },
+                Some(role),
+            ),
+            (None, None, Some(_)) => {
+                params.problem(
+                    "sts_role_arn",
+                    "missing: the role the user keys assume (e.g. arn:aws:iam::123456789012:role/quay)",
+                );
+                return None;
+            }
+            (None, None, None) => match (env("AWS_ROLE_ARN"), env("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+                (Some(role), Some(file)) => (
+                    StsSource::WebIdentity {
+                        token_file: PathBuf::from(file),
+                    },
+                    Some(role),
+                ),
+                _ => (StsSource::SdkDefaultChain, None),
+            },
+        };
+        let s3 = s3?;
+        if !ok {
+            return None;
+        }
+        let session_name = session_name
+            .or_else(|| match source {
+                StsSource::WebIdentity { .. } => env("AWS_ROLE_SESSION_NAME"),
+                _ => None,
+            })
+            .unwrap_or_else(|| "stowage".into());
+        Some(Self {
+            sts_endpoint: sts_endpoint
+                .map(|u| u.trim_end_matches('/').to_string())
+                .or_else(|| s3.endpoint.clone()),
+            sts_region: sts_region.unwrap_or_else(|| s3.region.clone()),
+            s3,
+            role_arn,
+            source,
+            external_id,
+            session_name,
+            duration,
+            refresh_margin,
+        })
+    }
+}
+
+/// Why `arn` cannot be a role ARN, if it cannot.
+fn role_arn_problem(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" {
+        return Some(format!(
+            "{arn:?} is not a role ARN (expected arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    if !parts[5].starts_with("role/") {
+        return Some(format!(
+            "{arn:?} names an IAM {:?}, not a role: STS can only assume roles",
+            parts[5].split('/').next().unwrap_or("")
+        ));
+    }
+    None
+}
+
+fn valid_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Map, Value};
+
+    fn parse(v: Value, env: &[(&str, &str)]) -> Result<StsConfig, ConfigErrors> {
+        let map: Map<String, Value> = v.as_object().unwrap().clone();
+        let mut params = Params::new("loc", &map);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let parsed = StsConfig::read(&mut params, &lookup);
+        params.finish()?;
+        Ok(parsed.expect("no problem recorded but no config"))
+    }
+
+    fn messages(e: ConfigErrors) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn quay_assume_role_keys() {
+        let c = parse(
+            json!({"s3_bucket": "registry-bucket", "storage_path": "/registry", "sts_role_arn": "arn:aws:iam::123456789012:role/quay",
+                   "sts_user_access_key": "AKIAEXAMPLE", "sts_user_secret_key": "s3cr3t-value", "s3_region": "eu-west-1"}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/quay")
+        );
+        assert_eq!(c.sts_region, "eu-west-1");
+        assert_eq!(c.session_name, "stowage");
+        assert!(matches!(
+            c.source,
+            StsSource::AssumeRole {
+                user_access_key: Some(_),
+                ..
+            }
+        ));
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cr3t-value") && !debug.contains("AKIAEXAMPLE"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn web_identity_from_config_and_from_environment() {
+        let c = parse(
+            json!({"s3_bucket": "registry-bucket", "sts_role_arn": "arn:aws:iam::1:role/r", "sts_web_identity_token_file": "/var/run/token"}),
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(c.source, StsSource::WebIdentity { .. }));
+        let c = parse(
+            json!({"s3_bucket": "registry-bucket"}),
+            &[
+                ("AWS_ROLE_ARN", "arn:aws:iam::1:role/env"),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t"),
+                ("AWS_ROLE_SESSION_NAME", "pod-1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.role_arn.as_deref(), Some("arn:aws:iam::1:role/env"));
+        assert_eq!(c.session_name, "pod-1");
+        let c = parse(json!({"s3_bucket": "registry-bucket"}), &[]).unwrap();
+        assert!(matches!(c.source, StsSource::SdkDefaultChain));
+    }
+
+    #[test]
+    fn sts_endpoint_defaults_to_the_s3_endpoint() {
+        let c = parse(
+            json!({"s3_bucket": "registry-bucket", "endpoint_url": "http://127.0.0.1:7480/", "sts_role_arn": "arn:aws:iam:::role/x"}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.sts_endpoint.as_deref(), Some("http://127.0.0.1:7480"));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_key() {
+        let e = parse(
+            json!({"s3_bucket": "registry-bucket", "sts_role_arn": "arn:aws:iam::1:user/bob", "s3_access_key": "AK", "s3_secret_key": "SK",
+                   "sts_user_access_key": "x", "sts_duration_seconds": 10, "sts_session_name": "has space",
+                   "sts_endpoint_url": "sts.local"}),
+            &[],
+        )
+        .unwrap_err();
+        let m = messages(e);
+        for key in [
+            "sts_role_arn",
+            "s3_access_key",
+            "sts_user_access_key",
+            "sts_duration_seconds",
+            "sts_session_name",
+            "sts_endpoint_url",
+        ] {
+            assert!(m.contains(key), "{key} not in {m}");
+        }
+        assert!(!m.contains("SK\""), "{m}");
+    }
+
+    #[test]
+    fn margin_must_be_below_the_session_length() {
+        let m = messages(
+            parse(
+                json!({"s3_bucket": "registry-bucket", "sts_role_arn": "arn:aws:iam::1:role/r", "sts_duration_seconds": 900, "sts_refresh_margin_seconds": 900}),
+                &[],
+            )
+            .unwrap_err(),
+        );
+        assert!(m.contains("sts_refresh_margin_seconds"), "{m}");
+    }
+}
