@@ -394,7 +394,10 @@ async fn large_assembly_and_copy_work_with_session_credentials() {
         .expect("assembly of 5 MiB chunks");
     assert_eq!(meta.size, 10 * 1024 * 1024);
     // Above the test configuration's 6 MiB multipart-copy threshold.
-    let copied = storage.copy(&p, &path("assembled/copy")).await.expect("large copy");
+    let copied = storage
+        .copy(&p, &path("assembled/copy"))
+        .await
+        .expect("large copy");
     assert_eq!(copied.size, 10 * 1024 * 1024);
     assert_eq!(
         storage.get_bytes(&path("assembled/copy")).await.unwrap(),

@@ -166,7 +166,11 @@ impl S3Storage {
             // Through this process instead, with bounded memory.
             let body = self.get_object(from, GetOptions::default()).await?;
             return self
-                .write_stream(to, body.stream, PutOptions::default().with_size_hint(source.size))
+                .write_stream(
+                    to,
+                    body.stream,
+                    PutOptions::default().with_size_hint(source.size),
+                )
                 .await;
         }
         let from_key = self.object_key(from);
