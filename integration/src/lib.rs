@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod cloudfront;
 pub mod sts;
 
 use stowage_core::config::Secret;

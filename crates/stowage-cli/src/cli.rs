@@ -103,6 +103,77 @@ pub(crate) enum Command {
         #[arg(long, value_enum)]
         only: Option<PolicyKind>,
     },
+    /// Sign a CloudFront URL, or make signed cookies, with a key given here
+    /// or the key of a CloudFrontedS3Storage location.
+    Sign(SignArgs),
+    /// Run the example OCI registry (no authentication) on the selected
+    /// location: the embedded local store when there is no --config.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: std::net::SocketAddr,
+        /// Directory of the upload records (uploads survive restarts).
+        #[arg(long, default_value = "./stowage-registry-state")]
+        state_dir: PathBuf,
+        /// Serve blob bytes even when the driver has direct URLs.
+        #[arg(long)]
+        no_redirect: bool,
+    },
+}
+
+/// Arguments of `stowage sign`.
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// Key id: a key group's public key id (K...) or a legacy key pair id
+    /// (APKA...). Without it, the key of the CloudFront location selected by
+    /// --config/--location signs.
+    #[arg(long, requires = "private_key")]
+    pub(crate) key_id: Option<String>,
+    /// PEM private key (PKCS#1, PKCS#8 or SEC1; RSA or ECDSA P-256).
+    #[arg(long, requires = "key_id")]
+    pub(crate) private_key: Option<PathBuf>,
+    /// Policy kind; default canned, or custom when --not-before, --ip or a
+    /// `*` in the URL needs one.
+    #[arg(long, value_enum)]
+    pub(crate) policy: Option<SignPolicy>,
+    /// Expiry as epoch seconds.
+    #[arg(long, conflicts_with = "expires_in")]
+    pub(crate) expires: Option<i64>,
+    /// Expiry as seconds from now (default 3600).
+    #[arg(long)]
+    pub(crate) expires_in: Option<u64>,
+    /// Not valid before this epoch second (custom policy).
+    #[arg(long)]
+    pub(crate) not_before: Option<i64>,
+    /// Only clients in this address or CIDR (custom policy).
+    #[arg(long)]
+    pub(crate) ip: Option<String>,
+    /// Signature hash (default: the location's, else sha1).
+    #[arg(long, value_enum)]
+    pub(crate) hash: Option<SignHash>,
+    /// Print signed cookies (one `Name=Value` per line) instead of a URL.
+    #[arg(long)]
+    pub(crate) cookies: bool,
+    /// The URL (or, with a custom policy, a `*` pattern) to sign.
+    pub(crate) url: String,
+}
+
+/// `--policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SignPolicy {
+    /// `Expires=`: URL and expiry only.
+    Canned,
+    /// `Policy=`: not-before, source IP, wildcards.
+    Custom,
+}
+
+/// `--hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SignHash {
+    /// SHA-1 (CloudFront's default).
+    Sha1,
+    /// SHA-256 (adds Hash-Algorithm=SHA256).
+    Sha256,
 }
 
 /// One of the documents `iam-policy` prints.

@@ -239,6 +239,32 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// A list of nested maps (e.g. a list of keys, each with its fields).
+    pub fn list_of_maps(&mut self, key: &str) -> Option<Vec<&'a Map<String, Value>>> {
+        match self.raw(key)? {
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::Object(m) => out.push(m),
+                        other => self.problem(
+                            &format!("{key}[{i}]"),
+                            format!("expected a map, found {}", kind(other)),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.problem(
+                    key,
+                    format!("expected a list of maps, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
     /// A nested map.
     pub fn map(&mut self, key: &str) -> Option<&'a Map<String, Value>> {
         match self.raw(key)? {

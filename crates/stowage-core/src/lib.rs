@@ -20,6 +20,7 @@ pub mod config;
 mod digest;
 mod direct_url;
 mod error;
+pub mod metrics;
 pub mod multipart;
 mod object;
 mod path;
@@ -35,6 +36,7 @@ pub use direct_url::{
     Capabilities, DirectUrl, DownloadUrlOptions, Fallback, UploadUrlOptions, UrlMethod, UrlSource,
 };
 pub use error::{BoxError, CredentialsFailure, CredentialsProblem, Error, ErrorKind, Result};
+pub use metrics::Metric;
 pub use object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta, PutOptions};
 pub use path::{StoragePath, MAX_PATH_BYTES};
 pub use storage::{ListStream, Storage, StorageExt, WriteStream};

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::upload::{self, CleanupReport, CompleteOptions, UploadState};
 use crate::validate::{self, ValidationReport};
 use crate::{
-    ByteRange, Capabilities, DirectUrl, DownloadUrlOptions, Error, GetOptions, GetResult,
+    ByteRange, Capabilities, DirectUrl, DownloadUrlOptions, Error, GetOptions, GetResult, Metric,
     ObjectMeta, PutOptions, Result, StoragePath, UploadUrlOptions,
 };
 
@@ -234,6 +234,12 @@ pub trait Storage: Debug + Send + Sync + 'static {
     /// step failed; drivers add their own checks (credentials, signing).
     async fn validate(&self) -> ValidationReport {
         validate::probe(self).await
+    }
+
+    /// Counters the driver keeps about itself (fallbacks, cache hits,
+    /// credential refreshes); empty for drivers that keep none.
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
     }
 }
 

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use stowage_core::upload::{CleanupReport, CompleteOptions, UploadState};
 use stowage_core::{
     Capabilities, CheckStatus, DirectUrl, DownloadUrlOptions, GetOptions, GetResult, ListStream,
-    ObjectMeta, PutOptions, Result, Storage, StoragePath, UploadUrlOptions, ValidationReport,
-    WriteStream,
+    Metric, ObjectMeta, PutOptions, Result, Storage, StoragePath, UploadUrlOptions,
+    ValidationReport, WriteStream,
 };
 use stowage_s3::S3Storage;
 
@@ -236,5 +236,20 @@ impl Storage for STSS3Storage {
         report.facts.extend(s3.facts);
         report.checks.extend(s3.checks);
         report
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut metrics = self.s3.metrics();
+        metrics.push(Metric::counter(
+            "stowage_sts_calls_total",
+            "Calls to STS for credentials (AssumeRole or AssumeRoleWithWebIdentity).",
+            self.stats.sts_calls(),
+        ));
+        metrics.push(Metric::counter(
+            "stowage_sts_failures_total",
+            "STS calls that gave no credentials.",
+            self.stats.failures(),
+        ));
+        metrics
     }
 }

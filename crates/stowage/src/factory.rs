@@ -15,6 +15,8 @@ pub const BUILT_IN_DRIVERS: &[&str] = &[
     "S3Storage",
     #[cfg(feature = "sts")]
     "STSS3Storage",
+    #[cfg(feature = "cloudfront")]
+    "CloudFrontedS3Storage",
 ];
 
 /// Every Quay driver name stowage knows, built in or not.
@@ -37,6 +39,10 @@ pub(crate) fn parse_driver(
         "S3Storage" => DriverConfig::S3(Box::new(stowage_s3::S3Config::from_params(params)?)),
         #[cfg(feature = "sts")]
         "STSS3Storage" => DriverConfig::Sts(Box::new(stowage_sts::StsConfig::from_params(params)?)),
+        #[cfg(feature = "cloudfront")]
+        "CloudFrontedS3Storage" => DriverConfig::CloudFront(Box::new(
+            stowage_cloudfront::CloudFrontConfig::from_params(params)?,
+        )),
         _ => return Ok(None),
     }))
 }
@@ -53,5 +59,9 @@ pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
         DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?),
         #[cfg(feature = "sts")]
         DriverConfig::Sts(c) => Arc::new(stowage_sts::STSS3Storage::new((**c).clone()).await?),
+        #[cfg(feature = "cloudfront")]
+        DriverConfig::CloudFront(c) => {
+            Arc::new(stowage_cloudfront::CloudFrontedS3Storage::new((**c).clone()).await?)
+        }
     })
 }

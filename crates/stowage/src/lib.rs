@@ -18,6 +18,7 @@
 //! | always  | `LocalStorage`: files under `storage_path` |
 //! | `s3` (default) | `S3Storage`: an S3 bucket (AWS, Ceph RGW, Garage, MinIO) |
 //! | `sts` (default) | `STSS3Storage`: S3 with credentials of an assumed role |
+//! | `cloudfront` (default) | `CloudFrontedS3Storage`: S3 with CloudFront signed download URLs |
 
 mod factory;
 mod quay_config;
@@ -25,6 +26,8 @@ mod quay_config;
 pub use factory::{open, BUILT_IN_DRIVERS};
 pub use quay_config::{DriverConfig, Location, StowageConfig, DEFAULT_LOCAL_PATH};
 
+#[cfg(feature = "cloudfront")]
+pub use stowage_cloudfront as cloudfront;
 pub use stowage_core::*;
 pub use stowage_local as local;
 #[cfg(feature = "s3")]

@@ -31,6 +31,9 @@ pub enum DriverConfig {
     /// Quay's `STSS3Storage`.
     #[cfg(feature = "sts")]
     Sts(Box<stowage_sts::StsConfig>),
+    /// Quay's `CloudFrontedS3Storage`.
+    #[cfg(feature = "cloudfront")]
+    CloudFront(Box<stowage_cloudfront::CloudFrontConfig>),
 }
 
 impl DriverConfig {
@@ -42,6 +45,8 @@ impl DriverConfig {
             Self::S3(_) => "S3Storage",
             #[cfg(feature = "sts")]
             Self::Sts(_) => "STSS3Storage",
+            #[cfg(feature = "cloudfront")]
+            Self::CloudFront(_) => "CloudFrontedS3Storage",
         }
     }
 }

@@ -16,13 +16,17 @@ pub(crate) fn run(
     let location = ctx.selected()?;
     let (permission, trust): (Value, Option<Value>) = match &location.driver {
         DriverConfig::S3(c) => (stowage::s3::iam::permission_policy(c, with_setup), None),
+        DriverConfig::CloudFront(c) => (
+            stowage::s3::iam::permission_policy(&c.s3, with_setup),
+            None,
+        ),
         DriverConfig::Sts(c) => (
             stowage::s3::iam::permission_policy(&c.s3, with_setup),
             Some(stowage::sts::trust_policy(c)),
         ),
         other => {
             return Err(Failure::usage(format!(
-            "location {} uses {}, which needs no IAM policy (only S3Storage and STSS3Storage do)",
+            "location {} uses {}, which needs no IAM policy (only S3Storage, STSS3Storage and CloudFrontedS3Storage do)",
             location.name,
             other.driver_name()
         )))

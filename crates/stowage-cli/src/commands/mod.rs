@@ -2,6 +2,8 @@
 
 mod iam_policy;
 mod inspect;
+mod serve;
+mod sign;
 mod transfer;
 mod validate;
 
@@ -26,6 +28,12 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Stat { path, json } => inspect::stat(&ctx, &path, json).await,
         Command::Rm { path, recursive } => inspect::rm(&ctx, &path, recursive).await,
         Command::IamPolicy { with_setup, only } => iam_policy::run(&ctx, with_setup, only),
+        Command::Sign(args) => sign::run(&ctx, &args),
+        Command::Serve {
+            listen,
+            state_dir,
+            no_redirect,
+        } => serve::run(&ctx, listen, state_dir, !no_redirect).await,
     }
 }
 

@@ -1,0 +1,359 @@
+//! `CloudFrontedS3Storage` configuration: every `S3Storage` key, Quay's
+//! CloudFront keys (`cloudfront_distribution_domain`, `cloudfront_key_id`,
+//! `cloudfront_privatekey_filename`, `cloudfront_distribution_org_overrides`)
+//! and stowage's own (signing mode, key group keys, policy, hash, bypass,
+//! cache). Listed with defaults in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use stowage_core::config::{ConfigErrors, Params};
+use stowage_s3::S3Config;
+
+use crate::signer::{resolve_mode, HashAlgorithm, SigningMode};
+
+/// One signing key: its CloudFront id and the private key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// `APKA…` (legacy key pair) or `K…` (public key of a key group).
+    pub key_id: String,
+    /// PEM file of the private key (read when the driver starts).
+    pub private_key_file: PathBuf,
+}
+
+/// Canned or custom policies on download URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PolicyKind {
+    /// `Expires=`: the shortest URLs (Quay's choice).
+    #[default]
+    Canned,
+    /// `Policy=`: carries the client IP when `restrict_to_client_ip` is set.
+    Custom,
+}
+
+/// A validated `CloudFrontedS3Storage` configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CloudFrontConfig {
+    /// The S3 side: bucket, prefix, credentials, endpoint.
+    pub s3: S3Config,
+    /// Base URL of the distribution (`cloudfront_distribution_domain`; a bare
+    /// domain means `https://domain`).
+    pub distribution_url: String,
+    /// Base URLs per namespace (`cloudfront_distribution_org_overrides`).
+    pub org_overrides: BTreeMap<String, String>,
+    /// The mode as configured (`cloudfront_signing_mode`, default `auto`).
+    pub configured_mode: SigningMode,
+    /// The mode in force (`auto` resolved from the key id).
+    pub mode: SigningMode,
+    /// Signing keys: the first signs, the others stay loaded for rotation.
+    pub keys: Vec<KeyEntry>,
+    /// Canned or custom policy (`cloudfront_policy`, default `canned`).
+    pub policy: PolicyKind,
+    /// Restrict custom-policy URLs to the client's address
+    /// (`cloudfront_restrict_to_client_ip`, default false).
+    pub restrict_to_client_ip: bool,
+    /// Hash of signatures (`cloudfront_hash_algorithm`, default `sha1`).
+    pub hash: HashAlgorithm,
+    /// Without a client IP, hand out S3 URLs (Quay's behaviour)
+    /// (`cloudfront_bypass_without_client_ip`, default true).
+    pub bypass_without_client_ip: bool,
+    /// AWS's `ip-ranges.json`, reloaded when it changes
+    /// (`cloudfront_aws_ip_ranges_file`); clients inside get S3 URLs.
+    pub aws_ip_ranges_file: Option<PathBuf>,
+    /// Only these AWS regions count as inside AWS
+    /// (`cloudfront_aws_bypass_regions`; empty: all of AWS).
+    pub aws_bypass_regions: Vec<String>,
+    /// Signed URLs kept (`cloudfront_url_cache_size`, default 10000; 0
+    /// turns the cache off).
+    pub cache_size: usize,
+    /// Expiries are rounded up to a multiple of this, so one signed URL
+    /// serves every pull in the window (`cloudfront_expiry_granularity_seconds`,
+    /// default 60).
+    pub expiry_granularity: Duration,
+    /// `validate` fetches a signed URL of its probe object through the
+    /// distribution (`cloudfront_validate_fetch`, default true).
+    pub validate_fetch: bool,
+}
+
+impl CloudFrontConfig {
+    /// A configuration signing with `key_id` and `private_key_file` for
+    /// `distribution`, with every other default.
+    pub fn new(
+        s3: S3Config,
+        distribution: &str,
+        key_id: impl Into<String>,
+        private_key_file: impl Into<PathBuf>,
+    ) -> Self {
+        let key_id = key_id.into();
+        let mode = resolve_mode(SigningMode::Auto, &key_id).unwrap_or(SigningMode::KeyGroup);
+        Self {
+            s3,
+            distribution_url: base_url(distribution),
+            org_overrides: BTreeMap::new(),
+            configured_mode: SigningMode::Auto,
+            mode,
+            keys: vec![KeyEntry {
+                key_id,
+                private_key_file: private_key_file.into(),
+            }],
+            policy: PolicyKind::Canned,
+            restrict_to_client_ip: false,
+            hash: HashAlgorithm::Sha1,
+            bypass_without_client_ip: true,
+            aws_ip_ranges_file: None,
+            aws_bypass_regions: Vec::new(),
+            cache_size: 10_000,
+            expiry_granularity: Duration::from_secs(60),
+            validate_fetch: true,
+        }
+    }
+
+    /// Reads the `CloudFrontedS3Storage` parameters, recording every problem.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its key.
+    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
+        let parsed = Self::read(&mut params);
+        params.finish()?;
+        Ok(parsed.expect("no problems means a complete config"))
+    }
+
+    /// Reads the keys into `params`; `None` when a problem was recorded.
+    pub fn read(params: &mut Params<'_>) -> Option<Self> {
+        let mut ok = true;
+        let domain = params.required_string("cloudfront_distribution_domain");
+        let key_id = params.string("cloudfront_key_id");
+        let key_file = params.path("cloudfront_privatekey_filename");
+        let mode_text = params.string("cloudfront_signing_mode");
+        let group = params.list_of_maps("cloudfront_key_group_keys");
+        let overrides = params.map("cloudfront_distribution_org_overrides");
+        let policy = params.string("cloudfront_policy");
+        let restrict = params.bool("cloudfront_restrict_to_client_ip");
+        let hash = params.string("cloudfront_hash_algorithm");
+        let bypass = params.bool("cloudfront_bypass_without_client_ip");
+        let ranges = params.path("cloudfront_aws_ip_ranges_file");
+        let regions = params.string_list("cloudfront_aws_bypass_regions");
+        let cache_size = params.u64("cloudfront_url_cache_size");
+        let granularity = params.u64("cloudfront_expiry_granularity_seconds");
+        let validate_fetch = params.bool("cloudfront_validate_fetch");
+        let s3 = S3Config::read(params);
+
+        macro_rules! bad {
+            ($params:expr, $key:expr, $msg:expr $(,)?) => {{
+                {
+                    let msg: String = $msg;
+                    $params.problem($key, msg);
+                }
+                ok = false;
+            }};
+        }
+        if let Some(d) = &domain {
+            if let Some(why) = domain_problem(d) {
+                bad!(params, "cloudfront_distribution_domain", why);
+            }
+        }
+        let mut org_overrides = BTreeMap::new();
+        for (ns, value) in overrides.into_iter().flatten() {
+            let key = format!("cloudfront_distribution_org_overrides.{ns}");
+            match value.as_str() {
+                Some(d) => match domain_problem(d) {
+                    None => {
+                        org_overrides.insert(ns.clone(), base_url(d));
+                    }
+                    Some(why) => bad!(params, &key, why),
+                },
+                None => bad!(params, &key, "expected a domain name".into()),
+            }
+        }
+        let configured_mode = match mode_text.as_deref().map(SigningMode::parse) {
+            None => SigningMode::Auto,
+            Some(Ok(m)) => m,
+            Some(Err(why)) => {
+                bad!(params, "cloudfront_signing_mode", why);
+                SigningMode::Auto
+            }
+        };
+
+        let mut keys = Vec::new();
+        match (key_id, key_file) {
+            (Some(id), Some(file)) => keys.push(KeyEntry {
+                key_id: id,
+                private_key_file: file,
+            }),
+            (Some(_), None) => bad!(
+                params,
+                "cloudfront_privatekey_filename",
+                "cloudfront_key_id needs cloudfront_privatekey_filename, the PEM file of its \
+                 private key"
+                    .into(),
+            ),
+            (None, Some(_)) => bad!(
+                params,
+                "cloudfront_key_id",
+                "cloudfront_privatekey_filename needs cloudfront_key_id, the id CloudFront \
+                 shows for the key"
+                    .into(),
+            ),
+            (None, None) => {}
+        }
+        for (i, entry) in group.iter().flatten().enumerate() {
+            let at = format!("cloudfront_key_group_keys[{i}]");
+            let id = entry.get("key_id").and_then(|v| v.as_str());
+            let file = entry.get("private_key_filename").and_then(|v| v.as_str());
+            for k in entry.keys() {
+                if k != "key_id" && k != "private_key_filename" {
+                    bad!(
+                        params,
+                        &format!("{at}.{k}"),
+                        "unknown key; accepted keys: key_id, private_key_filename".into(),
+                    );
+                }
+            }
+            match (id, file) {
+                (Some(id), Some(file)) => keys.push(KeyEntry {
+                    key_id: id.to_string(),
+                    private_key_file: PathBuf::from(file),
+                }),
+                _ => bad!(
+                    params,
+                    &at,
+                    "each entry needs key_id (K...) and private_key_filename".into(),
+                ),
+            }
+        }
+        if keys.is_empty() && ok {
+            bad!(
+                params,
+                "cloudfront_key_id",
+                "no signing key: give cloudfront_key_id + cloudfront_privatekey_filename, or \
+                 cloudfront_key_group_keys (a list of key_id + private_key_filename)"
+                    .into(),
+            );
+        }
+        let mut mode = configured_mode;
+        for (i, entry) in keys.iter().enumerate() {
+            let at = if i == 0 && params.has("cloudfront_key_id") {
+                "cloudfront_key_id".to_string()
+            } else {
+                let offset = usize::from(params.has("cloudfront_key_id"));
+                format!("cloudfront_key_group_keys[{}].key_id", i - offset)
+            };
+            match resolve_mode(mode, &entry.key_id) {
+                Ok(m) => mode = m,
+                Err(why) => bad!(params, &at, why),
+            }
+        }
+        if mode == SigningMode::LegacyKeyPair && keys.len() > 1 {
+            bad!(
+                params,
+                "cloudfront_key_group_keys",
+                "legacy key pairs sign with one root-account key pair (cloudfront_key_id); \
+                 several keys for rotation need a trusted key group (K... ids)"
+                    .into(),
+            );
+        }
+        let policy = match policy.as_deref() {
+            None | Some("canned") => PolicyKind::Canned,
+            Some("custom") => PolicyKind::Custom,
+            Some(other) => {
+                bad!(
+                    params,
+                    "cloudfront_policy",
+                    format!("{other:?} is not a policy kind: canned or custom"),
+                );
+                PolicyKind::Canned
+            }
+        };
+        let restrict_to_client_ip = restrict.unwrap_or(false);
+        if restrict_to_client_ip && policy == PolicyKind::Canned && params.has("cloudfront_policy")
+        {
+            bad!(
+                params,
+                "cloudfront_restrict_to_client_ip",
+                "a canned policy cannot carry the client IP; set cloudfront_policy: custom".into(),
+            );
+        }
+        let hash = match hash.as_deref().map(HashAlgorithm::parse) {
+            None => HashAlgorithm::Sha1,
+            Some(Ok(h)) => h,
+            Some(Err(why)) => {
+                bad!(params, "cloudfront_hash_algorithm", why);
+                HashAlgorithm::Sha1
+            }
+        };
+        let granularity = granularity.unwrap_or(60);
+        if granularity > 3600 {
+            bad!(params,
+                "cloudfront_expiry_granularity_seconds",
+                format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600"),
+            );
+        }
+        if !ok {
+            return None;
+        }
+        Some(Self {
+            s3: s3?,
+            distribution_url: base_url(&domain?),
+            org_overrides,
+            configured_mode,
+            mode,
+            keys,
+            policy: if restrict_to_client_ip {
+                PolicyKind::Custom
+            } else {
+                policy
+            },
+            restrict_to_client_ip,
+            hash,
+            bypass_without_client_ip: bypass.unwrap_or(true),
+            aws_ip_ranges_file: ranges,
+            aws_bypass_regions: regions.unwrap_or_default(),
+            cache_size: usize::try_from(cache_size.unwrap_or(10_000)).unwrap_or(usize::MAX),
+            expiry_granularity: Duration::from_secs(granularity.max(1)),
+            validate_fetch: validate_fetch.unwrap_or(true),
+        })
+    }
+
+    /// The base URL for `namespace` (its override, else the distribution).
+    pub fn base_url_for(&self, namespace: Option<&str>) -> &str {
+        namespace
+            .and_then(|ns| self.org_overrides.get(ns))
+            .unwrap_or(&self.distribution_url)
+    }
+}
+
+/// `https://domain` for a bare domain; a URL with a scheme is kept (without
+/// a trailing `/`), which lets tests and private CDNs use `http://host:port`.
+fn base_url(domain: &str) -> String {
+    let d = domain.trim().trim_end_matches('/');
+    if d.contains("://") {
+        d.to_string()
+    } else {
+        format!("https://{d}")
+    }
+}
+
+fn domain_problem(domain: &str) -> Option<String> {
+    let d = domain.trim().trim_end_matches('/');
+    let host = match d.split_once("://") {
+        Some((scheme, rest)) if scheme == "https" || scheme == "http" => rest,
+        Some(_) => return Some(format!("{domain:?}: the scheme must be https or http")),
+        None => d,
+    };
+    if host.is_empty()
+        || host.contains(['/', '?', '#', ' '])
+        || !host.is_ascii()
+        || host.starts_with('.')
+    {
+        return Some(format!(
+            "{domain:?} is not a distribution domain (e.g. d111111abcdef8.cloudfront.net or \
+             cdn.example.com, without a path)"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! OCI Distribution error codes and their HTTP statuses, in one place, and
+//! the spec's JSON error body.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The spec's error codes (the ones this registry answers with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Blob unknown to the registry (404).
+    BlobUnknown,
+    /// Error in blob upload (400).
+    BlobUploadInvalid,
+    /// Blob upload unknown to the registry (404).
+    BlobUploadUnknown,
+    /// Provided digest did not match uploaded content (400).
+    DigestInvalid,
+    /// Blob unknown to the registry, referenced by a manifest (400).
+    ManifestBlobUnknown,
+    /// Manifest invalid (400).
+    ManifestInvalid,
+    /// Manifest unknown (404).
+    ManifestUnknown,
+    /// Invalid repository name (400).
+    NameInvalid,
+    /// Repository name not known to the registry (404).
+    NameUnknown,
+    /// Provided length did not match content length (400).
+    SizeInvalid,
+    /// The operation is unsupported (405).
+    Unsupported,
+    /// Requested range not satisfiable (416).
+    RangeInvalid,
+    /// Anything else (500).
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as the spec spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::BlobUnknown => "BLOB_UNKNOWN",
+            Self::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            Self::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            Self::DigestInvalid => "DIGEST_INVALID",
+            Self::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            Self::ManifestInvalid => "MANIFEST_INVALID",
+            Self::ManifestUnknown => "MANIFEST_UNKNOWN",
+            Self::NameInvalid => "NAME_INVALID",
+            Self::NameUnknown => "NAME_UNKNOWN",
+            Self::SizeInvalid => "SIZE_INVALID",
+            Self::Unsupported => "UNSUPPORTED",
+            Self::RangeInvalid => "RANGE_INVALID",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The HTTP status the code goes with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BlobUnknown
+            | Self::BlobUploadUnknown
+            | Self::ManifestUnknown
+            | Self::NameUnknown => StatusCode::NOT_FOUND,
+            Self::BlobUploadInvalid
+            | Self::DigestInvalid
+            | Self::ManifestBlobUnknown
+            | Self::ManifestInvalid
+            | Self::NameInvalid
+            | Self::SizeInvalid => StatusCode::BAD_REQUEST,
+            Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A failed request: an error code, a message, and extra headers (e.g.
+/// `Range` on 416).
+#[derive(Debug)]
+pub struct RegistryError {
+    /// The code.
+    pub code: ErrorCode,
+    /// What went wrong, for the client.
+    pub message: String,
+    /// Headers to send with the error.
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl RegistryError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Maps a storage error met while working on `what` (a blob or a
+    /// manifest): not found becomes `not_found`; digest mismatches become
+    /// `DIGEST_INVALID`; the rest `UNKNOWN` with the error's text (storage
+    /// errors never carry secrets).
+    pub fn storage(e: stowage::Error, not_found: ErrorCode) -> Self {
+        match e {
+            stowage::Error::NotFound { .. } => Self::new(not_found, e.to_string()),
+            stowage::Error::DigestMismatch { .. } => {
+                Self::new(ErrorCode::DigestInvalid, e.to_string())
+            }
+            stowage::Error::InvalidUploadState { .. } => {
+                Self::new(ErrorCode::BlobUploadInvalid, e.to_string())
+            }
+            stowage::Error::InvalidRange { .. } => {
+                Self::new(ErrorCode::RangeInvalid, e.to_string())
+            }
+            other => {
+                tracing::error!(error = %other.chain(), "storage error");
+                Self::new(ErrorCode::Unknown, other.chain())
+            }
+        }
+    }
+}
+
+impl IntoResponse for RegistryError {
+    fn into_response(self) -> Response {
+        let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]});
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        response
+    }
+}
+
+/// A handler's result.
+pub(crate) type RegistryResult<T = Response> = Result<T, RegistryError>;

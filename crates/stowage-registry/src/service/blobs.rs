@@ -1,0 +1,180 @@
+//! Blob reads: `HEAD` and `GET` by digest, with `Range`, or a redirect to
+//! the driver's direct download URL.
+
+use std::net::IpAddr;
+
+use axum::body::Body;
+use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use stowage::{ByteRange, DownloadUrlOptions, GetOptions, ObjectMeta, Sha256Digest};
+
+use super::{empty, location, DIGEST_HEADER};
+use crate::errors::{ErrorCode, RegistryError, RegistryResult};
+use crate::layout;
+use crate::registry::Registry;
+
+impl Registry {
+    /// The blob's metadata, if `repo` may serve it.
+    pub(crate) async fn linked_blob(
+        &self,
+        repo: &str,
+        digest: &Sha256Digest,
+    ) -> RegistryResult<ObjectMeta> {
+        let unknown = |_| {
+            RegistryError::new(
+                ErrorCode::BlobUnknown,
+                format!("blob {digest} is unknown to {repo}"),
+            )
+        };
+        self.storage
+            .stat(&layout::layer_link(repo, digest))
+            .await
+            .map_err(unknown)?;
+        self.storage
+            .stat(&layout::blob(digest))
+            .await
+            .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
+    }
+
+    /// `HEAD /v2/<name>/blobs/<digest>`.
+    pub(crate) async fn head_blob(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult {
+        let meta = self.linked_blob(repo, digest).await?;
+        let mut response = empty(StatusCode::OK, &[(DIGEST_HEADER, digest.to_string())]);
+        let h = response.headers_mut();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(meta.size));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        Ok(response)
+    }
+
+    /// `GET /v2/<name>/blobs/<digest>`: a 307 to the driver's direct URL
+    /// (S3 presigned, CloudFront signed) when it gives one, else the bytes,
+    /// streamed, honouring `Range`.
+    pub(crate) async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &Sha256Digest,
+        headers: &HeaderMap,
+        client_ip: Option<IpAddr>,
+    ) -> RegistryResult {
+        let meta = self.linked_blob(repo, digest).await?;
+        let path = layout::blob(digest);
+        let range = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+            Some(text) => parse_range(text)?,
+            None => None,
+        };
+        if self.redirect && range.is_none() {
+            let mut options = DownloadUrlOptions::default()
+                .with_namespace(repo.split('/').next().unwrap_or(repo))
+                .with_expires_in(self.url_lifetime);
+            if let Some(ip) = client_ip {
+                options = options.with_client_ip(ip);
+            }
+            match self.storage.download_url(&path, &options).await {
+                Ok(Some(url)) => {
+                    if let Some(f) = &url.fallback {
+                        tracing::debug!(cause = f.cause, "direct URL is a fallback");
+                    }
+                    return Ok(empty(
+                        StatusCode::TEMPORARY_REDIRECT,
+                        &[location(url.url), (DIGEST_HEADER, digest.to_string())],
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e.chain(), "no direct URL; serving the bytes");
+                }
+            }
+        }
+        let mut get = GetOptions::default();
+        if let Some(r) = range {
+            get = get.with_range(r);
+        }
+        let result = self.storage.get(&path, get).await.map_err(|e| match e {
+            stowage::Error::InvalidRange { .. } => {
+                RegistryError::new(ErrorCode::RangeInvalid, e.to_string())
+                    .with_header(CONTENT_RANGE, format!("bytes */{}", meta.size))
+            }
+            other => RegistryError::storage(other, ErrorCode::BlobUnknown),
+        })?;
+        let served = result.range.clone();
+        let mut response = Response::new(Body::from_stream(result.stream));
+        let h = response.headers_mut();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(served.end - served.start));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+            h.insert(DIGEST_HEADER, v);
+        }
+        if range.is_some() {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let value = format!(
+                "bytes {}-{}/{}",
+                served.start,
+                served.end.saturating_sub(1),
+                meta.size
+            );
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(CONTENT_RANGE, v);
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// Parses a single-range `Range: bytes=...` header (several ranges: the
+/// whole blob is served, as HTTP allows).
+fn parse_range(text: &str) -> Result<Option<ByteRange>, RegistryError> {
+    let bad = || {
+        RegistryError::new(
+            ErrorCode::RangeInvalid,
+            format!("bad Range header {text:?}"),
+        )
+    };
+    let spec = text.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, false) => ByteRange::Suffix(num(b)?),
+        (false, true) => ByteRange::From(num(a)?),
+        (false, false) => {
+            let (start, last) = (num(a)?, num(b)?);
+            if last < start {
+                return Err(bad());
+            }
+            ByteRange::Bounded {
+                start,
+                end: last + 1,
+            }
+        }
+        (true, true) => return Err(bad()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range("bytes=0-9").unwrap(),
+            Some(ByteRange::Bounded { start: 0, end: 10 })
+        );
+        assert_eq!(parse_range("bytes=5-").unwrap(), Some(ByteRange::From(5)));
+        assert_eq!(parse_range("bytes=-3").unwrap(), Some(ByteRange::Suffix(3)));
+        assert_eq!(parse_range("bytes=0-1,4-5").unwrap(), None);
+        assert!(parse_range("bytes=9-2").is_err());
+        assert!(parse_range("items=0-1").is_err());
+    }
+}

@@ -1,0 +1,297 @@
+//! Manifests by tag or digest: `PUT` (referenced blobs and manifests must be
+//! in the repository), `GET`, `HEAD`, `DELETE`. OCI and Docker v2 media types.
+
+use axum::body::Body;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde_json::Value;
+use stowage::{PutOptions, Sha256Digest, StorageExt, StoragePath};
+
+use super::{empty, internal, location, DIGEST_HEADER};
+use crate::errors::{ErrorCode, RegistryError, RegistryResult};
+use crate::layout;
+use crate::names::{is_tag, parse_digest};
+use crate::registry::Registry;
+
+/// Manifests larger than this are refused (the spec's suggested limit).
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn invalid(message: impl Into<String>) -> RegistryError {
+    RegistryError::new(ErrorCode::ManifestInvalid, message)
+}
+
+fn unknown(repo: &str, reference: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::ManifestUnknown,
+        format!("manifest {reference} is unknown to {repo}"),
+    )
+}
+
+/// The media type of a manifest: the `Content-Type` sent, else its
+/// `mediaType` field, else inferred (an OCI manifest may omit both).
+fn media_type(header: Option<&str>, doc: &Value) -> Result<String, RegistryError> {
+    let declared = doc.get("mediaType").and_then(Value::as_str);
+    let inferred = if doc.get("manifests").is_some() {
+        OCI_INDEX
+    } else {
+        OCI_MANIFEST
+    };
+    let header = header
+        .map(|h| h.split(';').next().unwrap_or(h).trim())
+        .filter(|h| !h.is_empty() && *h != "application/octet-stream");
+    let chosen = header.or(declared).unwrap_or(inferred).to_string();
+    if let (Some(h), Some(d)) = (header, declared) {
+        if h != d {
+            return Err(invalid(format!(
+                "Content-Type {h} differs from the manifest's mediaType {d}"
+            )));
+        }
+    }
+    match chosen.as_str() {
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST => Ok(chosen),
+        other => Err(invalid(format!(
+            "media type {other} is not supported: {OCI_MANIFEST}, {OCI_INDEX}, \
+             {DOCKER_MANIFEST} or {DOCKER_LIST}"
+        ))),
+    }
+}
+
+/// The digests a manifest refers to: blobs (config and layers) and, for an
+/// index, child manifests.
+fn references(media_type: &str, doc: &Value) -> Result<(Vec<String>, Vec<String>), RegistryError> {
+    let digests = |list: Option<&Value>, what: &str| -> Result<Vec<String>, RegistryError> {
+        let mut out = Vec::new();
+        for item in list.and_then(Value::as_array).into_iter().flatten() {
+            let d = item
+                .get("digest")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("a {what} entry has no digest")))?;
+            out.push(d.to_string());
+        }
+        Ok(out)
+    };
+    match media_type {
+        OCI_INDEX | DOCKER_LIST => Ok((Vec::new(), digests(doc.get("manifests"), "manifests")?)),
+        _ => {
+            let config = doc
+                .get("config")
+                .ok_or_else(|| invalid("an image manifest needs a config"))?;
+            let mut blobs = digests(Some(&Value::Array(vec![config.clone()])), "config")?;
+            blobs.extend(digests(doc.get("layers"), "layers")?);
+            Ok((blobs, Vec::new()))
+        }
+    }
+}
+
+impl Registry {
+    /// The digest `reference` names in `repo` (a tag is looked up).
+    async fn resolve(&self, repo: &str, reference: &str) -> RegistryResult<Sha256Digest> {
+        if reference.starts_with("sha256:") || reference.contains(':') {
+            return parse_digest(reference);
+        }
+        if !is_tag(reference) {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!("{reference:?} is neither a tag nor a digest"),
+            ));
+        }
+        let text = self
+            .storage
+            .get_bytes(&layout::tag(repo, reference))
+            .await
+            .map_err(|e| match e {
+                stowage::Error::NotFound { .. } => unknown(repo, reference),
+                other => RegistryError::storage(other, ErrorCode::ManifestUnknown),
+            })?;
+        parse_digest(String::from_utf8_lossy(&text).trim())
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>`.
+    pub(crate) async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> RegistryResult {
+        let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
+            .await
+            .map_err(|_| {
+                RegistryError::new(
+                    ErrorCode::SizeInvalid,
+                    format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
+                )
+            })?;
+        let digest = Sha256Digest::of(&bytes);
+        let tag = if is_tag(reference) {
+            Some(reference)
+        } else {
+            let named = parse_digest(reference)?;
+            if named != digest {
+                return Err(RegistryError::new(
+                    ErrorCode::DigestInvalid,
+                    format!("the manifest's digest is {digest}, not {named}"),
+                ));
+            }
+            None
+        };
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let media_type = media_type(content_type, &doc)?;
+        let (blobs, manifests) = references(&media_type, &doc)?;
+        for d in blobs {
+            let digest = parse_digest(&d)?;
+            if self.linked_blob(repo, &digest).await.is_err() {
+                return Err(RegistryError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("blob {d} referenced by the manifest is unknown to {repo}"),
+                ));
+            }
+        }
+        for d in manifests {
+            let child = parse_digest(&d)?;
+            if !self.exists(&layout::revision(repo, &child)).await? {
+                return Err(RegistryError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("manifest {d} referenced by the index is unknown to {repo}"),
+                ));
+            }
+        }
+        let put = |path: StoragePath, data: Bytes| async move {
+            self.storage
+                .put(&path, data, PutOptions::default())
+                .await
+                .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestInvalid))
+        };
+        put(layout::blob(&digest), bytes).await?;
+        put(layout::revision(repo, &digest), media_type.into()).await?;
+        if let Some(tag) = tag {
+            put(layout::tag(repo, tag), digest.to_string().into()).await?;
+        }
+        Ok(empty(
+            StatusCode::CREATED,
+            &[
+                location(format!("/v2/{repo}/manifests/{digest}")),
+                (DIGEST_HEADER, digest.to_string()),
+            ],
+        ))
+    }
+
+    async fn exists(&self, path: &StoragePath) -> RegistryResult<bool> {
+        self.storage
+            .exists(path)
+            .await
+            .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))
+    }
+
+    /// `GET` / `HEAD /v2/<name>/manifests/<reference>`.
+    pub(crate) async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        head: bool,
+    ) -> RegistryResult {
+        let digest = self.resolve(repo, reference).await?;
+        let media_type = self
+            .storage
+            .get_bytes(&layout::revision(repo, &digest))
+            .await
+            .map_err(|e| match e {
+                stowage::Error::NotFound { .. } => unknown(repo, reference),
+                other => RegistryError::storage(other, ErrorCode::ManifestUnknown),
+            })?;
+        let bytes = self
+            .storage
+            .get_bytes(&layout::blob(&digest))
+            .await
+            .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))?;
+        let mut response = Response::new(if head {
+            Body::empty()
+        } else {
+            Body::from(bytes.clone())
+        });
+        let h = response.headers_mut();
+        h.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_bytes(&media_type).map_err(|_| internal("bad stored media type"))?,
+        );
+        h.insert(
+            DIGEST_HEADER,
+            HeaderValue::from_str(&digest.to_string()).map_err(|_| internal("digest"))?,
+        );
+        Ok(response)
+    }
+
+    /// `DELETE /v2/<name>/manifests/<reference>`: a tag removes the tag; a
+    /// digest removes the manifest from the repository and every tag
+    /// pointing at it.
+    pub(crate) async fn delete_manifest(&self, repo: &str, reference: &str) -> RegistryResult {
+        let delete = |path: StoragePath| async move {
+            self.storage
+                .delete(&path)
+                .await
+                .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))
+        };
+        if is_tag(reference) {
+            let path = layout::tag(repo, reference);
+            if !self.exists(&path).await? {
+                return Err(unknown(repo, reference));
+            }
+            delete(path).await?;
+            return Ok(empty(StatusCode::ACCEPTED, &[]));
+        }
+        let digest = parse_digest(reference)?;
+        let revision = layout::revision(repo, &digest);
+        if !self.exists(&revision).await? {
+            return Err(unknown(repo, reference));
+        }
+        let tags: Vec<StoragePath> = self
+            .storage
+            .list(Some(&layout::tags(repo)))
+            .map_ok(|m| m.path)
+            .try_collect()
+            .await
+            .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))?;
+        for tag in tags {
+            let points = self.storage.get_bytes(&tag).await.ok();
+            if points.is_some_and(|p| p == digest.to_string().as_bytes()) {
+                delete(tag).await?;
+            }
+        }
+        delete(revision).await?;
+        Ok(empty(StatusCode::ACCEPTED, &[]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        let doc: Value = serde_json::json!({"schemaVersion": 2, "config": {}, "layers": []});
+        assert_eq!(media_type(None, &doc).unwrap(), OCI_MANIFEST);
+        assert_eq!(
+            media_type(Some(DOCKER_MANIFEST), &doc).unwrap(),
+            DOCKER_MANIFEST
+        );
+        let index: Value = serde_json::json!({"mediaType": OCI_INDEX, "manifests": []});
+        assert_eq!(media_type(None, &index).unwrap(), OCI_INDEX);
+        assert!(media_type(Some(OCI_MANIFEST), &index).is_err());
+        assert!(media_type(Some("text/plain"), &doc).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Benchmark image push and pull against several registries with skopeo.
+
+Meant to compare stowage's registry with distribution on the same storage.
+Each round pushes the image to every target, then pulls it back, measuring
+wall time and the server's peak resident memory for each transfer:
+
+  for each round, for each target (order reversed every other round):
+    1. reset the server's peak RSS (echo 5 > /proc/PID/clear_refs);
+    2. push OCI_DIR:TAG with skopeo to a new repository
+       PREFIX/r{round}-{n}:TAG (n = the target's position on the command
+       line, from 1), timed; read VmHWM from /proc/PID/status;
+    3. reset again, pull that repository with skopeo into a new temporary OCI
+       directory (deleted afterwards), timed; read VmHWM.
+
+Pure transfer: skopeo runs with --preserve-digests, so it pushes and stores
+the layers byte for byte (by default it would gzip uncompressed layers on
+push and on writing an OCI directory), and each run gets its own empty blob
+info cache, as skopeo would otherwise mount blobs from repositories it pushed
+to earlier instead of uploading them. The digest skopeo reports after the
+push and the one in the pulled directory must equal the image's.
+
+Afterwards it prints a markdown table per target (medians of the times, max
+of the peaks, throughput from the median) and, for each pair of targets
+named stowage-SUFFIX and distribution-SUFFIX, the median over rounds of the
+per-round ratio distribution time / stowage time (> 1: stowage faster).
+Every measurement goes to RESULTS.json. Progress goes to stderr.
+
+The servers must be running and empty of the repositories used (checked).
+PID must be the server process itself (not a wrapper script); writing
+clear_refs needs the same user or root.
+
+CLI:
+  bench_registries.py --image OCI_DIR --tag TAG --rounds R
+      --target NAME=HOST:PORT:PID [--target ...] --out RESULTS.json
+      [--repo-prefix PREFIX]   (default bench)
+
+Example:
+  make_oci_image.py /tmp/img --layers 8 --layer-mib 128 --tag bench
+  bench_registries.py --image /tmp/img --tag bench --rounds 5 \\
+      --target stowage-local=127.0.0.1:5000:4242 \\
+      --target distribution-local=127.0.0.1:5001:4343 --out results.json
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+MIB = 1 << 20
+MANIFEST_ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
+                   "application/vnd.docker.distribution.manifest.v2+json")
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- inputs -------------------------------------------------------------------
+
+def parse_target(spec):
+    """NAME=HOST:PORT:PID -> dict."""
+    try:
+        name, address = spec.split("=", 1)
+        host, port, pid = address.rsplit(":", 2)
+        target = {"name": name, "host": host, "port": int(port), "pid": int(pid)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT:PID, got {spec!r}")
+    if not name:
+        raise argparse.ArgumentTypeError(f"empty target name in {spec!r}")
+    return target
+
+
+def read_image(oci_dir, tag):
+    """Manifest digest and the bytes a push transfers, from the OCI layout."""
+    with open(os.path.join(oci_dir, "index.json")) as file:
+        index = json.load(file)
+    for descriptor in index.get("manifests", []):
+        if (descriptor.get("annotations") or {}).get(REF_NAME_ANNOTATION) == tag:
+            break
+    else:
+        raise BenchError(f"no manifest tagged {tag!r} in {oci_dir}/index.json")
+    algorithm, hex_digest = descriptor["digest"].split(":", 1)
+    with open(os.path.join(oci_dir, "blobs", algorithm, hex_digest)) as file:
+        manifest = json.load(file)
+    blobs = manifest["layers"] + [manifest["config"]]
+    return {
+        "dir": os.path.abspath(oci_dir),
+        "tag": tag,
+        "manifest_digest": descriptor["digest"],
+        "layers": len(manifest["layers"]),
+        "total_bytes": descriptor["size"] + sum(blob["size"] for blob in blobs),
+    }
+
+
+def manifest_status(target, repository, tag):
+    """HTTP status of HEAD /v2/<repository>/manifests/<tag> (200 or 404 expected)."""
+    url = f"http://{target['host']}:{target['port']}/v2/{repository}/manifests/{tag}"
+    request = urllib.request.Request(url, method="HEAD", headers={"Accept": MANIFEST_ACCEPT})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except urllib.error.URLError as error:
+        raise BenchError(f"{target['name']}: {url} not reachable: {error.reason}")
+
+
+def check_target(target, rounds, prefix, tag):
+    """The server answers, its PID is ours to measure, and the repositories are new."""
+    if not os.path.exists(f"/proc/{target['pid']}/status"):
+        raise BenchError(f"{target['name']}: no process {target['pid']}")
+    reset_peak_rss(target["pid"])
+    for round_number in range(1, rounds + 1):
+        repository = repository_name(prefix, round_number, target["position"])
+        status = manifest_status(target, repository, tag)
+        if status != 404:
+            raise BenchError(
+                f"{target['name']}: {repository}:{tag} answered {status}, expected 404 "
+                "(already pushed? use another --repo-prefix or empty the server's storage)")
+
+
+def repository_name(prefix, round_number, position):
+    return f"{prefix}/r{round_number}-{position}"
+
+
+# --- measurements -------------------------------------------------------------
+
+def reset_peak_rss(pid):
+    """Reset VmHWM to the current RSS."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as file:
+            file.write("5")
+    except OSError as error:
+        raise BenchError(f"cannot reset the peak RSS of process {pid}: {error}")
+
+
+def memory_kib(pid):
+    """(VmHWM, VmRSS) of the process, in KiB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            key, _, rest = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                values[key] = int(rest.split()[0])
+    return values["VmHWM"], values["VmRSS"]
+
+
+def run_skopeo(arguments):
+    """Run `skopeo copy` with an empty blob info cache of its own; returns seconds taken.
+
+    containers/image keeps its blob info cache under $XDG_DATA_HOME, except for
+    root, who always gets /var/lib/containers/cache unless the process counts
+    as rootless (_CONTAINERS_ROOTLESS_UID); so both are set.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-skopeo-home-") as home:
+        env = dict(os.environ, XDG_DATA_HOME=os.path.join(home, "data"),
+                   XDG_RUNTIME_DIR=os.path.join(home, "run"))
+        if os.geteuid() == 0:
+            env["_CONTAINERS_ROOTLESS_UID"] = "65534"
+        os.mkdir(env["XDG_RUNTIME_DIR"], 0o700)
+        start = time.monotonic()
+        result = subprocess.run(["skopeo", "copy", "--quiet", "--preserve-digests", *arguments],
+                                env=env, capture_output=True, text=True)
+        elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        raise BenchError(f"skopeo copy {' '.join(arguments)} failed "
+                         f"(exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+def measure(pid, transfer):
+    """Run transfer() -> seconds, with the server's peak RSS reset before it."""
+    reset_peak_rss(pid)
+    _, rss_before = memory_kib(pid)
+    seconds = transfer()
+    peak, _ = memory_kib(pid)
+    return {"seconds": seconds, "peak_rss_kib": peak, "rss_before_kib": rss_before}
+
+
+def push(image, reference, workdir):
+    digest_file = os.path.join(workdir, "pushed-digest")
+    seconds = run_skopeo([
+        "--dest-tls-verify=false", "--digestfile", digest_file,
+        f"oci:{image['dir']}:{image['tag']}", f"docker://{reference}"])
+    with open(digest_file) as file:
+        pushed = file.read().strip()
+    if pushed != image["manifest_digest"]:
+        raise BenchError(f"pushed manifest {pushed} differs from the image's "
+                         f"{image['manifest_digest']} (skopeo changed the image?)")
+    return seconds
+
+
+def pull(image, reference, workdir):
+    layout = os.path.join(workdir, "pulled")
+    try:
+        seconds = run_skopeo([
+            "--src-tls-verify=false", "--dest-oci-accept-uncompressed-layers",
+            f"docker://{reference}", f"oci:{layout}:{image['tag']}"])
+        pulled = read_image(layout, image["tag"])["manifest_digest"]
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
+    if pulled != image["manifest_digest"]:
+        raise BenchError(f"pulled manifest {pulled} differs from the image's "
+                         f"{image['manifest_digest']}")
+    return seconds
+
+
+def bench_one(image, target, round_number, prefix, workdir):
+    repository = repository_name(prefix, round_number, target["position"])
+    reference = f"{target['host']}:{target['port']}/{repository}:{image['tag']}"
+    pushed = measure(target["pid"], lambda: push(image, reference, workdir))
+    pulled = measure(target["pid"], lambda: pull(image, reference, workdir))
+    return {"round": round_number, "target": target["name"], "repository": repository,
+            "push": pushed, "pull": pulled}
+
+
+def round_order(targets, round_number):
+    return targets if round_number % 2 == 1 else targets[::-1]
+
+
+def run_rounds(image, targets, rounds, prefix):
+    measurements = []
+    with tempfile.TemporaryDirectory(prefix="bench-registries-") as workdir:
+        for round_number in range(1, rounds + 1):
+            for target in round_order(targets, round_number):
+                result = bench_one(image, target, round_number, prefix, workdir)
+                measurements.append(result)
+                print(f"round {round_number} {target['name']}: "
+                      f"push {result['push']['seconds']:.2f}s "
+                      f"peak {result['push']['peak_rss_kib'] / 1024:.0f} MiB, "
+                      f"pull {result['pull']['seconds']:.2f}s "
+                      f"peak {result['pull']['peak_rss_kib'] / 1024:.0f} MiB",
+                      file=sys.stderr, flush=True)
+    return measurements
+
+
+# --- summary ------------------------------------------------------------------
+
+def summarize_target(name, measurements, total_bytes):
+    mine = [m for m in measurements if m["target"] == name]
+    summary = {}
+    for op in ("push", "pull"):
+        median = statistics.median(m[op]["seconds"] for m in mine)
+        summary[op] = {
+            "median_seconds": median,
+            "median_mib_per_second": total_bytes / MIB / median,
+            "max_peak_rss_mib": max(m[op]["peak_rss_kib"] for m in mine) / 1024,
+        }
+    return summary
+
+
+def compare_pairs(targets, measurements):
+    """Median per-round distribution/stowage time ratios for stowage-X vs distribution-X."""
+    names = {target["name"] for target in targets}
+    seconds = {(m["target"], m["round"], op): m[op]["seconds"]
+               for m in measurements for op in ("push", "pull")}
+    rounds = sorted({m["round"] for m in measurements})
+    comparisons = {}
+    for name in sorted(names):
+        if not name.startswith("stowage-"):
+            continue
+        baseline = "distribution-" + name[len("stowage-"):]
+        if baseline not in names:
+            continue
+        comparison = {"baseline": baseline}
+        for op in ("push", "pull"):
+            ratios = [seconds[(baseline, r, op)] / seconds[(name, r, op)] for r in rounds]
+            comparison[op] = {"ratios": ratios, "median_ratio": statistics.median(ratios)}
+        comparisons[name] = comparison
+    return comparisons
+
+
+def markdown_table(targets, summaries, comparisons):
+    header = ("| target | push s (median) | pull s (median) | push MiB/s | pull MiB/s "
+              "| peak RSS push MiB (max) | peak RSS pull MiB (max) "
+              "| push: distribution/stowage | pull: distribution/stowage |")
+    lines = [header, "|" + "---|" * 9]
+    for target in targets:
+        name = target["name"]
+        s = summaries[name]
+        comparison = comparisons.get(name)
+        ratios = ([f"{comparison[op]['median_ratio']:.2f}" for op in ("push", "pull")]
+                  if comparison else ["–", "–"])
+        lines.append(
+            f"| {name} | {s['push']['median_seconds']:.2f} | {s['pull']['median_seconds']:.2f} "
+            f"| {s['push']['median_mib_per_second']:.0f} | {s['pull']['median_mib_per_second']:.0f} "
+            f"| {s['push']['max_peak_rss_mib']:.0f} | {s['pull']['max_peak_rss_mib']:.0f} "
+            f"| {ratios[0]} | {ratios[1]} |")
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------
+
+def skopeo_version():
+    result = subprocess.run(["skopeo", "--version"], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Interleaved skopeo push/pull benchmark of registries (time and peak RSS).")
+    parser.add_argument("--image", required=True, metavar="OCI_DIR")
+    parser.add_argument("--tag", required=True)
+    parser.add_argument("--rounds", type=int, required=True, metavar="R")
+    parser.add_argument("--target", type=parse_target, action="append", required=True,
+                        metavar="NAME=HOST:PORT:PID")
+    parser.add_argument("--out", required=True, metavar="RESULTS.json")
+    parser.add_argument("--repo-prefix", default="bench", metavar="PREFIX")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    names = [target["name"] for target in args.target]
+    if len(set(names)) != len(names):
+        parser.error(f"target names must be distinct: {names}")
+    for position, target in enumerate(args.target, start=1):
+        target["position"] = position
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    if shutil.which("skopeo") is None:
+        print("bench_registries.py: skopeo not found (apt-get install skopeo)", file=sys.stderr)
+        return 2
+    try:
+        image = read_image(args.image, args.tag)
+        for target in args.target:
+            check_target(target, args.rounds, args.repo_prefix, args.tag)
+        started = time.time()
+        measurements = run_rounds(image, args.target, args.rounds, args.repo_prefix)
+    except (BenchError, OSError) as error:
+        print(f"bench_registries.py: {error}", file=sys.stderr)
+        return 1
+    summaries = {t["name"]: summarize_target(t["name"], measurements, image["total_bytes"])
+                 for t in args.target}
+    comparisons = compare_pairs(args.target, measurements)
+    results = {
+        "image": image,
+        "rounds": args.rounds,
+        "skopeo": skopeo_version(),
+        "started_unix": started,
+        "finished_unix": time.time(),
+        "targets": args.target,
+        "measurements": measurements,
+        "summary": summaries,
+        "comparisons": comparisons,
+    }
+    with open(args.out, "w") as file:
+        json.dump(results, file, indent=2)
+        file.write("\n")
+    print(markdown_table(args.target, summaries, comparisons))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
