@@ -2,10 +2,13 @@
 # The whole test suite on a fresh Debian machine with Rust:
 #   1. installs what the servers need (integration/servers/install.sh),
 #   2. checks formatting and clippy,
-#   3. runs the unit, local-driver and CLI tests,
+#   3. runs the unit, local-driver and CLI tests, the CloudFront signer
+#      against botocore and openssl, and `stowage serve` on the local store
+#      with skopeo and oras,
 #   4. starts Ceph RGW (S3 + STS, with the test OIDC provider) and Garage
 #      (S3) on 127.0.0.1 in parallel, runs the S3 integration tests against
-#      both and the STS ones (including the long expiry group) against RGW,
+#      both (S3, CloudFront behind the edge verifier, `stowage serve` on
+#      both) and the STS ones (including the long expiry group) against RGW,
 #      then stops them.
 # A server that fails to start fails the run with its log shown.
 #
@@ -32,9 +35,14 @@ step "build integration tests and the stowage binary they drive"
 cargo build -p stowage-cli
 cargo test -p stowage-integration --no-run
 
+step "CloudFront signer against botocore and openssl; stowage serve on the local store"
+local_failed=0
+cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local || local_failed=1
+
 # The S3 groups run against every server; the STS groups (sts_expiry is the
 # long one: it waits for real credential expiry) where the server has STS.
-S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test cli_s3)
+S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test cli_s3
+  --test cloudfront --test cloudfront_conformance --test registry_s3)
 STS_TESTS=(--test sts --test cli_sts --test sts_expiry)
 integration_tests() {
   local ok=0
@@ -49,8 +57,8 @@ integration_tests() {
 
 if [ -n "${STOWAGE_S3_TEST_ENDPOINT:-}" ]; then
   step "integration tests against the external endpoint $STOWAGE_S3_TEST_ENDPOINT"
-  integration_tests
-  exit $?
+  integration_tests && exit $local_failed
+  exit 1
 fi
 
 skip=${STOWAGE_SKIP_SERVERS:-}
@@ -93,4 +101,5 @@ for s in "${servers[@]}"; do
     status=1
   fi
 done
+[ "$local_failed" -eq 0 ] || { echo "signer or local registry tests FAILED"; status=1; }
 exit $status

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what the integration-test servers need. Idempotent: only what is
 # missing is installed, so a second run does (almost) nothing.
-#   - Debian: ceph-mon ceph-osd radosgw ceph-common (Ceph 16.2 RGW), curl, openssl, jq
-#   - Python: boto3 (server set-up and smoke checks), pyjwt + cryptography (OIDC tests)
+#   - Debian: ceph-mon ceph-osd radosgw ceph-common (Ceph 16.2 RGW), curl, openssl, jq,
+#     skopeo (registry client), docker-registry (distribution 2.8, benchmark baseline)
+#   - Python: boto3 (server set-up, botocore oracle, CloudFront edge verifier),
+#     pyjwt + cryptography (OIDC tests, edge verifier), oras (registry client)
 #   - garage 2.5.0 via cargo into $STOWAGE_TOOLS_DIR (default /opt/stowage-ci);
 #     that build takes about 9 minutes on 2 cores, so the binary is reused.
 set -euo pipefail
@@ -25,16 +27,16 @@ if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null ||
   ! command -v ceph-osd >/dev/null || ! command -v radosgw-admin >/dev/null; then
   pkgs+=(ceph-mon ceph-osd radosgw ceph-common)
 fi
-for tool in curl openssl jq; do command -v "$tool" >/dev/null || pkgs+=("$tool"); done
+for tool in curl openssl jq skopeo docker-registry; do command -v "$tool" >/dev/null || pkgs+=("$tool"); done
 if ((${#pkgs[@]})); then
   apt_install "${pkgs[@]}"
 else
-  say "ceph + radosgw $(radosgw --version | awk '{print $3}'), curl, openssl, jq: present"
+  say "ceph + radosgw $(radosgw --version | awk '{print $3}'), curl, openssl, jq, skopeo, docker-registry: present"
 fi
 
 # 2. Python modules (import name:pip name), only those that do not import.
 mods=()
-for m in boto3:boto3 jwt:pyjwt cryptography:cryptography; do
+for m in boto3:boto3 jwt:pyjwt cryptography:cryptography oras:oras; do
   "$PY" -c "import ${m%%:*}" 2>/dev/null || mods+=("${m#*:}")
 done
 if ((${#mods[@]})); then
@@ -47,7 +49,7 @@ if ((${#mods[@]})); then
   say "pip install ${mods[*]} (for $("$PY" -c 'import sys; print(sys.executable)'))"
   "$PY" -m pip install --quiet "${flags[@]}" "${mods[@]}"
 else
-  say "python modules boto3, jwt, cryptography: present"
+  say "python modules boto3, jwt, cryptography, oras: present"
 fi
 
 # 3. Garage, built once.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub mod cloudfront;
+pub mod registry;
 pub mod sts;
 
 use stowage_core::config::Secret;

@@ -1,0 +1,187 @@
+//! `stowage serve` as the end-to-end tests run it: the real binary on a
+//! free port with a config file, and the real clients (skopeo, oras).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `stowage` binary next to the test executables (`cargo build -p
+/// stowage-cli` puts it there; integration/test-all.sh does so).
+pub fn stowage_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("stowage");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p stowage-cli` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The scripts under `integration/registry/`.
+pub fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("registry")
+        .join(name)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `stowage serve`; stopped when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    config: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `stowage serve` in `dir` (its working directory: the default
+    /// local store and upload records live there) with `config` (none: the
+    /// embedded default), and waits until `/v2/` answers.
+    pub fn start(dir: &Path, config: Option<&Path>) -> Self {
+        Self::start_on(dir, config, free_port())
+    }
+
+    fn start_on(dir: &Path, config: Option<&Path>, port: u16) -> Self {
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(stowage_binary());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args(["serve", "--listen", &addr])
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("stowage serve starts");
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[stowage serve] {line}");
+            }
+        });
+        let server = Self {
+            child,
+            addr,
+            config: config.map(Path::to_path_buf),
+            dir: dir.to_path_buf(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        let url = format!("http://{}/v2/", self.addr);
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Ok(out) = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &url])
+                .status()
+            {
+                if out.success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("stowage serve did not answer on {url} within 30 s");
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM")
+            * 1024
+    }
+
+    /// Kills the server and starts it again on the same port, directory and
+    /// configuration.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.addr.rsplit(':').next().unwrap().parse().unwrap();
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        std::mem::forget(self);
+        Self::start_on(&dir, config.as_deref(), port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Builds a small OCI image layout in `dir` and returns its manifest digest.
+pub fn make_image(dir: &Path, extra_args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(script("make_oci_image.py"))
+        .arg(dir)
+        .args(extra_args)
+        .output()
+        .expect("python3 builds the image");
+    assert!(
+        out.status.success(),
+        "make_oci_image.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    summary["manifest_digest"].as_str().unwrap().to_string()
+}
+
+/// Runs `skopeo copy` with digests preserved and TLS off, in an empty blob
+/// info cache (so every push really uploads), and panics with its output
+/// when it fails.
+pub fn skopeo_copy(from: &str, to: &str) {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            from,
+            to,
+        ])
+        .env("XDG_DATA_HOME", cache.path())
+        .env("_CONTAINERS_ROOTLESS_UID", "65534")
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        out.status.success(),
+        "skopeo copy {from} {to}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The sha256 digests of the blobs of an OCI layout.
+pub fn blob_digests(layout: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    out.sort();
+    out
+}

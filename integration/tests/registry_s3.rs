@@ -1,0 +1,99 @@
+//! `stowage serve` on S3Storage and on CloudFrontedS3Storage (behind the
+//! edge verifier) of the integration server, driven by skopeo: blob pulls
+//! follow the registry's redirects to S3 presigned or CloudFront signed URLs.
+
+use std::path::Path;
+
+use stowage_integration::cloudfront::{key_file, Edge, Trust};
+use stowage_integration::registry::{blob_digests, make_image, skopeo_copy, Server};
+use stowage_integration::S3Env;
+
+/// A Quay-format config with one location of `driver` and `extra` keys,
+/// under a fresh root of the test bucket; the secret goes in a file.
+fn config(dir: &Path, env: &S3Env, driver: &str, extra: &str) -> std::path::PathBuf {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, &env.secret_key).unwrap();
+    let root = format!("stowage-it/registry-{}", uuid::Uuid::new_v4().simple());
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - {driver}\n    - endpoint_url: {}\n      \
+             s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
+             s3_access_key: {}\n      s3_secret_key_file: {}\n{extra}",
+            env.endpoint.clone().unwrap_or_default(),
+            env.bucket,
+            env.region,
+            env.access_key,
+            secret.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn round_trip(dir: &Path, server: &Server) {
+    let image = dir.join("image");
+    make_image(&image, &["--layers", "3", "--layer-mib", "6"]);
+    let dest = format!("docker://{}/team/app:1.0", server.addr);
+    skopeo_copy(&format!("oci:{}:latest", image.display()), &dest);
+    let back = dir.join("back");
+    skopeo_copy(&dest, &format!("oci:{}:1.0", back.display()));
+    assert_eq!(blob_digests(&image), blob_digests(&back));
+}
+
+fn metrics(server: &Server) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", server.addr)])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn skopeo_round_trip_on_s3_with_presigned_redirects() {
+    let env = S3Env::get();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &env, "S3Storage", "");
+    let server = Server::start(dir.path(), Some(&config));
+    round_trip(dir.path(), &server);
+    let text = metrics(&server);
+    assert!(
+        text.contains("stowage_registry_requests_total{method=\"GET\",status=\"307\"}"),
+        "blob pulls were redirected to S3:\n{text}"
+    );
+}
+
+#[test]
+fn skopeo_round_trip_on_cloudfront_with_signed_redirects() {
+    let env = S3Env::get();
+    let edge = Edge::start(
+        &env,
+        Trust::KeyGroups,
+        &[("K2JCJMDEHXQW5F", "rsa2048-public.pem")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "      cloudfront_distribution_domain: {}\n      cloudfront_key_id: K2JCJMDEHXQW5F\n      \
+         cloudfront_privatekey_filename: {}\n",
+        edge.url,
+        key_file("rsa2048-pkcs8.pem").display()
+    );
+    let config = config(dir.path(), &env, "CloudFrontedS3Storage", &extra);
+    let server = Server::start(dir.path(), Some(&config));
+    round_trip(dir.path(), &server);
+    let text = metrics(&server);
+    let signed: u64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("stowage_cloudfront_urls_total{route=\"signed\"}")
+                || l.starts_with("stowage_cloudfront_urls_total{route=\"cached\"}")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(signed >= 4, "blob pulls went through CloudFront URLs:\n{text}");
+    assert!(
+        text.contains("stowage_cloudfront_urls_total{route=\"key_unavailable\"} 0"),
+        "{text}"
+    );
+}
