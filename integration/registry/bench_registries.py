@@ -34,6 +34,7 @@ CLI:
   bench_registries.py --image OCI_DIR --tag TAG --rounds R
       --target NAME=HOST:PORT:PID [--target ...] --out RESULTS.json
       [--repo-prefix PREFIX]   (default bench)
+      [--between-rounds SHELL_COMMAND]   (run before every round but the first)
 
 Example:
   make_oci_image.py /tmp/img --layers 8 --layer-mib 128 --tag bench
@@ -227,10 +228,14 @@ def round_order(targets, round_number):
     return targets if round_number % 2 == 1 else targets[::-1]
 
 
-def run_rounds(image, targets, rounds, prefix):
+def run_rounds(image, targets, rounds, prefix, between_rounds=None):
     measurements = []
     with tempfile.TemporaryDirectory(prefix="bench-registries-") as workdir:
         for round_number in range(1, rounds + 1):
+            if between_rounds and round_number > 1:
+                # E.g. free the storage of the previous round (an in-memory
+                # test server fills up); not timed.
+                subprocess.run(between_rounds, shell=True, check=True)
             for target in round_order(targets, round_number):
                 result = bench_one(image, target, round_number, prefix, workdir)
                 measurements.append(result)
@@ -315,6 +320,8 @@ def parse_args(argv):
                         metavar="NAME=HOST:PORT:PID")
     parser.add_argument("--out", required=True, metavar="RESULTS.json")
     parser.add_argument("--repo-prefix", default="bench", metavar="PREFIX")
+    parser.add_argument("--between-rounds", metavar="SHELL_COMMAND",
+                        help="run before every round but the first (not timed)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -336,7 +343,8 @@ def main(argv):
         for target in args.target:
             check_target(target, args.rounds, args.repo_prefix, args.tag)
         started = time.time()
-        measurements = run_rounds(image, args.target, args.rounds, args.repo_prefix)
+        measurements = run_rounds(image, args.target, args.rounds, args.repo_prefix,
+                                  args.between_rounds)
     except (BenchError, OSError) as error:
         print(f"bench_registries.py: {error}", file=sys.stderr)
         return 1

@@ -402,3 +402,73 @@ async fn clients_without_address_or_inside_aws_go_straight_to_s3() {
         .await
         .unwrap();
 }
+
+#[test]
+fn stowage_validate_reports_mode_key_type_and_fallback() {
+    let env = S3Env::get();
+    let edge = key_group_edge(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, &env.secret_key).unwrap();
+    let root = format!("stowage-it/cf-cli-{}", uuid::Uuid::new_v4().simple());
+    let location = |name: &str, key: &std::path::Path| {
+        format!(
+            "  {name}:\n    - CloudFrontedS3Storage\n    - endpoint_url: {}\n      s3_bucket: {}\n      \
+             s3_region: {}\n      storage_path: /{root}\n      s3_access_key: {}\n      \
+             s3_secret_key_file: {}\n      cloudfront_distribution_domain: {}\n      \
+             cloudfront_key_id: {RSA_ID}\n      cloudfront_privatekey_filename: {}\n",
+            env.endpoint.clone().unwrap_or_default(),
+            env.bucket,
+            env.region,
+            env.access_key,
+            secret.display(),
+            edge.url,
+            key.display()
+        )
+    };
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n{}{}",
+            location("good", &key_file("rsa2048-pkcs1.pem")),
+            location("nokey", &dir.path().join("missing.pem"))
+        ),
+    )
+    .unwrap();
+    let run = |name: &str| {
+        std::process::Command::new(stowage_integration::registry::stowage_binary())
+            .arg("--config")
+            .arg(&config)
+            .args(["--location", name, "validate"])
+            .output()
+            .unwrap()
+    };
+    let good = run("good");
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    for want in [
+        "signing mode: key_group (auto, from the key id)",
+        "key id: K2JCJMDEHXQW5F",
+        "key type: RSA 2048",
+        "fallback in force: none",
+        "fetch through CloudFront",
+    ] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+    let nokey = run("nokey");
+    let text = String::from_utf8_lossy(&nokey.stdout);
+    assert!(nokey.status.success(), "degraded, not failed:\n{text}");
+    assert!(
+        text.contains("degraded") && text.contains("missing.pem"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fallback in force: S3 presigned URLs"),
+        "{text}"
+    );
+}

@@ -91,7 +91,10 @@ fn skopeo_round_trip_on_cloudfront_with_signed_redirects() {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert!(signed >= 4, "blob pulls went through CloudFront URLs:\n{text}");
+    assert!(
+        signed >= 4,
+        "blob pulls went through CloudFront URLs:\n{text}"
+    );
     assert!(
         text.contains("stowage_cloudfront_urls_total{route=\"key_unavailable\"} 0"),
         "{text}"

@@ -400,3 +400,31 @@ async fn errors_name_the_key_and_never_a_secret() {
     );
     assert!(err.to_string().contains("/k"), "{err}");
 }
+
+#[tokio::test]
+async fn dropped_multipart_copy_aborts_its_upload() {
+    let env = S3Env::get();
+    let s = env.storage("copy-drop").await;
+    // Above the tests' 6 MiB multipart-copy threshold: UploadPartCopy parts.
+    let body = data(40 * MIB, 9);
+    s.put(&p("src"), body, PutOptions::default()).await.unwrap();
+    // Drop the copy as soon as it has started its multipart upload.
+    let sdk = env.sdk().await;
+    let (src, dst) = (p("src"), p("dst"));
+    let mut copy = Box::pin(s.copy(&src, &dst));
+    let started = tokio::select! {
+        _ = &mut copy => false,
+        _ = async {
+            while multipart_uploads(&sdk, &env.bucket, &prefix_of(&s)).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => true,
+    };
+    if started {
+        drop(copy);
+        assert!(!s.exists(&p("dst")).await.unwrap());
+    }
+    assert_no_multipart_uploads(&env, &s).await;
+    s.delete_prefix(&p("src")).await.unwrap();
+    let _ = s.delete(&p("dst")).await;
+}

@@ -5,7 +5,8 @@
 //! when its future is dropped.
 //!
 //! Memory: at most `concurrency` parts in flight plus the one being filled,
-//! so about `(concurrency + 1) x part size` whatever the object size.
+//! so about `(concurrency + 1) x part size` whatever the object size; with a
+//! driver-wide budget, concurrent writes share the parts in flight.
 //!
 //! Cost trap: a multipart upload that is neither completed nor aborted keeps
 //! its parts (and their storage cost) on S3 until a lifecycle rule removes
@@ -54,12 +55,16 @@ pub trait MultipartSink: Send + Sync + 'static {
 }
 
 /// How [`write_multipart`] cuts and sends parts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MultipartOptions {
     /// The size of each part (the first 500 parts; see [`part_size_for`]).
     pub part_size: u64,
     /// Parts uploading at once.
     pub concurrency: usize,
+    /// Parts in flight across every write of a driver: a permit is held
+    /// per part being sent, so many concurrent writes together stay within
+    /// about `(permits + writes) x part size` of memory.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The size of part `number` (1-based): `base` for the first 500 parts,
@@ -79,9 +84,30 @@ pub fn base_part_size(configured: u64, size: Option<u64>) -> u64 {
 }
 
 /// Aborts the upload from a background task when dropped while armed, so a
-/// cancelled write leaves no orphaned multipart upload.
-struct AbortOnDrop {
+/// cancelled write leaves no orphaned multipart upload. Drivers that drive a
+/// multipart upload themselves (server-side copies) hold one too.
+pub struct AbortOnDrop {
     sink: Option<Arc<dyn MultipartSink>>,
+}
+
+impl std::fmt::Debug for AbortOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AbortOnDrop")
+            .field("armed", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl AbortOnDrop {
+    /// Armed: dropping it aborts `sink`'s upload.
+    pub fn new(sink: Arc<dyn MultipartSink>) -> Self {
+        Self { sink: Some(sink) }
+    }
+
+    /// Disarms it once the upload was completed or aborted.
+    pub fn disarm(&mut self) {
+        self.sink = None;
+    }
 }
 
 impl Drop for AbortOnDrop {
@@ -116,11 +142,9 @@ pub async fn write_multipart(
     options: MultipartOptions,
     expected: Option<Sha256Digest>,
 ) -> Result<ObjectMeta> {
-    let mut guard = AbortOnDrop {
-        sink: Some(sink.clone()),
-    };
+    let mut guard = AbortOnDrop::new(sink.clone());
     let result = drive(sink.clone(), initial, data, options, expected).await;
-    guard.sink = None;
+    guard.disarm();
     match result {
         Ok(parts) => match sink.complete(parts).await {
             Ok(meta) => Ok(meta),
@@ -154,13 +178,37 @@ async fn drive(
     let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
     let mut done = Vec::new();
     let mut number: u32 = 0;
-    let mut buf = BytesMut::new();
     let mut target = part_size_for(options.part_size, 1) as usize;
+    // Each part buffer is allocated at exactly its size and filled to it, so
+    // a part never holds more memory than its bytes.
+    let mut buf = BytesMut::with_capacity(target);
 
-    let launch =
-        |part: Bytes, number: &mut u32, tasks: &mut JoinSet<Result<CompletedPart>>| -> Result<()> {
-            *number += 1;
-            if *number > MAX_PARTS {
+    // Sends `buf` as the next part once a slot is free (this write's
+    // concurrency, and the driver-wide budget when there is one).
+    macro_rules! launch {
+        () => {{
+            while tasks.len() >= concurrency {
+                done.push(join_next(&mut tasks).await?);
+            }
+            let permit = match &options.budget {
+                Some(budget) => {
+                    Some(
+                        budget
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| Error::Backend {
+                                driver: "multipart",
+                                retryable: false,
+                                message: "the part budget was closed".into(),
+                                source: None,
+                            })?,
+                    )
+                }
+                None => None,
+            };
+            number += 1;
+            if number > MAX_PARTS {
                 return Err(Error::Backend {
                     driver: "multipart",
                     retryable: false,
@@ -168,35 +216,41 @@ async fn drive(
                     source: None,
                 });
             }
+            target = part_size_for(options.part_size, number + 1) as usize;
+            let part = std::mem::replace(&mut buf, BytesMut::with_capacity(target)).freeze();
             let sink = sink.clone();
-            let n = *number;
-            tasks.spawn(async move { sink.upload_part(n, part).await });
-            Ok(())
-        };
+            let n = number;
+            tasks.spawn(async move {
+                let result = sink.upload_part(n, part).await;
+                drop(permit);
+                result
+            });
+        }};
+    }
 
     hasher.update(&initial);
-    buf.extend_from_slice(&initial);
-    let mut finished = false;
+    let mut pending = Some(initial);
     loop {
-        while buf.len() >= target || (finished && (!buf.is_empty() || number == 0)) {
-            while tasks.len() >= concurrency {
-                done.push(join_next(&mut tasks).await?);
+        let mut chunk = match pending.take() {
+            Some(c) => c,
+            None => match data.try_next().await? {
+                Some(c) => {
+                    hasher.update(&c);
+                    c
+                }
+                None => break,
+            },
+        };
+        while !chunk.is_empty() {
+            let n = (target - buf.len()).min(chunk.len());
+            buf.extend_from_slice(&chunk.split_to(n));
+            if buf.len() == target {
+                launch!();
             }
-            let take = target.min(buf.len());
-            let part = buf.split_to(take).freeze();
-            launch(part, &mut number, &mut tasks)?;
-            target = part_size_for(options.part_size, number + 1) as usize;
         }
-        if finished {
-            break;
-        }
-        match data.try_next().await? {
-            Some(chunk) => {
-                hasher.update(&chunk);
-                buf.extend_from_slice(&chunk);
-            }
-            None => finished = true,
-        }
+    }
+    if !buf.is_empty() || number == 0 {
+        launch!();
     }
     if let Some(expected) = expected {
         let actual = Sha256Digest::from_bytes(hasher.finalize().into());

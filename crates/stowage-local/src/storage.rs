@@ -25,6 +25,27 @@ const WRITE_CHUNK: usize = 8 * 1024 * 1024;
 /// Pieces being written at once.
 const WRITE_CONCURRENCY: usize = 2;
 
+/// Size of the pieces a read hands out.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// Streams `range` of an open file in [`READ_CHUNK`] pieces.
+fn file_stream(
+    mut file: std::fs::File,
+    range: std::ops::Range<u64>,
+    display: String,
+) -> Result<stowage_core::ByteStream> {
+    use std::io::Seek;
+    use tokio::io::AsyncReadExt;
+    file.seek(std::io::SeekFrom::Start(range.start))
+        .map_err(|e| Error::backend(DRIVER, false, format!("seeking in {display}"), e))?;
+    let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
+    Ok(
+        tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
+            .map_err(move |e| Error::backend(DRIVER, false, format!("reading {display}"), e))
+            .boxed(),
+    )
+}
+
 /// Objects as files under a directory, or in memory.
 #[derive(Clone)]
 pub struct LocalStorage {
@@ -134,10 +155,16 @@ impl Storage for LocalStorage {
         let range = resolved.unwrap_or(result.range.clone());
         let meta = self.meta(result.meta.clone())?;
         let display = path.to_string();
-        let stream = result
-            .into_stream()
-            .map_err(move |e| from_object_store(e, &display))
-            .boxed();
+        let stream = match result.payload {
+            // A file: read it in large pieces on a blocking-capable reader
+            // (object_store's own stream reads 8 KiB at a time).
+            object_store::GetResultPayload::File(file, _) => {
+                file_stream(file, range.clone(), display)?
+            }
+            object_store::GetResultPayload::Stream(s) => {
+                s.map_err(move |e| from_object_store(e, &display)).boxed()
+            }
+        };
         Ok(GetResult::new(meta, range, stream))
     }
 

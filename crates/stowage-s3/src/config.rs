@@ -55,6 +55,10 @@ pub struct S3Config {
     pub part_size: u64,
     /// Parts in flight per write (`s3_upload_concurrency`, default 4).
     pub upload_concurrency: usize,
+    /// Parts in flight across all writes of the driver
+    /// (`s3_max_parts_in_flight`, default 16): with the part size, the
+    /// memory budget of many concurrent writes.
+    pub max_parts_in_flight: usize,
     /// Smallest chunk assembled server-side (`minimum_chunk_size_mb`, default 5).
     pub min_chunk_size: u64,
     /// Largest part copied in one UploadPartCopy (`maximum_chunk_size_gb`, default 5).
@@ -107,6 +111,7 @@ impl S3Config {
             storage_class: None,
             part_size: 16 * MIB,
             upload_concurrency: 4,
+            max_parts_in_flight: 16,
             min_chunk_size: 5 * MIB,
             max_chunk_size: 5 * GIB,
             server_side_assembly: true,
@@ -289,6 +294,16 @@ impl S3Config {
                 bad(params, "s3_upload_concurrency", format!("{n}: use 1 to 64"));
             }
             c.upload_concurrency = n as usize;
+        }
+        if let Some(n) = params.u64("s3_max_parts_in_flight") {
+            if n == 0 || n > 1024 {
+                bad(
+                    params,
+                    "s3_max_parts_in_flight",
+                    format!("{n}: use 1 to 1024"),
+                );
+            }
+            c.max_parts_in_flight = n as usize;
         }
         if let Some(mb) = params.f64("minimum_chunk_size_mb") {
             if mb < 5.0 {

@@ -31,8 +31,11 @@ fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
 fn direct(request: PresignedRequest, method: UrlMethod, expires_in: Duration) -> DirectUrl {
     let expires_at = Utc::now() + chrono::Duration::from_std(expires_in).unwrap_or_default();
     let mut url = DirectUrl::new(request.uri(), method, expires_at, UrlSource::S3Presigned);
+    // Every signed header the client must send (content-type, and on AWS
+    // x-amz-server-side-encryption / x-amz-storage-class on uploads), but
+    // host, which the client's HTTP library sets from the URL.
     for (name, value) in request.headers() {
-        if name.eq_ignore_ascii_case("content-type") {
+        if !name.eq_ignore_ascii_case("host") {
             url = url.with_header(name, value);
         }
     }
@@ -110,5 +113,45 @@ impl S3Storage {
             }
         }
         Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stowage_core::config::Secret;
+    use stowage_core::{Storage, StoragePath, UploadUrlOptions};
+
+    use crate::{S3Config, S3Storage, ServerSideEncryption};
+
+    #[tokio::test]
+    async fn upload_url_lists_every_signed_header_the_client_must_send() {
+        let mut c = S3Config::new("registry-bucket")
+            .with_region("us-east-1")
+            .with_static_keys("AKIDEXAMPLE", Secret::new("not-a-real-secret"));
+        c.sse = ServerSideEncryption::Aes256;
+        c.storage_class = Some("STANDARD_IA".into());
+        let s3 = S3Storage::new(c).await.unwrap();
+        let url = s3
+            .upload_url(
+                &StoragePath::parse("blobs/a").unwrap(),
+                &UploadUrlOptions::default().with_content_type("application/octet-stream"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let names: Vec<String> = url
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        for needed in [
+            "content-type",
+            "x-amz-server-side-encryption",
+            "x-amz-storage-class",
+        ] {
+            assert!(names.iter().any(|n| n == needed), "{needed} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n == "host"));
+        assert!(!url.url.contains("not-a-real-secret"));
     }
 }

@@ -25,6 +25,8 @@ pub struct S3Storage {
     /// should allow (Ceph RGW does for assumed-role sessions): later copies
     /// and assemblies stream the bytes instead.
     pub(crate) part_copy_refused: Arc<AtomicBool>,
+    /// Parts in flight across every write of this driver.
+    pub(crate) part_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for S3Storage {
@@ -45,6 +47,7 @@ impl S3Storage {
         let client = builder::client(&config, None).await;
         Ok(Self {
             client,
+            part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
             config: Arc::new(config),
             part_copy_refused: Arc::default(),
         })
@@ -72,6 +75,7 @@ impl S3Storage {
         .await;
         Ok(Self {
             client,
+            part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
             config: Arc::new(config),
             part_copy_refused: Arc::default(),
         })

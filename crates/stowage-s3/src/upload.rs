@@ -100,6 +100,7 @@ impl S3Storage {
         let options_mp = MultipartOptions {
             part_size,
             concurrency: self.config.upload_concurrency,
+            budget: Some(self.part_budget.clone()),
         };
         let meta = multipart::write_multipart(
             sink,
@@ -209,6 +210,8 @@ impl S3Storage {
     /// aborted on any failure.
     async fn copy_parts(&self, to: &StoragePath, to_key: &str, pieces: Vec<Piece>) -> Result<()> {
         let upload = Arc::new(self.start_multipart(to_key, to).await?);
+        // A dropped copy or assembly aborts its multipart upload too.
+        let mut guard = stowage_core::multipart::AbortOnDrop::new(upload.clone());
         let result = futures::stream::iter(pieces.into_iter().enumerate())
             .map(|(i, piece)| {
                 let upload = upload.clone();
@@ -228,7 +231,7 @@ impl S3Storage {
             .buffered(self.config.upload_concurrency)
             .try_collect::<Vec<_>>()
             .await;
-        match result {
+        let outcome = match result {
             Ok(parts) => match upload.complete(parts).await {
                 Ok(_) => Ok(()),
                 Err(e) => {
@@ -240,7 +243,9 @@ impl S3Storage {
                 let _ = upload.abort().await;
                 Err(e)
             }
-        }
+        };
+        guard.disarm();
+        outcome
     }
 
     /// Completes a chunked upload: server-side with UploadPartCopy when every

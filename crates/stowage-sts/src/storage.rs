@@ -88,6 +88,7 @@ impl ProvideCredentials for SharedTracked {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Storage for STSS3Storage {
     fn driver(&self) -> &'static str {
         DRIVER

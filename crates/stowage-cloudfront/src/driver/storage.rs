@@ -589,3 +589,87 @@ impl Storage for CloudFrontedS3Storage {
         metrics
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name)
+    }
+
+    fn config(id: &str, key: &str) -> CloudFrontConfig {
+        CloudFrontConfig::new(
+            stowage_s3::S3Config::new("registry-bucket"),
+            "d111111abcdef8.cloudfront.net",
+            id,
+            testdata(key),
+        )
+    }
+
+    #[test]
+    fn key_types_cloudfront_rejects_are_named() {
+        let e = load_keys(&config("K2JCJMDEHXQW5F", "rsa1024.pem")).unwrap_err();
+        assert!(
+            e.to_string().contains("RSA 1024") && e.to_string().contains("2048"),
+            "{e}"
+        );
+        let e = load_keys(&config("APKAEIBAERJR2EXAMPLE", "ec-p256-sec1.pem")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("legacy CloudFront key pairs are RSA"),
+            "{e}"
+        );
+        assert!(load_keys(&config("K2JCJMDEHXQW5F", "ec-p256-sec1.pem")).is_ok());
+        assert!(load_keys(&config("APKAEIBAERJR2EXAMPLE", "rsa2048-pkcs1.pem")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn unsigned_urls_encode_keys_once_and_pick_the_namespace_domain() {
+        let mut c = config("K2JCJMDEHXQW5F", "rsa2048-pkcs1.pem");
+        c.s3 = c.s3.with_root("registry");
+        c.org_overrides
+            .insert("acme".into(), "https://acme.cdn.example.com".into());
+        let storage = CloudFrontedS3Storage::new(c).await.unwrap();
+        let path = StoragePath::parse("blobs/a b+c%d/é").unwrap();
+        let options = DownloadUrlOptions::default().with_query(
+            "response-content-disposition",
+            "attachment; filename=\"x y\"",
+        );
+        assert_eq!(
+            storage.unsigned_url(&path, &options),
+            "https://d111111abcdef8.cloudfront.net/registry/blobs/a%20b%2Bc%25d/%C3%A9\
+             ?response-content-disposition=attachment%3B%20filename%3D%22x%20y%22"
+        );
+        let acme = DownloadUrlOptions::default().with_namespace("acme");
+        assert!(storage
+            .unsigned_url(&path, &acme)
+            .starts_with("https://acme.cdn.example.com/registry/"));
+    }
+
+    #[tokio::test]
+    async fn signing_and_cache_without_s3() {
+        let storage = CloudFrontedS3Storage::new(config("K2JCJMDEHXQW5F", "rsa2048-pkcs8.pem"))
+            .await
+            .unwrap();
+        let path = StoragePath::parse("blobs/x").unwrap();
+        let options = DownloadUrlOptions::default().with_client_ip("203.0.113.1".parse().unwrap());
+        let a = storage
+            .download_url(&path, &options)
+            .await
+            .unwrap()
+            .unwrap();
+        let b = storage
+            .download_url(&path, &options)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.source, UrlSource::CloudFrontSigned);
+        assert_eq!(a.url, b.url);
+        assert_eq!(storage.route_count(Route::Signed), 1);
+        assert_eq!(storage.route_count(Route::Cached), 1);
+        assert!(a.expires_at > Utc::now() + chrono::Duration::seconds(590));
+    }
+}

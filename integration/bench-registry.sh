@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The registry benchmark of docs/benchmarks.md: the same ~1 GiB multi-layer
+# image pushed and pulled with skopeo through `stowage serve` (release build)
+# and through Debian's docker-registry (distribution 2.8), both on local disk
+# and both on S3 against a Ceph RGW this script starts, interleaved over
+# several rounds in one run (integration/registry/bench_registries.py).
+# Both registries serve blob bytes themselves (stowage --no-redirect,
+# distribution with redirects disabled), so both sit on the data path.
+# stowage's S3 location has a memory budget of 4 parts in flight across
+# all uploads (s3_max_parts_in_flight; STOWAGE_BENCH_PARTS_IN_FLIGHT
+# overrides it), distribution its default 16 MiB chunks.
+#
+#   integration/bench-registry.sh [--rounds 3] [--layers 8] [--layer-mib 128]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=3 layers=8 layer_mib=128
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2;;
+    --layers) layers=$2; shift 2;;
+    --layer-mib) layer_mib=$2; shift 2;;
+    *) echo "unknown argument $1" >&2; exit 2;;
+  esac
+done
+
+integration/servers/install.sh >/dev/null
+cargo build --release -p stowage-cli
+stowage=$(realpath "${CARGO_TARGET_DIR:-target}/release/stowage")
+
+work=$(mktemp -d /tmp/stowage-bench-registry.XXXXXX)
+rgw="$work/rgw"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  integration/servers/rgw-down.sh "$rgw" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+STOWAGE_RGW_PORT=${STOWAGE_RGW_PORT:-27680} STOWAGE_RGW_MON_PORT=${STOWAGE_RGW_MON_PORT:-23500} \
+  STOWAGE_RGW_MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26989} STOWAGE_OIDC_PORT=${STOWAGE_OIDC_PORT:-18280} \
+  integration/servers/rgw-up.sh "$rgw" >"$work/rgw-up.log" 2>&1 || { cat "$work/rgw-up.log"; exit 1; }
+set -a; . "$rgw/env"; set +a
+export BENCH_S3_SECRET=$STOWAGE_S3_TEST_SECRET_KEY
+
+echo "building a ${layers} x ${layer_mib} MiB image"
+python3 integration/registry/make_oci_image.py "$work/image" --layers "$layers" \
+  --layer-mib "$layer_mib" --tag bench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() {
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done
+  echo "registry at $1 did not start" >&2; exit 1
+}
+
+# stowage: one config with both locations.
+cat >"$work/stowage.yaml" <<EOF
+DISTRIBUTED_STORAGE_CONFIG:
+  local:
+    - LocalStorage
+    - storage_path: $work/stowage-local
+  s3:
+    - S3Storage
+    - endpoint_url: $STOWAGE_S3_TEST_ENDPOINT
+      s3_bucket: $STOWAGE_S3_TEST_BUCKET
+      s3_region: $STOWAGE_S3_TEST_REGION
+      storage_path: /bench-stowage
+      s3_access_key: $STOWAGE_S3_TEST_ACCESS_KEY
+      s3_secret_key_env: BENCH_S3_SECRET
+      s3_max_parts_in_flight: ${STOWAGE_BENCH_PARTS_IN_FLIGHT:-4}
+  distribution:
+    - S3Storage
+    - endpoint_url: $STOWAGE_S3_TEST_ENDPOINT
+      s3_bucket: $STOWAGE_S3_TEST_BUCKET
+      s3_region: $STOWAGE_S3_TEST_REGION
+      storage_path: /bench-distribution
+      s3_access_key: $STOWAGE_S3_TEST_ACCESS_KEY
+      s3_secret_key_env: BENCH_S3_SECRET
+EOF
+
+targets=()
+start_stowage() { # name location
+  local port; port=$(free_port)
+  mkdir -p "$work/state-$1"
+  "$stowage" --config "$work/stowage.yaml" --location "$2" serve --no-redirect \
+    --listen "127.0.0.1:$port" --state-dir "$work/state-$1" 2>"$work/$1.log" &
+  pids+=($!); targets+=(--target "$1=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
+}
+start_distribution() { # name config-args...
+  local name=$1 port; shift; port=$(free_port)
+  python3 integration/registry/distribution_config.py "$@" --listen "127.0.0.1:$port" >"$work/$name.yml"
+  env -u AWS_CA_BUNDLE docker-registry serve "$work/$name.yml" 2>"$work/$name.log" &
+  pids+=($!); targets+=(--target "$name=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
+}
+start_stowage stowage-local local
+start_stowage stowage-s3 s3
+start_distribution distribution-local --storage filesystem --root "$work/distribution-local"
+start_distribution distribution-s3 --storage s3 --endpoint "$STOWAGE_S3_TEST_ENDPOINT" \
+  --bucket "$STOWAGE_S3_TEST_BUCKET" --region "$STOWAGE_S3_TEST_REGION" \
+  --access-key-env STOWAGE_S3_TEST_ACCESS_KEY --secret-key-env BENCH_S3_SECRET --root /bench-distribution
+
+# Between rounds: drop the blobs stowage wrote to RGW in the last round (its
+# OSD lives in memory) and let its garbage collector free them.
+# Distribution's data stays: it caches blob descriptors in memory and breaks
+# when its storage is emptied behind its back.
+between="'$stowage' --config '$work/stowage.yaml' --location s3 rm -r blobs >/dev/null 2>&1 || true; \
+radosgw-admin -c '$STOWAGE_RGW_CONF' gc process --include-all >/dev/null 2>&1 || true"
+
+python3 integration/registry/bench_registries.py --image "$work/image" --tag bench \
+  --rounds "$rounds" "${targets[@]}" --between-rounds "$between" \
+  --out "${BENCH_OUT:-/tmp/stowage-registry-bench.json}"
