@@ -37,6 +37,7 @@ cargo test -p stowage-integration --no-run
 
 step "CloudFront signer against botocore and openssl; stowage serve on the local store"
 local_failed=0
+python3 integration/cloudfront/test_edge_verifier.py || local_failed=1
 cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local || local_failed=1
 
 # The S3 groups run against every server; the STS groups (sts_expiry is the

@@ -6,7 +6,8 @@
 //!
 //! Memory: at most `concurrency` parts in flight plus the one being filled,
 //! so about `(concurrency + 1) x part size` whatever the object size; with a
-//! driver-wide budget, concurrent writes share the parts in flight.
+//! driver-wide budget, concurrent writes share a fixed number of part
+//! buffers.
 //!
 //! Cost trap: a multipart upload that is neither completed nor aborted keeps
 //! its parts (and their storage cost) on S3 until a lifecycle rule removes
@@ -55,16 +56,19 @@ pub trait MultipartSink: Send + Sync + 'static {
 }
 
 /// How [`write_multipart`] cuts and sends parts.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MultipartOptions {
     /// The size of each part (the first 500 parts; see [`part_size_for`]).
     pub part_size: u64,
     /// Parts uploading at once.
     pub concurrency: usize,
-    /// Parts in flight across every write of a driver: a permit is held
-    /// per part being sent, so many concurrent writes together stay within
-    /// about `(permits + writes) x part size` of memory.
+    /// Part buffers across every write of a driver: a permit is held from
+    /// the moment a part starts to fill until it is sent, so many concurrent
+    /// writes together hold at most `permits x part size` of parts.
     pub budget: Option<Arc<tokio::sync::Semaphore>>,
+    /// A permit of `budget` the caller already holds for `initial` (the
+    /// bytes it read before choosing a multipart upload).
+    pub initial_permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The size of part `number` (1-based): `base` for the first 500 parts,
@@ -183,30 +187,40 @@ async fn drive(
     // a part never holds more memory than its bytes.
     let mut buf = BytesMut::with_capacity(target);
 
-    // Sends `buf` as the next part once a slot is free (this write's
-    // concurrency, and the driver-wide budget when there is one).
+    // With a driver-wide budget, a permit is taken before a part buffer
+    // starts to fill and travels with the part until it is sent, so every
+    // write of the driver together holds at most `permits` part buffers.
+    let budget = options.budget.clone();
+    let acquire = || {
+        let budget = budget.clone();
+        async move {
+            match budget {
+                Some(b) => b
+                    .acquire_owned()
+                    .await
+                    .map(Some)
+                    .map_err(|_| Error::Backend {
+                        driver: "multipart",
+                        retryable: false,
+                        message: "the part budget was closed".into(),
+                        source: None,
+                    }),
+                None => Ok(None),
+            }
+        }
+    };
+    let mut permit = options.initial_permit;
+
+    // Sends `buf` as the next part once this write has a free slot.
     macro_rules! launch {
-        () => {{
+        ($part:expr) => {{
             while tasks.len() >= concurrency {
                 done.push(join_next(&mut tasks).await?);
             }
-            let permit = match &options.budget {
-                Some(budget) => {
-                    Some(
-                        budget
-                            .clone()
-                            .acquire_owned()
-                            .await
-                            .map_err(|_| Error::Backend {
-                                driver: "multipart",
-                                retryable: false,
-                                message: "the part budget was closed".into(),
-                                source: None,
-                            })?,
-                    )
-                }
-                None => None,
-            };
+            if permit.is_none() {
+                permit = acquire().await?;
+            }
+            let held = permit.take();
             number += 1;
             if number > MAX_PARTS {
                 return Err(Error::Backend {
@@ -216,13 +230,12 @@ async fn drive(
                     source: None,
                 });
             }
-            target = part_size_for(options.part_size, number + 1) as usize;
-            let part = std::mem::replace(&mut buf, BytesMut::with_capacity(target)).freeze();
+            let part: Bytes = $part;
             let sink = sink.clone();
             let n = number;
             tasks.spawn(async move {
                 let result = sink.upload_part(n, part).await;
-                drop(permit);
+                drop(held);
                 result
             });
         }};
@@ -242,15 +255,27 @@ async fn drive(
             },
         };
         while !chunk.is_empty() {
+            if permit.is_none() {
+                permit = acquire().await?;
+            }
+            if buf.is_empty() && chunk.len() >= target {
+                // A whole part already in one piece: sent without a copy.
+                let whole = chunk.split_to(target);
+                launch!(whole);
+                target = part_size_for(options.part_size, number + 1) as usize;
+                continue;
+            }
             let n = (target - buf.len()).min(chunk.len());
             buf.extend_from_slice(&chunk.split_to(n));
             if buf.len() == target {
-                launch!();
+                launch!(std::mem::take(&mut buf).freeze());
+                target = part_size_for(options.part_size, number + 1) as usize;
+                buf = BytesMut::with_capacity(target);
             }
         }
     }
     if !buf.is_empty() || number == 0 {
-        launch!();
+        launch!(std::mem::take(&mut buf).freeze());
     }
     if let Some(expected) = expected {
         let actual = Sha256Digest::from_bytes(hasher.finalize().into());
@@ -285,6 +310,97 @@ async fn join_next(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<Complet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that keeps parts in memory and records how many part
+    /// buffers were alive at once.
+    struct CountingSink {
+        parts: std::sync::Mutex<Vec<(u32, Bytes)>>,
+        alive: std::sync::atomic::AtomicUsize,
+        peak: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl MultipartSink for CountingSink {
+        async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.alive.fetch_add(1, SeqCst) + 1;
+            self.peak.fetch_max(now, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            self.alive.fetch_sub(1, SeqCst);
+            let size = data.len() as u64;
+            self.parts.lock().unwrap().push((number, data));
+            Ok(CompletedPart {
+                number,
+                etag: number.to_string(),
+                size,
+            })
+        }
+        async fn complete(&self, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+            let size = parts.iter().map(|p| p.size).sum();
+            Ok(ObjectMeta::new(
+                crate::StoragePath::parse("x").unwrap(),
+                size,
+            ))
+        }
+        async fn abort(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_budget_bounds_parts_across_writes_and_keeps_bytes_intact() {
+        use futures::StreamExt;
+        let budget = Arc::new(tokio::sync::Semaphore::new(3));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let data: Vec<u8> = (0..(23 * MIN_PART_SIZE as usize + 7))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let mut writes = Vec::new();
+        for _ in 0..4 {
+            let sink = Arc::new(CountingSink {
+                parts: Default::default(),
+                alive: Default::default(),
+                peak: peak.clone(),
+            });
+            let stream = futures::stream::iter(
+                data.chunks(300_000)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            )
+            .boxed();
+            let options = MultipartOptions {
+                part_size: MIN_PART_SIZE,
+                concurrency: 4,
+                budget: Some(budget.clone()),
+                initial_permit: None,
+            };
+            let expected = Some(Sha256Digest::of(&data));
+            let s = sink.clone();
+            writes.push(tokio::spawn(async move {
+                let meta = write_multipart(s.clone(), Bytes::new(), stream, options, expected)
+                    .await
+                    .unwrap();
+                let mut parts = s.parts.lock().unwrap().clone();
+                parts.sort_by_key(|p| p.0);
+                (
+                    meta,
+                    parts
+                        .into_iter()
+                        .flat_map(|p| p.1.to_vec())
+                        .collect::<Vec<u8>>(),
+                )
+            }));
+        }
+        for w in writes {
+            let (meta, bytes) = w.await.unwrap();
+            assert_eq!(meta.size, data.len() as u64);
+            assert_eq!(bytes, data);
+        }
+        // Every write's own concurrency is 4, but 4 writes together never
+        // had more than the budget's 3 parts in flight.
+        let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(peak <= 3 && peak >= 2, "peak parts in flight {peak}");
+    }
 
     #[test]
     fn part_sizes_keep_any_object_under_the_part_limit() {

@@ -21,7 +21,7 @@ use crate::paths::{from_store, to_store};
 use crate::LocalConfig;
 
 /// Size of the pieces a streamed write hands to the file writer.
-const WRITE_CHUNK: usize = 8 * 1024 * 1024;
+const WRITE_CHUNK: usize = 2 * 1024 * 1024;
 /// Pieces being written at once.
 const WRITE_CONCURRENCY: usize = 2;
 

@@ -55,7 +55,7 @@ pub struct S3Config {
     pub part_size: u64,
     /// Parts in flight per write (`s3_upload_concurrency`, default 4).
     pub upload_concurrency: usize,
-    /// Parts in flight across all writes of the driver
+    /// Part buffers across all writes of the driver, being filled or sent
     /// (`s3_max_parts_in_flight`, default 16): with the part size, the
     /// memory budget of many concurrent writes.
     pub max_parts_in_flight: usize,

@@ -20,7 +20,7 @@ use stowage_core::{
     Error, GetOptions, ObjectMeta, PutOptions, Result, StorageExt, StoragePath, WriteStream,
 };
 
-use crate::error::from_sdk;
+use crate::error::{from_sdk, DRIVER};
 use crate::{S3Storage, ServerSideEncryption};
 
 /// Characters kept as they are in `x-amz-copy-source`.
@@ -65,11 +65,25 @@ impl S3Storage {
         options: PutOptions,
     ) -> Result<ObjectMeta> {
         let part_size = multipart::base_part_size(self.config.part_size, options.size_hint);
-        let mut first = BytesMut::new();
+        // The first part's buffer counts against the driver's budget too.
+        let permit = self
+            .part_budget
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend(DRIVER, false, "part budget", e))?;
+        let mut first = BytesMut::with_capacity(part_size as usize);
         let mut ended = false;
+        let mut rest = None;
         while first.len() < part_size as usize {
             match data.try_next().await? {
-                Some(chunk) => first.extend_from_slice(&chunk),
+                Some(mut chunk) => {
+                    let room = part_size as usize - first.len();
+                    if chunk.len() > room {
+                        rest = Some(chunk.split_off(room));
+                    }
+                    first.extend_from_slice(&chunk);
+                }
                 None => {
                     ended = true;
                     break;
@@ -77,7 +91,14 @@ impl S3Storage {
             }
         }
         if ended {
-            return self.put_small(path, first.freeze(), options).await;
+            let result = self.put_small(path, first.freeze(), options).await;
+            drop(permit);
+            return result;
+        }
+        if let Some(rest) = rest {
+            data = futures::stream::once(async move { Ok(rest) })
+                .chain(data)
+                .boxed();
         }
         let key = self.object_key(path);
         let create = self
@@ -101,6 +122,7 @@ impl S3Storage {
             part_size,
             concurrency: self.config.upload_concurrency,
             budget: Some(self.part_budget.clone()),
+            initial_permit: Some(permit),
         };
         let meta = multipart::write_multipart(
             sink,
