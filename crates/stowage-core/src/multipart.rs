@@ -399,7 +399,7 @@ mod tests {
         // Every write's own concurrency is 4, but 4 writes together never
         // had more than the budget's 3 parts in flight.
         let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(peak <= 3 && peak >= 2, "peak parts in flight {peak}");
+        assert!((2..=3).contains(&peak), "peak parts in flight {peak}");
     }
 
     #[test]

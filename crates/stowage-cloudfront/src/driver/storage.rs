@@ -293,7 +293,7 @@ impl CloudFrontedS3Storage {
     /// Fetches a signed URL of a probe object through the distribution:
     /// the only check that sees what the distribution trusts.
     async fn validate_fetch(&self, report: &mut ValidationReport) {
-        let probe = match StoragePath::parse(&format!(
+        let probe = match StoragePath::parse(format!(
             "_stowage_validate/cloudfront-{}",
             Utc::now().timestamp_micros()
         )) {
