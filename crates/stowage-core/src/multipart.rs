@@ -178,7 +178,9 @@ async fn drive(
     expected: Option<Sha256Digest>,
 ) -> Result<Vec<CompletedPart>> {
     let concurrency = options.concurrency.max(1);
-    let mut hasher = sha2::Sha256::new();
+    // The content is hashed only when a digest is to be checked: a pass of
+    // SHA-256 costs as much CPU as the rest of the writer.
+    let mut hasher = expected.map(|_| sha2::Sha256::new());
     let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
     let mut done = Vec::new();
     let mut number: u32 = 0;
@@ -241,14 +243,18 @@ async fn drive(
         }};
     }
 
-    hasher.update(&initial);
+    if let Some(h) = hasher.as_mut() {
+        h.update(&initial);
+    }
     let mut pending = Some(initial);
     loop {
         let mut chunk = match pending.take() {
             Some(c) => c,
             None => match data.try_next().await? {
                 Some(c) => {
-                    hasher.update(&c);
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&c);
+                    }
                     c
                 }
                 None => break,
@@ -277,7 +283,7 @@ async fn drive(
     if !buf.is_empty() || number == 0 {
         launch!(std::mem::take(&mut buf).freeze());
     }
-    if let Some(expected) = expected {
+    if let (Some(expected), Some(hasher)) = (expected, hasher) {
         let actual = Sha256Digest::from_bytes(hasher.finalize().into());
         if actual != expected {
             tasks.abort_all();
