@@ -69,6 +69,29 @@ fn cli_on_an_s3_location() {
         "{validate}"
     );
     assert!(validate.contains("bucket reachable"), "{validate}");
+
+    let setup = ok(run(&dir, &config, &["--location", "s3", "setup"]));
+    assert!(setup.contains("CORS rules set"), "{setup}");
+    let cors = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        env.sdk()
+            .await
+            .get_bucket_cors()
+            .bucket(&env.bucket)
+            .send()
+            .await
+            .expect("GetBucketCors after setup")
+    });
+    let methods: Vec<String> = cors
+        .cors_rules()
+        .iter()
+        .flat_map(|r| r.allowed_methods().to_vec())
+        .collect();
+    assert!(
+        methods.contains(&"GET".to_string()) && methods.contains(&"PUT".to_string()),
+        "{methods:?}"
+    );
+    let refused = run(&dir, &config, &["--location", "disk", "setup"]);
+    assert_eq!(refused.status.code(), Some(2));
     assert!(
         validate.contains("location disk (LocalStorage, driver local): ok"),
         "{validate}"

@@ -178,6 +178,10 @@ async fn chunked_upload_assembles_server_side_and_splits_large_chunks() {
     );
     let left: Vec<_> = s.list(Some(&state.area())).collect().await;
     assert!(left.is_empty(), "chunks removed");
+    assert!(
+        s.copies_server_side(),
+        "assembled with UploadPartCopy, not by streaming the chunks back"
+    );
     assert_no_multipart_uploads(&env, &s).await;
     s.delete(&p("blobs/assembled")).await.unwrap();
 }
@@ -193,6 +197,7 @@ async fn copy_above_the_threshold_is_a_multipart_copy() {
         .unwrap();
     let meta = s.copy(&p("src ü+%"), &p("dst/copy")).await.unwrap();
     assert_eq!(meta.size, body.len() as u64);
+    assert!(s.copies_server_side(), "copied with UploadPartCopy");
     assert_eq!(s.get_bytes(&p("dst/copy")).await.unwrap(), body);
     assert_no_multipart_uploads(&env, &s).await;
     s.delete_prefix(&p("dst")).await.unwrap();
@@ -366,6 +371,22 @@ async fn validate_tells_the_failures_apart() {
         "no secret in the report"
     );
 
+    // A wrong region: AWS and Garage refuse it, and the report must say
+    // so; Ceph RGW accepts requests signed for any region.
+    let mut elsewhere = env.config("validate");
+    elsewhere.region = if env.region == "ap-southeast-2" {
+        "eu-central-1".into()
+    } else {
+        "ap-southeast-2".into()
+    };
+    let r = S3Storage::new(elsewhere).await.unwrap().validate().await;
+    if env.server == "rgw" {
+        assert!(r.is_ok(), "RGW ignores the region: {r:?}");
+    } else {
+        assert!(!r.is_ok(), "{r:?}");
+        assert!(r.checks[0].detail.contains("region"), "{r:?}");
+    }
+
     let mut unreachable = env.config("validate");
     unreachable.endpoint = Some("http://127.0.0.1:9".into());
     unreachable.max_attempts = 1;
@@ -427,4 +448,81 @@ async fn dropped_multipart_copy_aborts_its_upload() {
     assert_no_multipart_uploads(&env, &s).await;
     s.delete_prefix(&p("src")).await.unwrap();
     let _ = s.delete(&p("dst")).await;
+}
+
+/// `servers/fault_proxy.py` in front of the server: answers the first
+/// CompleteMultipartUpload with 200 + InternalError, as S3 sometimes does.
+struct FaultProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl FaultProxy {
+    fn start(upstream: &str) -> Self {
+        use std::io::BufRead;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/fault_proxy.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
+            .args(["--fail-complete", "1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the fault proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .expect("proxy ready line");
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn complete_answered_200_with_internal_error_is_retried() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::start(env.endpoint.as_deref().expect("an S3 endpoint"));
+    let mut config = env.config("complete-retry");
+    config.endpoint = Some(proxy.url.clone());
+    let through_proxy = S3Storage::new(config.clone()).await.unwrap();
+    let body = data(12 * MIB + 5, 30);
+    let meta = through_proxy
+        .put_stream(
+            &p("retried"),
+            futures::stream::iter(vec![Ok(body.clone())]).boxed(),
+            PutOptions::default(),
+        )
+        .await
+        .expect("the write succeeds after the retry");
+    assert_eq!(meta.size, body.len() as u64);
+    let stats: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{}/__proxy/stats", proxy.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["complete_failed"], 1, "{stats}");
+    assert!(stats["complete_seen"].as_u64().unwrap() >= 2, "{stats}");
+    let mut direct_config = config;
+    direct_config.endpoint = env.endpoint.clone();
+    let direct = S3Storage::new(direct_config).await.unwrap();
+    assert_eq!(direct.get_bytes(&p("retried")).await.unwrap(), body);
+    assert_no_multipart_uploads(&env, &direct).await;
+    direct.delete(&p("retried")).await.unwrap();
 }

@@ -103,6 +103,10 @@ pub(crate) enum Command {
         #[arg(long, value_enum)]
         only: Option<PolicyKind>,
     },
+    /// One-off set-up of the selected S3 location (S3Storage, STSS3Storage,
+    /// CloudFrontedS3Storage): the bucket's CORS rules for browser uploads
+    /// and downloads, as Quay sets them.
+    Setup,
     /// Sign a CloudFront URL, or make signed cookies, with a key given here
     /// or the key of a CloudFrontedS3Storage location.
     Sign(SignArgs),

@@ -103,6 +103,50 @@ impl S3Storage {
         Ok(())
     }
 
+    /// Why the server answered 400 to HeadBucket. HEAD answers carry no
+    /// error body, so a ListObjectsV2 of one key asks again to get the
+    /// code: a region the server does not serve is the usual cause.
+    async fn explain_bad_request(&self, head_code: Option<String>) -> String {
+        let c = &self.config;
+        let (code, message) = match head_code {
+            Some(code) => (Some(code), None),
+            None => match self
+                .client
+                .list_objects_v2()
+                .bucket(&c.bucket)
+                .max_keys(1)
+                .send()
+                .await
+            {
+                Ok(_) => (None, None),
+                Err(e) => (
+                    e.code().map(str::to_string),
+                    e.message().map(str::to_string),
+                ),
+            },
+        };
+        let region_problem = matches!(
+            code.as_deref(),
+            Some("AuthorizationHeaderMalformed" | "IllegalLocationConstraintException")
+        ) || message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("region"));
+        if region_problem {
+            format!(
+                "the server refused requests signed for region {} ({}): set s3_region to the \
+                 region the bucket is in",
+                c.region,
+                message.or(code).unwrap_or_default()
+            )
+        } else {
+            format!(
+                "bucket {} answered 400 Bad Request{}",
+                c.bucket,
+                code.map(|c| format!(" ({c})")).unwrap_or_default()
+            )
+        }
+    }
+
     /// HeadBucket first, so a missing bucket, denied access, a wrong region
     /// and an unreachable endpoint each get their own message; then the
     /// probe object.
@@ -144,6 +188,7 @@ impl S3Storage {
                             c.bucket, c.region
                         )
                     }
+                    (Some(400), _) => self.explain_bad_request(code).await,
                     (Some(404), _) => format!("bucket {} does not exist", c.bucket),
                     (Some(403), _) => format!(
                         "access to bucket {} is denied for these credentials{}",

@@ -86,6 +86,16 @@ impl S3Storage {
         &self.config
     }
 
+    /// Whether copies and chunked-upload assembly happen inside the server:
+    /// configured so, and the server has not refused an UploadPartCopy
+    /// (after a refusal the driver streams the bytes instead).
+    pub fn copies_server_side(&self) -> bool {
+        self.config.server_side_assembly
+            && !self
+                .part_copy_refused
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.config.bucket

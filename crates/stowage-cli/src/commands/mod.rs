@@ -3,6 +3,7 @@
 mod iam_policy;
 mod inspect;
 mod serve;
+mod setup;
 mod sign;
 mod transfer;
 mod validate;
@@ -29,6 +30,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rm { path, recursive } => inspect::rm(&ctx, &path, recursive).await,
         Command::IamPolicy { with_setup, only } => iam_policy::run(&ctx, with_setup, only),
         Command::Sign(args) => sign::run(&ctx, &args),
+        Command::Setup => setup::run(&ctx).await,
         Command::Serve {
             listen,
             state_dir,
