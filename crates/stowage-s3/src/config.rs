@@ -325,11 +325,13 @@ impl S3Config {
             }
             c.max_chunk_size = (gb * GIB as f64) as u64;
         }
-        if c.max_chunk_size < c.min_chunk_size {
+        if c.max_chunk_size < 2 * c.min_chunk_size {
             bad(
                 params,
                 "maximum_chunk_size_gb",
-                "must not be below minimum_chunk_size_mb".into(),
+                "must be at least twice minimum_chunk_size_mb, so that the pieces a large chunk \
+                 is split into stay above the minimum part size"
+                    .into(),
             );
         }
         c.server_side_assembly = params.bool("server_side_assembly").unwrap_or(true);
