@@ -256,6 +256,26 @@ impl StsConfig {
                 _ => (StsSource::SdkDefaultChain, None),
             },
         };
+        if matches!(source, StsSource::SdkDefaultChain) {
+            // The SDK's chain assumes the profile's role itself: these
+            // settings would be silently ignored.
+            for key in [
+                "sts_duration_seconds",
+                "sts_session_name",
+                "sts_external_id",
+                "sts_endpoint_url",
+            ] {
+                if params.has(key) {
+                    params.problem(
+                        key,
+                        "applies only when stowage assumes the role itself (give sts_role_arn, \
+                         or AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE); with a shared config \
+                         profile the SDK assumes the role: set it in the profile instead",
+                    );
+                    ok = false;
+                }
+            }
+        }
         let s3 = s3?;
         if !ok {
             return None;
@@ -422,5 +442,21 @@ mod tests {
             .unwrap_err(),
         );
         assert!(m.contains("sts_refresh_margin_seconds"), "{m}");
+    }
+
+    #[test]
+    fn settings_the_profile_chain_would_ignore_are_errors() {
+        let e = messages(
+            parse(
+                json!({"s3_bucket": "registry-bucket", "sts_duration_seconds": 900,
+                       "sts_session_name": "quay"}),
+                &[],
+            )
+            .unwrap_err(),
+        );
+        assert!(e.contains("loc.sts_duration_seconds"), "{e}");
+        assert!(e.contains("loc.sts_session_name"), "{e}");
+        assert!(e.contains("set it in the profile"), "{e}");
+        assert!(parse(json!({"s3_bucket": "registry-bucket"}), &[]).is_ok());
     }
 }
