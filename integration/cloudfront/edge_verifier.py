@@ -492,6 +492,17 @@ def main(argv=None):
     args = parse_args(argv)
     key_groups = trusted_keys(args.trusted_key_group, "--trusted-key-group")
     signers = trusted_keys(args.trusted_signer, "--trusted-signer")
+    # As CloudFront: key groups hold uploaded public keys (K... ids, RSA 2048
+    # or ECDSA P-256); trusted signers are root-account key pairs (APKA...
+    # ids, RSA).
+    for key_id, key in key_groups.items():
+        if key_id.startswith("APKA") or not key_id.startswith("K"):
+            raise SystemExit(f"--trusted-key-group {key_id}: key group public key ids start with K")
+    for key_id, key in signers.items():
+        if not key_id.startswith("APKA"):
+            raise SystemExit(f"--trusted-signer {key_id}: trusted signer key pair ids start with APKA")
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SystemExit(f"--trusted-signer {key_id}: CloudFront key pairs are RSA")
     shared = set(key_groups) & set(signers)
     if shared:
         raise SystemExit(f"ids given both as key group and trusted signer: {sorted(shared)}")

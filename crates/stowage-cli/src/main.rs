@@ -14,13 +14,33 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc gives each thread that allocates its own arena (up to 8 per
+/// core); buffers allocated on one runtime thread and freed on another then
+/// strand memory in many arenas. Two arenas keep a long-running `stowage
+/// serve` close to what it really holds.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only adjusts allocator tuning; it is called
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Request logs of `stowage serve` (with their request ids)
+                // at info; everything else only when it warns.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,stowage_registry=info")
+                }),
         )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -4,7 +4,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stowage::cloudfront::signer::{
-    normalize_url, CloudFrontSigner, HashAlgorithm, IpCidr, Policy, PrivateKey, SignError,
+    check_key_for_mode, mode_of_id, normalize_url, CloudFrontSigner, HashAlgorithm, IpCidr, Policy,
+    PrivateKey, SignError,
 };
 use stowage::DriverConfig;
 
@@ -87,6 +88,10 @@ fn signer(ctx: &Context, args: &SignArgs) -> Result<CloudFrontSigner, Failure> {
     });
     if let (Some(id), Some(file)) = (&args.key_id, &args.private_key) {
         let key = PrivateKey::from_pem_file(file).map_err(sign_failure)?;
+        // The id's shape says which kind of signer it is: hold the key to
+        // CloudFront's rules for that kind.
+        check_key_for_mode(&key, mode_of_id(id), &file.display().to_string())
+            .map_err(sign_failure)?;
         return Ok(CloudFrontSigner::new(id, key).with_hash(hash.unwrap_or_default()));
     }
     let location = ctx.selected()?;

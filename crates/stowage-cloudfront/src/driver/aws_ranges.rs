@@ -4,7 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often the file's modification time is looked at.
@@ -75,19 +76,27 @@ struct Loaded {
     error: Option<String>,
 }
 
-/// AWS address ranges from `ip-ranges.json`, optionally limited to regions.
 #[derive(Debug)]
-pub struct AwsIpRanges {
+struct Shared {
     path: PathBuf,
     regions: Vec<String>,
     state: Mutex<Loaded>,
+    reloading: AtomicBool,
+}
+
+/// AWS address ranges from `ip-ranges.json`, optionally limited to regions.
+/// Lookups never touch the file: a changed file is read again on the
+/// blocking pool (or a thread) while lookups go on with the ranges loaded.
+#[derive(Debug)]
+pub struct AwsIpRanges {
+    shared: Arc<Shared>,
 }
 
 impl AwsIpRanges {
     /// Loads `path` (an error is kept and reported, not fatal: until the
     /// file is readable, no client counts as inside AWS).
     pub fn load(path: &Path, regions: Vec<String>) -> Self {
-        let ranges = Self {
+        let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             regions,
             state: Mutex::new(Loaded {
@@ -96,37 +105,61 @@ impl AwsIpRanges {
                 networks: Networks::default(),
                 error: None,
             }),
-        };
-        {
-            let mut state = ranges.state.lock().unwrap_or_else(|e| e.into_inner());
-            ranges.reload(&mut state, modified(path));
-        }
-        ranges
+            reloading: AtomicBool::new(false),
+        });
+        shared.reload_if_changed(true);
+        Self { shared }
     }
 
     /// Whether `ip` is inside AWS (inside one of the listed regions, when
-    /// regions are listed). Re-reads the file when it changed.
+    /// regions are listed). Starts a reload in the background when the file
+    /// may have changed.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.checked.elapsed() >= RECHECK {
-            state.checked = Instant::now();
-            let now = modified(&self.path);
-            if now != state.modified {
-                self.reload(&mut state, now);
+        let due = {
+            let mut state = self.shared.lock();
+            let due = state.checked.elapsed() >= RECHECK;
+            if due {
+                state.checked = Instant::now();
+            }
+            due
+        };
+        if due && !self.shared.reloading.swap(true, Ordering::AcqRel) {
+            let shared = self.shared.clone();
+            let task = move || {
+                shared.reload_if_changed(false);
+                shared.reloading.store(false, Ordering::Release);
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(task)),
+                Err(_) => drop(std::thread::spawn(task)),
             }
         }
-        state.networks.contains(ip)
+        self.shared.lock().networks.contains(ip)
     }
 
     /// How many networks are loaded, and the last load error.
     pub fn status(&self) -> (usize, Option<String>) {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = self.shared.lock();
         (state.networks.count, state.error.clone())
     }
+}
 
-    fn reload(&self, state: &mut Loaded, modified: Option<SystemTime>) {
-        state.modified = modified;
-        match self.parse() {
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the file again when its modification time changed (or when
+    /// `force`), parsing outside the lock.
+    fn reload_if_changed(&self, force: bool) {
+        let now = modified(&self.path);
+        if !force && now == self.lock().modified {
+            return;
+        }
+        let parsed = self.parse();
+        let mut state = self.lock();
+        state.modified = now;
+        match parsed {
             Ok(networks) => {
                 tracing::info!(
                     file = %self.path.display(),
@@ -196,6 +229,18 @@ mod tests {
         std::fs::write(path, doc.to_string()).unwrap();
     }
 
+    /// Polls `check` for up to 3 s (reloads happen in the background).
+    fn eventually(mut check: impl FnMut() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if check() {
+                return true;
+            }
+            std::thread::sleep(RECHECK / 4);
+        }
+        false
+    }
+
     #[test]
     fn matches_prefixes_and_regions_and_reloads_on_change() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,15 +269,21 @@ mod tests {
         let later = SystemTime::now() + Duration::from_secs(5);
         let f = std::fs::File::options().write(true).open(&path).unwrap();
         f.set_modified(later).unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(eventually(|| all.contains("8.8.8.8".parse().unwrap())));
         assert!(!all.contains("52.94.1.1".parse().unwrap()));
 
         // A broken file keeps the previous ranges and says why.
         std::thread::sleep(RECHECK + Duration::from_millis(50));
         std::fs::write(&path, "{not json").unwrap();
         f.set_modified(later + Duration::from_secs(5)).unwrap();
-        assert!(all.contains("8.8.8.8".parse().unwrap()));
-        assert!(all.status().1.unwrap().contains("not JSON"));
+        assert!(eventually(|| {
+            all.contains("8.8.8.8".parse().unwrap());
+            all.status().1.is_some_and(|e| e.contains("not JSON"))
+        }));
+        assert!(
+            all.contains("8.8.8.8".parse().unwrap()),
+            "previous ranges kept"
+        );
     }
 
     #[test]

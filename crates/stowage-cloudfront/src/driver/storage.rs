@@ -22,8 +22,8 @@ use super::cache::{round_up, CacheKey, SignedUrlCache};
 use super::counters::{Counters, Route};
 use crate::config::{CloudFrontConfig, PolicyKind};
 use crate::signer::{
-    encode_key_path, encode_query_component, CloudFrontSigner, IpCidr, Policy, PrivateKey,
-    SignError, SigningMode,
+    check_key_for_mode, encode_key_path, encode_query_component, CloudFrontSigner, IpCidr, Policy,
+    PrivateKey, SignError, SigningMode,
 };
 
 /// The driver name in reports and errors.
@@ -334,11 +334,12 @@ impl CloudFrontedS3Storage {
                 "fetch through CloudFront",
                 CheckStatus::Failed,
                 format!(
-                    "{} answered 403 to a URL signed with {} ({} mode): the distribution does \
-                     not trust this key id. A distribution with trusted key groups needs the \
-                     id of a public key in one of its groups (K...); one with trusted signers \
-                     needs the root account's key pair id (APKA...). Also check that the \
-                     private key is the one whose public half was uploaded",
+                    "{} answered 403 to a URL signed with {} ({} mode). Most often the \
+                     distribution does not trust this key id: one with trusted key groups \
+                     needs the id of a public key in one of its groups (K...); one with \
+                     trusted signers needs the root account's key pair id (APKA...). Else \
+                     the private key is not the one whose public half was uploaded, or the \
+                     origin refused CloudFront (bucket policy, origin access control)",
                     c.distribution_url, c.keys[0].key_id, c.mode
                 ),
             ),
@@ -395,34 +396,6 @@ fn load_keys(config: &CloudFrontConfig) -> std::result::Result<Keys, SignError> 
         });
     }
     Ok(Keys { signers })
-}
-
-/// CloudFront's rules on key types: key groups take RSA 2048 or ECDSA
-/// P-256 public keys; legacy key pairs are RSA.
-fn check_key_for_mode(
-    key: &PrivateKey,
-    mode: SigningMode,
-    source_name: &str,
-) -> std::result::Result<(), SignError> {
-    use crate::signer::KeyKind;
-    let reason = match (mode, key.kind()) {
-        (SigningMode::KeyGroup, KeyKind::Rsa(bits)) if bits != 2048 => format!(
-            "an RSA {bits} key; CloudFront key groups take RSA 2048 or ECDSA P-256 public keys only"
-        ),
-        (SigningMode::LegacyKeyPair, KeyKind::EcdsaP256) => {
-            "an ECDSA key; legacy CloudFront key pairs are RSA: ECDSA keys need a trusted key \
-             group (cloudfront_signing_mode: key_group with a K... id)"
-                .into()
-        }
-        (SigningMode::LegacyKeyPair, KeyKind::Rsa(bits)) if bits < 2048 => {
-            format!("an RSA {bits} key; CloudFront key pairs are at least 2048 bits")
-        }
-        _ => return Ok(()),
-    };
-    Err(SignError::Key {
-        source_name: source_name.into(),
-        reason,
-    })
 }
 
 #[async_trait]

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::{KeyKind, PrivateKey, SignError};
+
 /// How a distribution trusts signers, chosen per configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SigningMode {
@@ -110,6 +112,42 @@ pub(crate) fn resolve_mode(mode: SigningMode, id: &str) -> Result<SigningMode, S
              nor a legacy key pair id (APKA...); copy the id from the CloudFront console"
         )),
     }
+}
+
+/// CloudFront's rules on key types: key groups take RSA 2048 or ECDSA P-256
+/// public keys; legacy key pairs are RSA of at least 2048 bits. `Auto` is
+/// resolved from `key_id` when given.
+///
+/// # Errors
+/// [`SignError::Key`] naming the key and the rule.
+pub fn check_key_for_mode(
+    key: &PrivateKey,
+    mode: SigningMode,
+    source_name: &str,
+) -> Result<(), SignError> {
+    let reason = match (mode, key.kind()) {
+        (SigningMode::KeyGroup, KeyKind::Rsa(bits)) if bits != 2048 => format!(
+            "an RSA {bits} key; CloudFront key groups take RSA 2048 or ECDSA P-256 public keys only"
+        ),
+        (SigningMode::LegacyKeyPair, KeyKind::EcdsaP256) => {
+            "an ECDSA key; legacy CloudFront key pairs are RSA: ECDSA keys need a trusted key \
+             group (cloudfront_signing_mode: key_group with a K... id)"
+                .into()
+        }
+        (SigningMode::LegacyKeyPair, KeyKind::Rsa(bits)) if bits < 2048 => {
+            format!("an RSA {bits} key; CloudFront key pairs are at least 2048 bits")
+        }
+        _ => return Ok(()),
+    };
+    Err(SignError::Key {
+        source_name: source_name.into(),
+        reason,
+    })
+}
+
+/// The mode a key id's shape implies (`Auto` when it implies none).
+pub fn mode_of_id(key_id: &str) -> SigningMode {
+    resolve_mode(SigningMode::Auto, key_id).unwrap_or(SigningMode::Auto)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use key::{HashAlgorithm, KeyKind, PrivateKey, RsaKey};
 pub(crate) use key_id::resolve_mode;
-pub use key_id::{KeyIdShape, SigningMode};
+pub use key_id::{check_key_for_mode, mode_of_id, KeyIdShape, SigningMode};
 pub use policy::{IpCidr, Policy};
 pub use url::{
     cloudfront_base64, decode_cloudfront_base64, encode_key_path, encode_query_component,
