@@ -6,7 +6,7 @@
 # several rounds in one run (integration/registry/bench_registries.py).
 # Both registries serve blob bytes themselves (stowage --no-redirect,
 # distribution with redirects disabled), so both sit on the data path.
-# stowage's S3 location has a memory budget of 4 parts in flight across
+# stowage's S3 location has a memory budget of 2 part buffers across
 # all uploads (s3_max_parts_in_flight; STOWAGE_BENCH_PARTS_IN_FLIGHT
 # overrides it), distribution its default 16 MiB chunks.
 #
@@ -67,7 +67,7 @@ DISTRIBUTED_STORAGE_CONFIG:
       storage_path: /bench-stowage
       s3_access_key: $STOWAGE_S3_TEST_ACCESS_KEY
       s3_secret_key_env: BENCH_S3_SECRET
-      s3_max_parts_in_flight: ${STOWAGE_BENCH_PARTS_IN_FLIGHT:-4}
+      s3_max_parts_in_flight: ${STOWAGE_BENCH_PARTS_IN_FLIGHT:-2}
   distribution:
     - S3Storage
     - endpoint_url: $STOWAGE_S3_TEST_ENDPOINT

@@ -28,22 +28,53 @@ const WRITE_CONCURRENCY: usize = 2;
 /// Size of the pieces a read hands out.
 const READ_CHUNK: usize = 1024 * 1024;
 
-/// Streams `range` of an open file in [`READ_CHUNK`] pieces.
+/// Streams `range` of an open file in [`READ_CHUNK`] pieces, read on the
+/// blocking pool straight into the buffers handed out (no intermediate copy)
+/// and a few pieces ahead of the consumer.
 fn file_stream(
     mut file: std::fs::File,
     range: std::ops::Range<u64>,
     display: String,
 ) -> Result<stowage_core::ByteStream> {
-    use std::io::Seek;
-    use tokio::io::AsyncReadExt;
+    use std::io::{Read, Seek};
     file.seek(std::io::SeekFrom::Start(range.start))
         .map_err(|e| Error::backend(DRIVER, false, format!("seeking in {display}"), e))?;
-    let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
-    Ok(
-        tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK)
-            .map_err(move |e| Error::backend(DRIVER, false, format!("reading {display}"), e))
-            .boxed(),
-    )
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut left = range.end - range.start;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64);
+            let mut piece = Vec::with_capacity(want as usize);
+            let read = (&mut file).take(want).read_to_end(&mut piece);
+            let item = match read {
+                Ok(0) => Err(Error::backend(
+                    DRIVER,
+                    false,
+                    format!("{display} ended {left} bytes early"),
+                    std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                )),
+                Ok(n) => {
+                    left -= n as u64;
+                    Ok(Bytes::from(piece))
+                }
+                Err(e) => Err(Error::backend(
+                    DRIVER,
+                    false,
+                    format!("reading {display}"),
+                    e,
+                )),
+            };
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
+                // The reader went away, or the error was handed over.
+                return;
+            }
+        }
+    });
+    Ok(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed())
 }
 
 /// Objects as files under a directory, or in memory.
