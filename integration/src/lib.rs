@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod bench;
 pub mod cloudfront;
 pub mod registry;
 pub mod sts;
@@ -129,4 +130,17 @@ pub async fn multipart_uploads(
             )
         })
         .collect()
+}
+
+/// The `stowage` binary next to the test executables (`cargo build -p
+/// stowage-cli` puts it there; integration/test-all.sh does so).
+pub fn stowage_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("stowage");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p stowage-cli` first",
+        bin.display()
+    );
+    bin
 }

@@ -5,20 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-/// The `stowage` binary next to the test executables (`cargo build -p
-/// stowage-cli` puts it there; integration/test-all.sh does so).
-pub fn stowage_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("stowage");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p stowage-cli` first",
-        bin.display()
-    );
-    bin
-}
+use crate::stowage_binary;
+use std::time::{Duration, Instant};
 
 /// The scripts under `integration/registry/`.
 pub fn script(name: &str) -> PathBuf {

@@ -6,22 +6,8 @@ use std::process::{Command, Output};
 
 use stowage_integration::S3Env;
 
-/// The `stowage` binary next to this test's directory (`cargo build -p
-/// stowage-cli` puts it there; integration/test-all.sh does so).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("stowage");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p stowage-cli` first",
-        bin.display()
-    );
-    bin
-}
-
 fn run(dir: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(binary())
+    Command::new(stowage_integration::stowage_binary())
         .arg("--config")
         .arg(config)
         .args(args)

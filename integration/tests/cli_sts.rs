@@ -4,25 +4,14 @@
 //! environment variables; a shared config profile with `role_arn` +
 //! `web_identity_token_file`), and `iam-policy` prints the documents.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use stowage_integration::sts::StsEnv;
 
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("stowage");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p stowage-cli` first",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs `stowage` with a clean AWS environment plus `env`.
 fn run(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(binary());
+    let mut cmd = Command::new(stowage_integration::stowage_binary());
     cmd.arg("--config").arg(config).args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {

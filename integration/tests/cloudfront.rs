@@ -437,7 +437,7 @@ fn stowage_validate_reports_mode_key_type_and_fallback() {
     )
     .unwrap();
     let run = |name: &str| {
-        std::process::Command::new(stowage_integration::registry::stowage_binary())
+        std::process::Command::new(stowage_integration::stowage_binary())
             .arg("--config")
             .arg(&config)
             .args(["--location", name, "validate"])

@@ -5,8 +5,8 @@
 //! Needs python3 with botocore and the openssl command (no S3 server).
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 use stowage_cloudfront::signer::{
@@ -191,15 +191,28 @@ fn openssl_verifies_rsa_and_ecdsa_signatures() {
     }
 }
 
-fn stowage() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("stowage");
+/// `stowage sign --key-id ID --private-key KEY ARGS...`.
+fn sign(id: &str, key: &Path, args: &[&str]) -> Output {
+    Command::new(stowage_integration::stowage_binary())
+        .args(["sign", "--key-id", id, "--private-key"])
+        .arg(key)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What `stowage sign` prints, asserting it succeeded.
+fn sign_ok(id: &str, key: &Path, args: &[&str]) -> String {
+    let out = sign(id, key, args);
     assert!(
-        bin.exists(),
-        "{} missing: cargo build -p stowage-cli",
-        bin.display()
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    bin
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 #[test]
@@ -208,55 +221,44 @@ fn stowage_sign_matches_botocore() {
     let mut cases = Vec::new();
     let mut ours = Vec::new();
     for raw in URLS {
-        let out = Command::new(stowage())
-            .args(["sign", "--key-id", "K2JCJMDEHXQW5F", "--private-key"])
-            .arg(&key)
-            .args(["--expires", &EXPIRES.to_string(), raw])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ours.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+        let expires = EXPIRES.to_string();
+        ours.push(sign_ok(
+            "K2JCJMDEHXQW5F",
+            &key,
+            &["--expires", &expires, raw],
+        ));
         cases.push(
             json!({"url": normalize_url(raw).unwrap(), "key_id": "K2JCJMDEHXQW5F",
             "private_key": key, "policy": "canned", "expires": EXPIRES, "not_before": null,
             "ip": null, "resource": null, "cookies": false}),
         );
-        let out = Command::new(stowage())
-            .args(["sign", "--key-id", "K2JCJMDEHXQW5F", "--private-key"])
-            .arg(&key)
-            .args(["--policy", "custom", "--expires", &EXPIRES.to_string()])
-            .args([
+        let not_before = (EXPIRES - 10).to_string();
+        ours.push(sign_ok(
+            "K2JCJMDEHXQW5F",
+            &key,
+            &[
+                "--policy",
+                "custom",
+                "--expires",
+                &expires,
                 "--not-before",
-                &(EXPIRES - 10).to_string(),
+                &not_before,
                 "--ip",
                 "10.0.0.1",
                 raw,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ours.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+            ],
+        ));
         cases.push(
             json!({"url": normalize_url(raw).unwrap(), "key_id": "K2JCJMDEHXQW5F",
             "private_key": key, "policy": "custom", "expires": EXPIRES,
             "not_before": EXPIRES - 10, "ip": "10.0.0.1", "resource": null, "cookies": false}),
         );
     }
-    let out = Command::new(stowage())
-        .args(["sign", "--key-id", "APKAEIBAERJR2EXAMPLE", "--private-key"])
-        .arg(&key)
-        .args(["--cookies", "--expires", &EXPIRES.to_string(), URLS[0]])
-        .output()
-        .unwrap();
-    let cookie_lines = String::from_utf8(out.stdout).unwrap();
+    let cookie_lines = sign_ok(
+        "APKAEIBAERJR2EXAMPLE",
+        &key,
+        &["--cookies", "--expires", &EXPIRES.to_string(), URLS[0]],
+    );
     let theirs = oracle(&cases);
     for ((case, mine), botocore) in cases.iter().zip(&ours).zip(&theirs) {
         assert_eq!(mine, botocore["url"].as_str().unwrap(), "{case}");
@@ -274,12 +276,11 @@ fn stowage_sign_matches_botocore() {
     assert_eq!(cookie_lines.lines().collect::<Vec<_>>(), expected);
 
     // A wrong key file is a usage error naming the file.
-    let out = Command::new(stowage())
-        .args(["sign", "--key-id", "K2JCJMDEHXQW5F", "--private-key"])
-        .arg(key_file("rsa2048-public.pem"))
-        .arg(URLS[0])
-        .output()
-        .unwrap();
+    let out = sign(
+        "K2JCJMDEHXQW5F",
+        &key_file("rsa2048-public.pem"),
+        &[URLS[0]],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

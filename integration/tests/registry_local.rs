@@ -8,6 +8,7 @@ use std::process::Command;
 use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use stowage_core::Sha256Digest;
 use stowage_integration::registry::{blob_digests, make_image, script, skopeo_copy, Server};
 
 #[test]
@@ -90,7 +91,7 @@ async fn restart_in_the_middle_of_a_chunked_upload() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let digest = format!("sha256:{}", hex(&Sha256::digest(&data)));
+    let digest = Sha256Digest::of(&data).to_string();
     let r = http
         .put(format!("{location}?digest={digest}"))
         .send()
@@ -107,10 +108,6 @@ async fn restart_in_the_middle_of_a_chunked_upload() {
         .unwrap();
     assert_eq!(got, data);
     drop(server);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Deterministic pseudo-random bytes, generated 1 MiB at a time.
@@ -141,7 +138,7 @@ async fn large_layer_in_chunks_with_bounded_server_memory() {
     for i in 0..TOTAL_MIB {
         hasher.update(block(i));
     }
-    let digest = format!("sha256:{}", hex(&hasher.finalize()));
+    let digest = Sha256Digest::from_bytes(hasher.finalize().into()).to_string();
 
     let r = http
         .post(format!("{base}/v2/big/layer/blobs/uploads/"))
@@ -188,7 +185,10 @@ async fn large_layer_in_chunks_with_bounded_server_memory() {
         pulled.update(&chunk);
     }
     assert_eq!(size, TOTAL_MIB * MIB);
-    assert_eq!(format!("sha256:{}", hex(&pulled.finalize())), digest);
+    assert_eq!(
+        Sha256Digest::from_bytes(pulled.finalize().into()).to_string(),
+        digest
+    );
 
     let peak = server.peak_rss();
     eprintln!(

@@ -4,7 +4,7 @@
 /// One counter sample: a monotonically increasing count with labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metric {
-    /// The metric name, Prometheus style (`stowage_cloudfront_fallback_total`).
+    /// The metric name, Prometheus style (`stowage_cloudfront_urls_total`).
     pub name: &'static str,
     /// One line saying what it counts.
     pub help: &'static str,

@@ -110,6 +110,38 @@ impl ByteRange {
         }
     }
 
+    /// Parses a single-range HTTP `Range` header (`bytes=a-b`, `bytes=a-`,
+    /// `bytes=-n`), the inverse of [`ByteRange::to_http_header`]. Several
+    /// ranges give `Ok(None)`: serving the whole object is what HTTP allows.
+    ///
+    /// # Errors
+    /// A message naming the header when it is not a byte range.
+    pub fn from_http_header(text: &str) -> Result<Option<Self>, String> {
+        let bad = || format!("bad Range header {text:?}: expected bytes=<first>-<last>");
+        let spec = text.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        if spec.contains(',') {
+            return Ok(None);
+        }
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let (a, b) = (a.trim(), b.trim());
+        let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
+        Ok(Some(match (a.is_empty(), b.is_empty()) {
+            (true, false) => Self::Suffix(num(b)?),
+            (false, true) => Self::From(num(a)?),
+            (false, false) => {
+                let (start, last) = (num(a)?, num(b)?);
+                if last < start {
+                    return Err(bad());
+                }
+                Self::Bounded {
+                    start,
+                    end: last + 1,
+                }
+            }
+            (true, true) => return Err(bad()),
+        }))
+    }
+
     /// The value of an HTTP `Range` header for this range.
     pub fn to_http_header(&self) -> String {
         match *self {
@@ -228,6 +260,36 @@ impl PutOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_range_headers_parse_and_round_trip() {
+        assert_eq!(
+            ByteRange::from_http_header("bytes=0-9").unwrap(),
+            Some(ByteRange::Bounded { start: 0, end: 10 })
+        );
+        assert_eq!(
+            ByteRange::from_http_header("bytes=5-").unwrap(),
+            Some(ByteRange::From(5))
+        );
+        assert_eq!(
+            ByteRange::from_http_header("bytes=-3").unwrap(),
+            Some(ByteRange::Suffix(3))
+        );
+        assert_eq!(ByteRange::from_http_header("bytes=0-1,4-5").unwrap(), None);
+        assert!(ByteRange::from_http_header("bytes=9-2").is_err());
+        assert!(ByteRange::from_http_header("items=0-1").is_err());
+        assert!(ByteRange::from_http_header("bytes=-").is_err());
+        for r in [
+            ByteRange::Bounded { start: 3, end: 8 },
+            ByteRange::From(7),
+            ByteRange::Suffix(2),
+        ] {
+            assert_eq!(
+                ByteRange::from_http_header(&r.to_http_header()).unwrap(),
+                Some(r)
+            );
+        }
+    }
 
     #[test]
     fn ranges_resolve_at_the_edges() {

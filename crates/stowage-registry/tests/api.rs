@@ -90,6 +90,16 @@ async fn push_blob(api: &Api, repo: &str, data: &[u8]) -> Sha256Digest {
     digest
 }
 
+/// `PUT` of an OCI manifest.
+fn manifest_put(uri: impl AsRef<str>, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method("PUT")
+        .uri(uri.as_ref())
+        .header("content-type", OCI_MANIFEST)
+        .body(body.into())
+        .unwrap()
+}
+
 fn manifest(config: &Sha256Digest, layers: &[(&Sha256Digest, usize)]) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -314,14 +324,7 @@ async fn manifests_tags_mount_and_delete() {
 
     // A manifest whose blobs the repository lacks is refused.
     let (r, resp) = api
-        .send(
-            Request::builder()
-                .method("PUT")
-                .uri("/v2/dst/app/manifests/v1")
-                .header("content-type", OCI_MANIFEST)
-                .body(Body::from(body.clone()))
-                .unwrap(),
-        )
+        .send(manifest_put("/v2/dst/app/manifests/v1", body.clone()))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&resp), "MANIFEST_BLOB_UNKNOWN");
@@ -349,14 +352,10 @@ async fn manifests_tags_mount_and_delete() {
 
     for tag in ["v1", "v2", "latest"] {
         let (r, _) = api
-            .send(
-                Request::builder()
-                    .method("PUT")
-                    .uri(format!("/v2/dst/app/manifests/{tag}"))
-                    .header("content-type", OCI_MANIFEST)
-                    .body(Body::from(body.clone()))
-                    .unwrap(),
-            )
+            .send(manifest_put(
+                format!("/v2/dst/app/manifests/{tag}"),
+                body.clone(),
+            ))
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         assert_eq!(header(&r, "docker-content-digest"), digest.to_string());
@@ -478,14 +477,7 @@ async fn bad_input_gets_spec_errors() {
         assert_eq!(error_code(&body), code, "{method} {uri}");
     }
     let (r, body) = api
-        .send(
-            Request::builder()
-                .method("PUT")
-                .uri("/v2/app/manifests/latest")
-                .header("content-type", OCI_MANIFEST)
-                .body(Body::from("not json"))
-                .unwrap(),
-        )
+        .send(manifest_put("/v2/app/manifests/latest", "not json"))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "MANIFEST_INVALID");

@@ -16,16 +16,8 @@ use std::time::Instant;
 use stowage_cloudfront::signer::{normalize_url, CloudFrontSigner, HashAlgorithm, PrivateKey};
 use stowage_cloudfront::{CloudFrontConfig, CloudFrontedS3Storage};
 use stowage_core::{DownloadUrlOptions, Storage, StoragePath};
+use stowage_integration::bench::{arg, median};
 use stowage_integration::cloudfront::{key_file, script};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const PREFIX: &str = "https://d111111abcdef8.cloudfront.net/registry/blobs/sha256/";
 
@@ -112,16 +104,6 @@ async fn driver_rate(storage: &CloudFrontedS3Storage, paths: &[StoragePath], pas
         }
     }
     (passes * paths.len() as u64) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 #[tokio::main(flavor = "current_thread")]

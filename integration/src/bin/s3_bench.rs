@@ -16,21 +16,13 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use stowage_core::{GetOptions, PutOptions, Storage, StoragePath};
+use stowage_integration::bench::{arg, median};
 use stowage_integration::S3Env;
 
 const MIB: u64 = 1024 * 1024;
 
 fn block() -> Bytes {
     Bytes::from((0..MIB).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>())
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -190,11 +182,6 @@ fn gc() {
             .args(["-c", &conf, "gc", "process", "--include-all"])
             .output();
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 #[tokio::main]

@@ -115,13 +115,13 @@ impl AwsIpRanges {
     /// regions are listed). Starts a reload in the background when the file
     /// may have changed.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let due = {
+        let (inside, due) = {
             let mut state = self.shared.lock();
             let due = state.checked.elapsed() >= RECHECK;
             if due {
                 state.checked = Instant::now();
             }
-            due
+            (state.networks.contains(ip), due)
         };
         if due && !self.shared.reloading.swap(true, Ordering::AcqRel) {
             let shared = self.shared.clone();
@@ -134,7 +134,7 @@ impl AwsIpRanges {
                 Err(_) => drop(std::thread::spawn(task)),
             }
         }
-        self.shared.lock().networks.contains(ip)
+        inside
     }
 
     /// How many networks are loaded, and the last load error.

@@ -10,17 +10,17 @@ use stowage_core::Metric;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Signed by CloudFront, freshly.
-    Signed,
+    Signed = 0,
     /// Signed by CloudFront, from the cache.
-    Cached,
+    Cached = 1,
     /// Bypass: no client address was given.
-    NoClientIp,
+    NoClientIp = 2,
     /// Bypass: the client is inside AWS.
-    ClientInAws,
+    ClientInAws = 3,
     /// Fallback: the private key is missing, unreadable or invalid.
-    KeyUnavailable,
+    KeyUnavailable = 4,
     /// Fallback: signing failed at request time.
-    SigningFailed,
+    SigningFailed = 5,
 }
 
 impl Route {
@@ -60,7 +60,7 @@ pub(crate) struct Counters {
 impl Counters {
     /// Counts one URL; logs a warning the first time a fallback cause is seen.
     pub(crate) fn record(&self, route: Route, detail: &str) {
-        let i = Route::ALL.iter().position(|r| *r == route).unwrap_or(0);
+        let i = route as usize;
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         if route.is_fallback() && !self.logged[i].swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -73,8 +73,7 @@ impl Counters {
 
     /// The count for `route`.
     pub(crate) fn get(&self, route: Route) -> u64 {
-        let i = Route::ALL.iter().position(|r| *r == route).unwrap_or(0);
-        self.counts[i].load(Ordering::Relaxed)
+        self.counts[route as usize].load(Ordering::Relaxed)
     }
 
     /// Every counter as a metric sample.
