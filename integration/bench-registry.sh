@@ -10,13 +10,18 @@
 # all uploads (s3_max_parts_in_flight; STOWAGE_BENCH_PARTS_IN_FLIGHT
 # overrides it), distribution its default 16 MiB chunks.
 #
-#   integration/bench-registry.sh [--rounds 3] [--layers 8] [--layer-mib 128]
+# Each round pulls every image --pulls (3) times: a pull takes a few seconds
+# and is noisier than a push. Between the pushes and the pulls RGW's garbage
+# collector is run to the end, so no pull pays for work a push left behind.
+#
+#   integration/bench-registry.sh [--rounds 3] [--pulls 3] [--layers 8] [--layer-mib 128]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 layers=8 layer_mib=128
+rounds=3 pulls=3 layers=8 layer_mib=128
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2;;
+    --pulls) pulls=$2; shift 2;;
     --layers) layers=$2; shift 2;;
     --layer-mib) layer_mib=$2; shift 2;;
     *) echo "unknown argument $1" >&2; exit 2;;
@@ -105,7 +110,9 @@ start_distribution distribution-s3 --storage s3 --endpoint "$STOWAGE_S3_TEST_END
 # when its storage is emptied behind its back.
 between="'$stowage' --config '$work/stowage.yaml' --location s3 rm -r blobs >/dev/null 2>&1 || true; \
 radosgw-admin -c '$STOWAGE_RGW_CONF' gc process --include-all >/dev/null 2>&1 || true"
+before_pulls="radosgw-admin -c '$STOWAGE_RGW_CONF' gc process --include-all >/dev/null 2>&1 || true"
 
 python3 integration/registry/bench_registries.py --image "$work/image" --tag bench \
-  --rounds "$rounds" "${targets[@]}" --between-rounds "$between" \
+  --rounds "$rounds" --pulls-per-round "$pulls" "${targets[@]}" \
+  --between-rounds "$between" --before-pulls "$before_pulls" \
   --out "${BENCH_OUT:-/tmp/stowage-registry-bench.json}"

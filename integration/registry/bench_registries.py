@@ -2,16 +2,22 @@
 """Benchmark image push and pull against several registries with skopeo.
 
 Meant to compare stowage's registry with distribution on the same storage.
-Each round pushes the image to every target, then pulls it back, measuring
-wall time and the server's peak resident memory for each transfer:
+Each round pushes the image to every target, then pulls it back from every
+target K times (--pulls-per-round; a pull is faster and noisier than a push,
+so it gets more samples). For each transfer it measures wall time, the
+server's peak resident memory and the CPU time the server spent (utime +
+stime from /proc/PID/stat):
 
-  for each round, for each target (order reversed every other round):
-    1. reset the server's peak RSS (echo 5 > /proc/PID/clear_refs);
-    2. push OCI_DIR:TAG with skopeo to a new repository
-       PREFIX/r{round}-{n}:TAG (n = the target's position on the command
-       line, from 1), timed; read VmHWM from /proc/PID/status;
-    3. reset again, pull that repository with skopeo into a new temporary OCI
-       directory (deleted afterwards), timed; read VmHWM.
+  for each round:
+    for each target (order reversed every other round):
+      reset the server's peak RSS (echo 5 > /proc/PID/clear_refs); push
+      OCI_DIR:TAG with skopeo to a new repository PREFIX/r{round}-{n}:TAG
+      (n = the target's position on the command line, from 1), timed; read
+      VmHWM from /proc/PID/status;
+    run --before-pulls, if given (not timed);
+    K times, for each target (order reversed every other time):
+      reset again, pull that repository with skopeo into a new temporary
+      OCI directory (deleted afterwards), timed; read VmHWM.
 
 Pure transfer: skopeo runs with --preserve-digests, so it pushes and stores
 the layers byte for byte (by default it would gzip uncompressed layers on
@@ -22,8 +28,9 @@ push and the one in the pulled directory must equal the image's.
 
 Afterwards it prints a markdown table per target (medians of the times, max
 of the peaks, throughput from the median) and, for each pair of targets
-named stowage-SUFFIX and distribution-SUFFIX, the median over rounds of the
-per-round ratio distribution time / stowage time (> 1: stowage faster).
+named stowage-SUFFIX and distribution-SUFFIX, the median of the ratios
+distribution time / stowage time (> 1: stowage faster) over the pairs of
+transfers made in the same round (and pull attempt).
 Every measurement goes to RESULTS.json. Progress goes to stderr.
 
 The servers must be running and empty of the repositories used (checked).
@@ -35,6 +42,8 @@ CLI:
       --target NAME=HOST:PORT:PID [--target ...] --out RESULTS.json
       [--repo-prefix PREFIX]   (default bench)
       [--between-rounds SHELL_COMMAND]   (run before every round but the first)
+      [--pulls-per-round K]   (default 1)
+      [--before-pulls SHELL_COMMAND]   (run in every round after the pushes)
 
 Example:
   make_oci_image.py /tmp/img --layers 8 --layer-mib 128 --tag bench
@@ -155,6 +164,15 @@ def memory_kib(pid):
     return values["VmHWM"], values["VmRSS"]
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as file:
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = file.read().rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_skopeo(arguments):
     """Run `skopeo copy` with an empty blob info cache of its own; returns seconds taken.
 
@@ -179,12 +197,16 @@ def run_skopeo(arguments):
 
 
 def measure(pid, transfer):
-    """Run transfer() -> seconds, with the server's peak RSS reset before it."""
+    """Run transfer() -> seconds, with the server's peak RSS reset before it;
+    also the CPU time the server spent meanwhile."""
     reset_peak_rss(pid)
     _, rss_before = memory_kib(pid)
+    cpu_before = cpu_seconds(pid)
     seconds = transfer()
+    cpu = cpu_seconds(pid) - cpu_before
     peak, _ = memory_kib(pid)
-    return {"seconds": seconds, "peak_rss_kib": peak, "rss_before_kib": rss_before}
+    return {"seconds": seconds, "peak_rss_kib": peak, "rss_before_kib": rss_before,
+            "server_cpu_seconds": cpu}
 
 
 def push(image, reference, workdir):
@@ -215,37 +237,58 @@ def pull(image, reference, workdir):
     return seconds
 
 
-def bench_one(image, target, round_number, prefix, workdir):
+def reference_of(image, target, round_number, prefix):
     repository = repository_name(prefix, round_number, target["position"])
-    reference = f"{target['host']}:{target['port']}/{repository}:{image['tag']}"
-    pushed = measure(target["pid"], lambda: push(image, reference, workdir))
-    pulled = measure(target["pid"], lambda: pull(image, reference, workdir))
-    return {"round": round_number, "target": target["name"], "repository": repository,
-            "push": pushed, "pull": pulled}
+    return repository, f"{target['host']}:{target['port']}/{repository}:{image['tag']}"
 
 
-def round_order(targets, round_number):
-    return targets if round_number % 2 == 1 else targets[::-1]
+def round_order(targets, turn):
+    return targets if turn % 2 == 1 else targets[::-1]
 
 
-def run_rounds(image, targets, rounds, prefix, between_rounds=None):
-    measurements = []
+def run_rounds(image, targets, rounds, prefix, between_rounds=None, pulls_per_round=1,
+               before_pulls=None):
+    """Per round: push to every target, then pull from every target
+    pulls_per_round times, the order of targets reversed every other turn."""
+    records = []
     with tempfile.TemporaryDirectory(prefix="bench-registries-") as workdir:
         for round_number in range(1, rounds + 1):
             if between_rounds and round_number > 1:
                 # E.g. free the storage of the previous round (an in-memory
                 # test server fills up); not timed.
                 subprocess.run(between_rounds, shell=True, check=True)
+            mine = {}
             for target in round_order(targets, round_number):
-                result = bench_one(image, target, round_number, prefix, workdir)
-                measurements.append(result)
+                repository, reference = reference_of(image, target, round_number, prefix)
+                pushed = measure(target["pid"], lambda: push(image, reference, workdir))
+                mine[target["name"]] = {"round": round_number, "target": target["name"],
+                                        "repository": repository, "push": pushed, "pulls": []}
                 print(f"round {round_number} {target['name']}: "
-                      f"push {result['push']['seconds']:.2f}s "
-                      f"peak {result['push']['peak_rss_kib'] / 1024:.0f} MiB, "
-                      f"pull {result['pull']['seconds']:.2f}s "
-                      f"peak {result['pull']['peak_rss_kib'] / 1024:.0f} MiB",
-                      file=sys.stderr, flush=True)
-    return measurements
+                      f"push {pushed['seconds']:.2f}s "
+                      f"peak {pushed['peak_rss_kib'] / 1024:.0f} MiB "
+                      f"cpu {pushed['server_cpu_seconds']:.2f}s", file=sys.stderr, flush=True)
+            if before_pulls:
+                # E.g. let the storage finish the work the pushes left
+                # behind (garbage collection), so no pull pays for it.
+                subprocess.run(before_pulls, shell=True, check=True)
+            for attempt in range(1, pulls_per_round + 1):
+                turn = round_number + attempt - 1
+                for target in round_order(targets, turn):
+                    _, reference = reference_of(image, target, round_number, prefix)
+                    pulled = measure(target["pid"], lambda: pull(image, reference, workdir))
+                    mine[target["name"]]["pulls"].append(pulled)
+                    print(f"round {round_number} {target['name']}: "
+                          f"pull {attempt} {pulled['seconds']:.2f}s "
+                          f"peak {pulled['peak_rss_kib'] / 1024:.0f} MiB "
+                          f"cpu {pulled['server_cpu_seconds']:.2f}s", file=sys.stderr,
+                          flush=True)
+            records.extend(mine[target["name"]] for target in targets)
+    return records
+
+
+def transfers(record, op):
+    """The measurements of one round's push (one) or pulls (one or more)."""
+    return [record["push"]] if op == "push" else record["pulls"]
 
 
 # --- summary ------------------------------------------------------------------
@@ -254,19 +297,24 @@ def summarize_target(name, measurements, total_bytes):
     mine = [m for m in measurements if m["target"] == name]
     summary = {}
     for op in ("push", "pull"):
-        median = statistics.median(m[op]["seconds"] for m in mine)
+        runs = [t for m in mine for t in transfers(m, op)]
+        median = statistics.median(t["seconds"] for t in runs)
         summary[op] = {
+            "transfers": len(runs),
             "median_seconds": median,
             "median_mib_per_second": total_bytes / MIB / median,
-            "max_peak_rss_mib": max(m[op]["peak_rss_kib"] for m in mine) / 1024,
+            "max_peak_rss_mib": max(t["peak_rss_kib"] for t in runs) / 1024,
+            "median_server_cpu_seconds": statistics.median(
+                t["server_cpu_seconds"] for t in runs),
         }
     return summary
 
 
 def compare_pairs(targets, measurements):
-    """Median per-round distribution/stowage time ratios for stowage-X vs distribution-X."""
+    """Median distribution/stowage time ratios for stowage-X vs distribution-X,
+    pairing the transfers of the same round (and, for pulls, the same attempt)."""
     names = {target["name"] for target in targets}
-    seconds = {(m["target"], m["round"], op): m[op]["seconds"]
+    seconds = {(m["target"], m["round"], op): [t["seconds"] for t in transfers(m, op)]
                for m in measurements for op in ("push", "pull")}
     rounds = sorted({m["round"] for m in measurements})
     comparisons = {}
@@ -278,7 +326,8 @@ def compare_pairs(targets, measurements):
             continue
         comparison = {"baseline": baseline}
         for op in ("push", "pull"):
-            ratios = [seconds[(baseline, r, op)] / seconds[(name, r, op)] for r in rounds]
+            ratios = [theirs / ours for r in rounds
+                      for theirs, ours in zip(seconds[(baseline, r, op)], seconds[(name, r, op)])]
             comparison[op] = {"ratios": ratios, "median_ratio": statistics.median(ratios)}
         comparisons[name] = comparison
     return comparisons
@@ -287,8 +336,9 @@ def compare_pairs(targets, measurements):
 def markdown_table(targets, summaries, comparisons):
     header = ("| target | push s (median) | pull s (median) | push MiB/s | pull MiB/s "
               "| peak RSS push MiB (max) | peak RSS pull MiB (max) "
+              "| server CPU push s | server CPU pull s "
               "| push: distribution/stowage | pull: distribution/stowage |")
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 11]
     for target in targets:
         name = target["name"]
         s = summaries[name]
@@ -299,6 +349,8 @@ def markdown_table(targets, summaries, comparisons):
             f"| {name} | {s['push']['median_seconds']:.2f} | {s['pull']['median_seconds']:.2f} "
             f"| {s['push']['median_mib_per_second']:.0f} | {s['pull']['median_mib_per_second']:.0f} "
             f"| {s['push']['max_peak_rss_mib']:.0f} | {s['pull']['max_peak_rss_mib']:.0f} "
+            f"| {s['push']['median_server_cpu_seconds']:.2f} "
+            f"| {s['pull']['median_server_cpu_seconds']:.2f} "
             f"| {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
@@ -322,9 +374,15 @@ def parse_args(argv):
     parser.add_argument("--repo-prefix", default="bench", metavar="PREFIX")
     parser.add_argument("--between-rounds", metavar="SHELL_COMMAND",
                         help="run before every round but the first (not timed)")
+    parser.add_argument("--pulls-per-round", type=int, default=1, metavar="K",
+                        help="pull each pushed image K times per round (default 1)")
+    parser.add_argument("--before-pulls", metavar="SHELL_COMMAND",
+                        help="run in every round between the pushes and the pulls (not timed)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.pulls_per_round < 1:
+        parser.error("--pulls-per-round must be at least 1")
     names = [target["name"] for target in args.target]
     if len(set(names)) != len(names):
         parser.error(f"target names must be distinct: {names}")
@@ -344,7 +402,7 @@ def main(argv):
             check_target(target, args.rounds, args.repo_prefix, args.tag)
         started = time.time()
         measurements = run_rounds(image, args.target, args.rounds, args.repo_prefix,
-                                  args.between_rounds)
+                                  args.between_rounds, args.pulls_per_round, args.before_pulls)
     except (BenchError, OSError) as error:
         print(f"bench_registries.py: {error}", file=sys.stderr)
         return 1
@@ -354,6 +412,7 @@ def main(argv):
     results = {
         "image": image,
         "rounds": args.rounds,
+        "pulls_per_round": args.pulls_per_round,
         "skopeo": skopeo_version(),
         "started_unix": started,
         "finished_unix": time.time(),

@@ -85,16 +85,22 @@ manifest_matches() {
     [ "sha256:$(skopeo inspect --raw "oci:$dir:$tag" | sha256sum | cut -d' ' -f1)" = "$expected" ]
 }
 
-# results_complete FILE: 2 rounds x 2 targets measured, and the stowage/distribution ratios present
+# results_complete FILE: 2 rounds x 2 targets measured (one push and two
+# pulls each), and the stowage/distribution ratios present
 results_complete() {
     python3 - "$1" <<'EOF'
 import json, sys
 results = json.load(open(sys.argv[1]))
 assert len(results["measurements"]) == 4, results["measurements"]
-assert [m["target"] for m in results["measurements"]] == [
-    "distribution-local", "stowage-local", "stowage-local", "distribution-local"]
+assert [(m["round"], m["target"]) for m in results["measurements"]] == [
+    (1, "distribution-local"), (1, "stowage-local"),
+    (2, "distribution-local"), (2, "stowage-local")], results["measurements"]
+for m in results["measurements"]:
+    assert len(m["pulls"]) == 2, m
+    assert all(t["seconds"] > 0 and t["server_cpu_seconds"] >= 0 for t in [m["push"], *m["pulls"]]), m
 ratios = results["comparisons"]["stowage-local"]
-assert len(ratios["push"]["ratios"]) == len(ratios["pull"]["ratios"]) == 2
+assert len(ratios["push"]["ratios"]) == 2 and len(ratios["pull"]["ratios"]) == 4, ratios
+assert results["summary"]["stowage-local"]["pull"]["transfers"] == 4
 EOF
 }
 
@@ -116,6 +122,7 @@ check "oras_check.py --chunked" \
     python3 "$HERE/oras_check.py" --registry "127.0.0.1:$PORT_A" --repo test/oras-chunked --chunked
 check "bench_registries.py, 2 rounds" \
     python3 "$HERE/bench_registries.py" --image "$WORK/img" --tag v1 --rounds 2 \
+        --pulls-per-round 2 --before-pulls true \
         --target "distribution-local=127.0.0.1:$PORT_A:$PID_A" \
         --target "stowage-local=127.0.0.1:$PORT_B:$PID_B" --out "$WORK/results.json"
 grep "^|" "$WORK/last.log"

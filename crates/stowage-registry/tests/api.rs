@@ -204,6 +204,33 @@ async fn chunked_upload_with_an_out_of_order_chunk_then_pull_with_range() {
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&r, "content-range"), "bytes 10-19/300000");
     assert_eq!(body, &data[10..20]);
+    // A range past the end: 416 naming the size.
+    let past_end = |repo: &str| {
+        Request::builder()
+            .uri(format!("/v2/{repo}/blobs/{digest}"))
+            .header("range", "bytes=400000-")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (r, body) = api.send(past_end("lib/app")).await;
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(&r, "content-range"), "bytes */300000");
+    assert_eq!(error_code(&body), "RANGE_INVALID");
+    // Another repository cannot read the blob, nor learn its size through
+    // a bad range (the link check and the read run together).
+    for request in [
+        req("GET", &format!("/v2/other/app/blobs/{digest}"), Body::empty()),
+        req("HEAD", &format!("/v2/other/app/blobs/{digest}"), Body::empty()),
+        past_end("other/app"),
+    ] {
+        let method = request.method().clone();
+        let (r, body) = api.send(request).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method}");
+        assert!(r.headers().get("content-range").is_none(), "{method}");
+        if method == "GET" {
+            assert_eq!(error_code(&body), "BLOB_UNKNOWN");
+        }
+    }
     // No temporary data left.
     assert!(api
         .storage

@@ -15,26 +15,38 @@ use crate::layout;
 use crate::registry::Registry;
 
 impl Registry {
-    /// The blob's metadata, if `repo` may serve it.
+    /// Whether `repo` may serve the blob: its layer link exists.
+    async fn check_link(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult<()> {
+        self.storage
+            .stat(&layout::layer_link(repo, digest))
+            .await
+            .map(drop)
+            .map_err(|_| {
+                RegistryError::new(
+                    ErrorCode::BlobUnknown,
+                    format!("blob {digest} is unknown to {repo}"),
+                )
+            })
+    }
+
+    /// The blob's metadata, if `repo` may serve it. The link and the blob
+    /// are looked up at the same time: one round trip to storage, not two.
     pub(crate) async fn linked_blob(
         &self,
         repo: &str,
         digest: &Sha256Digest,
     ) -> RegistryResult<ObjectMeta> {
-        let unknown = |_| {
-            RegistryError::new(
-                ErrorCode::BlobUnknown,
-                format!("blob {digest} is unknown to {repo}"),
-            )
+        let blob = async {
+            self.storage
+                .stat(&layout::blob(digest))
+                .await
+                .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
         };
-        self.storage
-            .stat(&layout::layer_link(repo, digest))
-            .await
-            .map_err(unknown)?;
-        self.storage
-            .stat(&layout::blob(digest))
-            .await
-            .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
+        // Both answers are awaited so that a missing link is the error the
+        // client sees, whatever the blob lookup said.
+        let (link, meta) = tokio::join!(self.check_link(repo, digest), blob);
+        link?;
+        meta
     }
 
     /// `HEAD /v2/<name>/blobs/<digest>`.
@@ -61,7 +73,6 @@ impl Registry {
         headers: &HeaderMap,
         client_ip: Option<IpAddr>,
     ) -> RegistryResult {
-        let meta = self.linked_blob(repo, digest).await?;
         let path = layout::blob(digest);
         let range = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
             Some(text) => ByteRange::from_http_header(text)
@@ -69,6 +80,7 @@ impl Registry {
             None => None,
         };
         if self.redirect && range.is_none() {
+            self.linked_blob(repo, digest).await?;
             let mut options = DownloadUrlOptions::default()
                 .with_namespace(repo.split('/').next().unwrap_or(repo))
                 .with_expires_in(self.url_lifetime);
@@ -95,13 +107,23 @@ impl Registry {
         if let Some(r) = range {
             get = get.with_range(r);
         }
-        let result = self.storage.get(&path, get).await.map_err(|e| match e {
-            stowage::Error::InvalidRange { .. } => {
-                RegistryError::new(ErrorCode::RangeInvalid, e.to_string())
-                    .with_header(CONTENT_RANGE, format!("bytes */{}", meta.size))
-            }
-            other => RegistryError::storage(other, ErrorCode::BlobUnknown),
-        })?;
+        // The link check and the read go out together, so the first bytes
+        // arrive one round trip sooner. A missing link wins over whatever
+        // the read said (a range error would tell another repository's
+        // blob size); the read is then dropped, closing its response.
+        let read = async {
+            self.storage.get(&path, get).await.map_err(|e| match e {
+                stowage::Error::InvalidRange { size, .. } => {
+                    RegistryError::new(ErrorCode::RangeInvalid, e.to_string())
+                        .with_header(CONTENT_RANGE, format!("bytes */{size}"))
+                }
+                other => RegistryError::storage(other, ErrorCode::BlobUnknown),
+            })
+        };
+        let (link, result) = tokio::join!(self.check_link(repo, digest), read);
+        link?;
+        let result = result?;
+        let size = result.meta.size;
         let served = result.range.clone();
         let mut response = Response::new(Body::from_stream(result.stream));
         let h = response.headers_mut();
@@ -120,7 +142,7 @@ impl Registry {
                 "bytes {}-{}/{}",
                 served.start,
                 served.end.saturating_sub(1),
-                meta.size
+                size
             );
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(CONTENT_RANGE, v);
