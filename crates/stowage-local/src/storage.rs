@@ -209,7 +209,8 @@ impl Storage for LocalStorage {
         let err = |e| from_object_store(e, path.as_str());
         let upload = self.store.put_multipart(&location).await.map_err(err)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, WRITE_CHUNK);
-        let mut hasher = sha2::Sha256::new();
+        // Hashed only when there is a digest to check.
+        let mut hasher = options.expected_digest.map(|_| sha2::Sha256::new());
         let mut size = 0u64;
         loop {
             let next = match data.try_next().await {
@@ -224,11 +225,13 @@ impl Storage for LocalStorage {
                 let _ = writer.abort().await;
                 return Err(err(e));
             }
-            hasher.update(&chunk);
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
             size += chunk.len() as u64;
             writer.put(chunk);
         }
-        if let Some(expected) = options.expected_digest {
+        if let (Some(expected), Some(hasher)) = (options.expected_digest, hasher) {
             let actual = Sha256Digest::from_bytes(hasher.finalize().into());
             if actual != expected {
                 let _ = writer.abort().await;

@@ -219,8 +219,16 @@ async fn chunked_upload_with_an_out_of_order_chunk_then_pull_with_range() {
     // Another repository cannot read the blob, nor learn its size through
     // a bad range (the link check and the read run together).
     for request in [
-        req("GET", &format!("/v2/other/app/blobs/{digest}"), Body::empty()),
-        req("HEAD", &format!("/v2/other/app/blobs/{digest}"), Body::empty()),
+        req(
+            "GET",
+            &format!("/v2/other/app/blobs/{digest}"),
+            Body::empty(),
+        ),
+        req(
+            "HEAD",
+            &format!("/v2/other/app/blobs/{digest}"),
+            Body::empty(),
+        ),
         past_end("other/app"),
     ] {
         let method = request.method().clone();
