@@ -11,7 +11,9 @@
 # overrides it), distribution its default 16 MiB chunks.
 #
 # Each round pulls every image --pulls (3) times: a pull takes a few seconds
-# and is noisier than a push. Between the pushes and the pulls RGW's garbage
+# and is noisier than a push. Each pull is followed by a GET of all layers at
+# once with curl (bytes discarded), where the server rather than skopeo is
+# the slow side. Between the pushes and the pulls RGW's garbage
 # collector is run to the end, so no pull pays for work a push left behind.
 #
 #   integration/bench-registry.sh [--rounds 3] [--pulls 3] [--layers 8] [--layer-mib 128]

@@ -15,9 +15,18 @@ stime from /proc/PID/stat):
       (n = the target's position on the command line, from 1), timed; read
       VmHWM from /proc/PID/status;
     run --before-pulls, if given (not timed);
-    K times, for each target (order reversed every other time):
-      reset again, pull that repository with skopeo into a new temporary
-      OCI directory (deleted afterwards), timed; read VmHWM.
+    K times:
+      for each target (order reversed every other time): reset again, pull
+      that repository with skopeo into a new temporary OCI directory
+      (deleted afterwards), timed; read VmHWM;
+      for each target, same order: reset again, GET all its layer blobs at
+      once with curl, bytes discarded (sizes checked), timed; read VmHWM.
+      A skopeo pull is bound by skopeo itself (it hashes and writes every
+      byte); the GETs show how fast the server delivers when the client
+      keeps up.
+
+Before every timed transfer the page cache is flushed (sync), so no
+transfer pays for writing back the data of an earlier one.
 
 Pure transfer: skopeo runs with --preserve-digests, so it pushes and stores
 the layers byte for byte (by default it would gzip uncompressed layers on
@@ -26,8 +35,8 @@ info cache, as skopeo would otherwise mount blobs from repositories it pushed
 to earlier instead of uploading them. The digest skopeo reports after the
 push and the one in the pulled directory must equal the image's.
 
-Afterwards it prints a markdown table per target (medians of the times, max
-of the peaks, throughput from the median) and, for each pair of targets
+Afterwards it prints a markdown table, a row per target and transfer kind
+(medians of the times, max of the peaks, throughput from the median) and, for each pair of targets
 named stowage-SUFFIX and distribution-SUFFIX, the median of the ratios
 distribution time / stowage time (> 1: stowage faster) over the pairs of
 transfers made in the same round (and pull attempt).
@@ -107,6 +116,8 @@ def read_image(oci_dir, tag):
         "tag": tag,
         "manifest_digest": descriptor["digest"],
         "layers": len(manifest["layers"]),
+        "layer_blobs": [{"digest": layer["digest"], "size": layer["size"]}
+                        for layer in manifest["layers"]],
         "total_bytes": descriptor["size"] + sum(blob["size"] for blob in blobs),
     }
 
@@ -199,6 +210,9 @@ def run_skopeo(arguments):
 def measure(pid, transfer):
     """Run transfer() -> seconds, with the server's peak RSS reset before it;
     also the CPU time the server spent meanwhile."""
+    # Dirty pages of earlier transfers are written out first, so that no
+    # transfer pays for the writeback of another.
+    os.sync()
     reset_peak_rss(pid)
     _, rss_before = memory_kib(pid)
     cpu_before = cpu_seconds(pid)
@@ -237,6 +251,26 @@ def pull(image, reference, workdir):
     return seconds
 
 
+def get_layers(image, target, repository):
+    """GET every layer blob at once with curl, bytes discarded; returns
+    seconds taken. The server, not the client, is then the slow side (curl
+    neither hashes nor writes), unlike a skopeo pull."""
+    base = f"http://{target['host']}:{target['port']}/v2/{repository}/blobs/"
+    start = time.monotonic()
+    running = [(blob, subprocess.Popen(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+         base + blob["digest"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        for blob in image["layer_blobs"]]
+    outcomes = [(blob, *process.communicate(), process.returncode)
+                for blob, process in running]
+    elapsed = time.monotonic() - start
+    for blob, out, err, code in outcomes:
+        if code != 0 or out.split() != ["200", str(blob["size"])]:
+            raise BenchError(f"GET {base}{blob['digest']}: curl exit {code}, got {out!r} "
+                             f"(expected 200 and {blob['size']} bytes) {err.strip()}")
+    return elapsed
+
+
 def reference_of(image, target, round_number, prefix):
     repository = repository_name(prefix, round_number, target["position"])
     return repository, f"{target['host']}:{target['port']}/{repository}:{image['tag']}"
@@ -262,7 +296,8 @@ def run_rounds(image, targets, rounds, prefix, between_rounds=None, pulls_per_ro
                 repository, reference = reference_of(image, target, round_number, prefix)
                 pushed = measure(target["pid"], lambda: push(image, reference, workdir))
                 mine[target["name"]] = {"round": round_number, "target": target["name"],
-                                        "repository": repository, "push": pushed, "pulls": []}
+                                        "repository": repository, "push": pushed, "pulls": [],
+                                        "gets": []}
                 print(f"round {round_number} {target['name']}: "
                       f"push {pushed['seconds']:.2f}s "
                       f"peak {pushed['peak_rss_kib'] / 1024:.0f} MiB "
@@ -282,27 +317,46 @@ def run_rounds(image, targets, rounds, prefix, between_rounds=None, pulls_per_ro
                           f"peak {pulled['peak_rss_kib'] / 1024:.0f} MiB "
                           f"cpu {pulled['server_cpu_seconds']:.2f}s", file=sys.stderr,
                           flush=True)
+                for target in round_order(targets, turn):
+                    repository, _ = reference_of(image, target, round_number, prefix)
+                    got = measure(target["pid"], lambda: get_layers(image, target, repository))
+                    mine[target["name"]]["gets"].append(got)
+                    print(f"round {round_number} {target['name']}: "
+                          f"get {attempt} {got['seconds']:.2f}s "
+                          f"peak {got['peak_rss_kib'] / 1024:.0f} MiB "
+                          f"cpu {got['server_cpu_seconds']:.2f}s", file=sys.stderr,
+                          flush=True)
             records.extend(mine[target["name"]] for target in targets)
     return records
 
 
+OPS = ("push", "pull", "get")
+
+
+def transferred_bytes(image, op):
+    """Bytes a transfer moves: the whole image, or (get) its layers."""
+    if op == "get":
+        return sum(blob["size"] for blob in image["layer_blobs"])
+    return image["total_bytes"]
+
+
 def transfers(record, op):
-    """The measurements of one round's push (one) or pulls (one or more)."""
-    return [record["push"]] if op == "push" else record["pulls"]
+    """The measurements of one round's push (one), pulls or gets (one or more each)."""
+    return [record["push"]] if op == "push" else record[op + "s"]
 
 
 # --- summary ------------------------------------------------------------------
 
-def summarize_target(name, measurements, total_bytes):
+def summarize_target(name, measurements, image):
     mine = [m for m in measurements if m["target"] == name]
     summary = {}
-    for op in ("push", "pull"):
+    for op in OPS:
         runs = [t for m in mine for t in transfers(m, op)]
         median = statistics.median(t["seconds"] for t in runs)
         summary[op] = {
             "transfers": len(runs),
             "median_seconds": median,
-            "median_mib_per_second": total_bytes / MIB / median,
+            "median_mib_per_second": transferred_bytes(image, op) / MIB / median,
             "max_peak_rss_mib": max(t["peak_rss_kib"] for t in runs) / 1024,
             "median_server_cpu_seconds": statistics.median(
                 t["server_cpu_seconds"] for t in runs),
@@ -315,7 +369,7 @@ def compare_pairs(targets, measurements):
     pairing the transfers of the same round (and, for pulls, the same attempt)."""
     names = {target["name"] for target in targets}
     seconds = {(m["target"], m["round"], op): [t["seconds"] for t in transfers(m, op)]
-               for m in measurements for op in ("push", "pull")}
+               for m in measurements for op in OPS}
     rounds = sorted({m["round"] for m in measurements})
     comparisons = {}
     for name in sorted(names):
@@ -325,7 +379,7 @@ def compare_pairs(targets, measurements):
         if baseline not in names:
             continue
         comparison = {"baseline": baseline}
-        for op in ("push", "pull"):
+        for op in OPS:
             ratios = [theirs / ours for r in rounds
                       for theirs, ours in zip(seconds[(baseline, r, op)], seconds[(name, r, op)])]
             comparison[op] = {"ratios": ratios, "median_ratio": statistics.median(ratios)}
@@ -334,24 +388,19 @@ def compare_pairs(targets, measurements):
 
 
 def markdown_table(targets, summaries, comparisons):
-    header = ("| target | push s (median) | pull s (median) | push MiB/s | pull MiB/s "
-              "| peak RSS push MiB (max) | peak RSS pull MiB (max) "
-              "| server CPU push s | server CPU pull s "
-              "| push: distribution/stowage | pull: distribution/stowage |")
-    lines = [header, "|" + "---|" * 11]
+    lines = ["| target | transfer | n | median s | MiB/s | peak RSS MiB (max) "
+             "| server CPU s (median) | distribution/stowage (median) |",
+             "|" + "---|" * 8]
     for target in targets:
         name = target["name"]
-        s = summaries[name]
         comparison = comparisons.get(name)
-        ratios = ([f"{comparison[op]['median_ratio']:.2f}" for op in ("push", "pull")]
-                  if comparison else ["–", "–"])
-        lines.append(
-            f"| {name} | {s['push']['median_seconds']:.2f} | {s['pull']['median_seconds']:.2f} "
-            f"| {s['push']['median_mib_per_second']:.0f} | {s['pull']['median_mib_per_second']:.0f} "
-            f"| {s['push']['max_peak_rss_mib']:.0f} | {s['pull']['max_peak_rss_mib']:.0f} "
-            f"| {s['push']['median_server_cpu_seconds']:.2f} "
-            f"| {s['pull']['median_server_cpu_seconds']:.2f} "
-            f"| {ratios[0]} | {ratios[1]} |")
+        for op in OPS:
+            s = summaries[name][op]
+            ratio = f"{comparison[op]['median_ratio']:.2f}" if comparison else "–"
+            lines.append(
+                f"| {name} | {op} | {s['transfers']} | {s['median_seconds']:.2f} "
+                f"| {s['median_mib_per_second']:.0f} | {s['max_peak_rss_mib']:.0f} "
+                f"| {s['median_server_cpu_seconds']:.2f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -406,7 +455,7 @@ def main(argv):
     except (BenchError, OSError) as error:
         print(f"bench_registries.py: {error}", file=sys.stderr)
         return 1
-    summaries = {t["name"]: summarize_target(t["name"], measurements, image["total_bytes"])
+    summaries = {t["name"]: summarize_target(t["name"], measurements, image)
                  for t in args.target}
     comparisons = compare_pairs(args.target, measurements)
     results = {

@@ -85,8 +85,8 @@ manifest_matches() {
     [ "sha256:$(skopeo inspect --raw "oci:$dir:$tag" | sha256sum | cut -d' ' -f1)" = "$expected" ]
 }
 
-# results_complete FILE: 2 rounds x 2 targets measured (one push and two
-# pulls each), and the stowage/distribution ratios present
+# results_complete FILE: 2 rounds x 2 targets measured (one push, two
+# pulls and two rounds of GETs each), and the stowage/distribution ratios present
 results_complete() {
     python3 - "$1" <<'EOF'
 import json, sys
@@ -96,11 +96,14 @@ assert [(m["round"], m["target"]) for m in results["measurements"]] == [
     (1, "distribution-local"), (1, "stowage-local"),
     (2, "distribution-local"), (2, "stowage-local")], results["measurements"]
 for m in results["measurements"]:
-    assert len(m["pulls"]) == 2, m
-    assert all(t["seconds"] > 0 and t["server_cpu_seconds"] >= 0 for t in [m["push"], *m["pulls"]]), m
+    assert len(m["pulls"]) == 2 and len(m["gets"]) == 2, m
+    assert all(t["seconds"] > 0 and t["server_cpu_seconds"] >= 0
+               for t in [m["push"], *m["pulls"], *m["gets"]]), m
 ratios = results["comparisons"]["stowage-local"]
-assert len(ratios["push"]["ratios"]) == 2 and len(ratios["pull"]["ratios"]) == 4, ratios
+assert len(ratios["push"]["ratios"]) == 2, ratios
+assert len(ratios["pull"]["ratios"]) == len(ratios["get"]["ratios"]) == 4, ratios
 assert results["summary"]["stowage-local"]["pull"]["transfers"] == 4
+assert results["summary"]["stowage-local"]["get"]["transfers"] == 4
 EOF
 }
 
