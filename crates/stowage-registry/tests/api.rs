@@ -534,3 +534,41 @@ async fn metrics_count_requests() {
     );
     assert!(text.contains("stowage_registry_requests_total{method=\"GET\",status=\"404\"} 1"));
 }
+
+/// A storage that fails (an S3 endpoint nobody listens on) is a server
+/// error, never "unknown": a client must not conclude a blob is missing,
+/// nor a manifest's blobs, when storage could not be asked.
+#[tokio::test]
+async fn storage_failures_are_not_reported_as_unknown() {
+    let text = "DISTRIBUTED_STORAGE_CONFIG:\n  down:\n    - S3Storage\n    - endpoint_url: http://127.0.0.1:9\n      s3_bucket: registry-test\n      s3_region: us-east-1\n      s3_access_key: AKIDEXAMPLE\n      s3_secret_key: example-secret\n      s3_max_attempts: 1\n";
+    let config = stowage::StowageConfig::parse(text).unwrap();
+    let storage = stowage::open(config.location(None).unwrap()).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        Registry::new(storage, UploadStore::open(state.path()).unwrap()).without_redirects(),
+    );
+    let digest = Sha256Digest::of(b"layer");
+    let config_digest = Sha256Digest::of(b"{}");
+    for request in [
+        req("GET", &format!("/v2/lib/app/blobs/{digest}"), Body::empty()),
+        manifest_put(
+            "/v2/lib/app/manifests/v1",
+            manifest(&config_digest, &[(&digest, 5)]),
+        ),
+    ] {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (r, body) = send_to(&registry, request).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+        assert_eq!(error_code(&body), "UNKNOWN", "{what}");
+    }
+    let (r, _) = send_to(
+        &registry,
+        req(
+            "HEAD",
+            &format!("/v2/lib/app/blobs/{digest}"),
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}

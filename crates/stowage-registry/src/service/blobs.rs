@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use stowage::{ByteRange, DownloadUrlOptions, GetOptions, ObjectMeta, Sha256Digest};
+use stowage::{ByteRange, DownloadUrlOptions, ErrorKind, GetOptions, ObjectMeta, Sha256Digest};
 
 use super::{empty, location, DIGEST_HEADER};
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
@@ -15,18 +15,17 @@ use crate::layout;
 use crate::registry::Registry;
 
 impl Registry {
-    /// Whether `repo` may serve the blob: its layer link exists.
+    /// Whether `repo` may serve the blob: its layer link exists. A missing
+    /// link is `BLOB_UNKNOWN`; a storage failure stays a storage failure.
     async fn check_link(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult<()> {
-        self.storage
-            .stat(&layout::layer_link(repo, digest))
-            .await
-            .map(drop)
-            .map_err(|_| {
-                RegistryError::new(
-                    ErrorCode::BlobUnknown,
-                    format!("blob {digest} is unknown to {repo}"),
-                )
-            })
+        match self.storage.stat(&layout::layer_link(repo, digest)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(RegistryError::new(
+                ErrorCode::BlobUnknown,
+                format!("blob {digest} is unknown to {repo}"),
+            )),
+            Err(e) => Err(RegistryError::storage(e, ErrorCode::BlobUnknown)),
+        }
     }
 
     /// The blob's metadata, if `repo` may serve it. The link and the blob

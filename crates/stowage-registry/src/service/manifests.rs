@@ -6,9 +6,9 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use stowage::{PutOptions, Sha256Digest, StorageExt, StoragePath};
+use stowage::{ErrorKind, PutOptions, Sha256Digest, StorageExt, StoragePath};
 
 use super::{empty, internal, location, DIGEST_HEADER};
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
@@ -18,6 +18,9 @@ use crate::registry::Registry;
 
 /// Manifests larger than this are refused (the spec's suggested limit).
 pub(crate) const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Referenced blobs looked up at once when a manifest is put.
+const BLOB_CHECKS_IN_FLIGHT: usize = 8;
 
 /// OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -152,13 +155,28 @@ impl Registry {
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let media_type = media_type(content_type, &doc)?;
         let (blobs, manifests) = references(&media_type, &doc)?;
-        for d in blobs {
-            let digest = parse_digest(&d)?;
-            if self.linked_blob(repo, &digest).await.is_err() {
-                return Err(RegistryError::new(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("blob {d} referenced by the manifest is unknown to {repo}"),
-                ));
+        // The referenced blobs are checked a few at a time. An unknown one
+        // is the client's error; a storage failure is not reported as one.
+        let digests = blobs
+            .iter()
+            .map(|d| parse_digest(d))
+            .collect::<RegistryResult<Vec<_>>>()?;
+        let mut checks = futures::stream::iter(digests)
+            .map(|digest: Sha256Digest| async move {
+                let checked = self.linked_blob(repo, &digest).await;
+                (digest, checked)
+            })
+            .buffer_unordered(BLOB_CHECKS_IN_FLIGHT);
+        while let Some((digest, checked)) = checks.next().await {
+            match checked {
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::BlobUnknown => {
+                    return Err(RegistryError::new(
+                        ErrorCode::ManifestBlobUnknown,
+                        format!("blob {digest} referenced by the manifest is unknown to {repo}"),
+                    ));
+                }
+                Err(e) => return Err(e),
             }
         }
         for d in manifests {
@@ -267,8 +285,13 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))?;
         for tag in tags {
-            let points = self.storage.get_bytes(&tag).await.ok();
-            if points.is_some_and(|p| p == digest.to_string().as_bytes()) {
+            let points = match self.storage.get_bytes(&tag).await {
+                Ok(points) => points,
+                // Deleted meanwhile.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(RegistryError::storage(e, ErrorCode::ManifestUnknown)),
+            };
+            if points == digest.to_string().as_bytes() {
                 delete(tag).await?;
             }
         }
