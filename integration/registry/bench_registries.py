@@ -25,8 +25,9 @@ stime from /proc/PID/stat):
       byte); the GETs show how fast the server delivers when the client
       keeps up.
 
-Before every timed transfer the page cache is flushed (sync), so no
-transfer pays for writing back the data of an earlier one.
+Before every timed transfer dirty pages are written back (sync), so no
+transfer pays for writing back the data of an earlier one (the page cache
+itself is kept: pulls read cached files, as a busy server would).
 
 Pure transfer: skopeo runs with --preserve-digests, so it pushes and stores
 the layers byte for byte (by default it would gzip uncompressed layers on
@@ -210,8 +211,8 @@ def run_skopeo(arguments):
 def measure(pid, transfer):
     """Run transfer() -> seconds, with the server's peak RSS reset before it;
     also the CPU time the server spent meanwhile."""
-    # Dirty pages of earlier transfers are written out first, so that no
-    # transfer pays for the writeback of another.
+    # Dirty pages of earlier transfers are written back first (the cache is
+    # kept), so that no transfer pays for the writeback of another.
     os.sync()
     reset_peak_rss(pid)
     _, rss_before = memory_kib(pid)
@@ -272,11 +273,13 @@ def get_layers(image, target, repository):
 
 
 def reference_of(image, target, round_number, prefix):
+    """(repository, skopeo reference) of the target's image in this round."""
     repository = repository_name(prefix, round_number, target["position"])
     return repository, f"{target['host']}:{target['port']}/{repository}:{image['tag']}"
 
 
 def round_order(targets, turn):
+    """The targets in command-line order on odd turns, reversed on even ones."""
     return targets if turn % 2 == 1 else targets[::-1]
 
 

@@ -23,7 +23,8 @@ fn main() {
     let rounds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(7);
+        .unwrap_or(7)
+        .max(1);
     // Odd piece lengths leave bytes pending between calls, as network reads do.
     let data: Vec<u8> = (0..PIECE + 17).map(|i| (i % 251) as u8).collect();
     let mut ratios = Vec::new();

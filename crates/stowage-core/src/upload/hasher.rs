@@ -73,6 +73,10 @@ impl ResumableSha256 {
         // a 4 KiB buffer on the stack (it stays in L1), which costs about 2%
         // over hashing in place, where collecting them into a Vec halved the
         // speed.
+        if full == 0 {
+            self.pending.extend_from_slice(data);
+            return;
+        }
         let mut batch = [Block::default(); BATCH_BLOCKS];
         for piece in data[..full].chunks(64 * BATCH_BLOCKS) {
             let n = piece.len() / 64;

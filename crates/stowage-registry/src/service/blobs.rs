@@ -41,11 +41,33 @@ impl Registry {
                 .await
                 .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
         };
-        // Both answers are awaited so that a missing link is the error the
-        // client sees, whatever the blob lookup said.
-        let (link, meta) = tokio::join!(self.check_link(repo, digest), blob);
-        link?;
-        meta
+        self.with_link(repo, digest, blob).await
+    }
+
+    /// Runs `lookup` of a blob alongside the check of `repo`'s link to it,
+    /// and lets the link decide. A missing link answers at once and drops
+    /// the lookup (closing an S3 response already on its way), so a
+    /// repository without the blob learns nothing of it, not even from how
+    /// long the answer took; otherwise the lookup's own result is returned.
+    async fn with_link<T>(
+        &self,
+        repo: &str,
+        digest: &Sha256Digest,
+        lookup: impl std::future::Future<Output = RegistryResult<T>>,
+    ) -> RegistryResult<T> {
+        let link = self.check_link(repo, digest);
+        tokio::pin!(link, lookup);
+        tokio::select! {
+            biased;
+            checked = &mut link => {
+                checked?;
+                lookup.await
+            }
+            found = &mut lookup => {
+                link.await?;
+                found
+            }
+        }
     }
 
     /// `HEAD /v2/<name>/blobs/<digest>`.
@@ -78,8 +100,11 @@ impl Registry {
                 .map_err(|why| RegistryError::new(ErrorCode::RangeInvalid, why))?,
             None => None,
         };
-        if self.redirect && range.is_none() {
+        // Whether the link was checked already, on the way to a redirect.
+        let mut linked = false;
+        if self.redirect && range.is_none() && self.storage.capabilities().direct_download {
             self.linked_blob(repo, digest).await?;
+            linked = true;
             let mut options = DownloadUrlOptions::default()
                 .with_namespace(repo.split('/').next().unwrap_or(repo))
                 .with_expires_in(self.url_lifetime);
@@ -109,7 +134,7 @@ impl Registry {
         // The link check and the read go out together, so the first bytes
         // arrive one round trip sooner. A missing link wins over whatever
         // the read said (a range error would tell another repository's
-        // blob size); the read is then dropped, closing its response.
+        // blob size).
         let read = async {
             self.storage.get(&path, get).await.map_err(|e| match e {
                 stowage::Error::InvalidRange { size, .. } => {
@@ -119,9 +144,11 @@ impl Registry {
                 other => RegistryError::storage(other, ErrorCode::BlobUnknown),
             })
         };
-        let (link, result) = tokio::join!(self.check_link(repo, digest), read);
-        link?;
-        let result = result?;
+        let result = if linked {
+            read.await?
+        } else {
+            self.with_link(repo, digest, read).await?
+        };
         let size = result.meta.size;
         let served = result.range.clone();
         let mut response = Response::new(Body::from_stream(result.stream));

@@ -155,29 +155,37 @@ impl Registry {
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let media_type = media_type(content_type, &doc)?;
         let (blobs, manifests) = references(&media_type, &doc)?;
-        // The referenced blobs are checked a few at a time. An unknown one
-        // is the client's error; a storage failure is not reported as one.
+        // The referenced blobs are checked a few at a time. A storage
+        // failure wins over an unknown blob (the client is not told a blob
+        // is missing when storage could not be asked); among unknown
+        // blobs, the first in the manifest is named.
         let digests = blobs
             .iter()
             .map(|d| parse_digest(d))
             .collect::<RegistryResult<Vec<_>>>()?;
-        let mut checks = futures::stream::iter(digests)
+        let checked: Vec<(Sha256Digest, RegistryResult<_>)> = futures::stream::iter(digests)
             .map(|digest: Sha256Digest| async move {
                 let checked = self.linked_blob(repo, &digest).await;
                 (digest, checked)
             })
-            .buffer_unordered(BLOB_CHECKS_IN_FLIGHT);
-        while let Some((digest, checked)) = checks.next().await {
-            match checked {
+            .buffered(BLOB_CHECKS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut unknown = None;
+        for (digest, result) in checked {
+            match result {
                 Ok(_) => {}
                 Err(e) if e.code == ErrorCode::BlobUnknown => {
-                    return Err(RegistryError::new(
-                        ErrorCode::ManifestBlobUnknown,
-                        format!("blob {digest} referenced by the manifest is unknown to {repo}"),
-                    ));
+                    unknown.get_or_insert(digest);
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if let Some(digest) = unknown {
+            return Err(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("blob {digest} referenced by the manifest is unknown to {repo}"),
+            ));
         }
         for d in manifests {
             let child = parse_digest(&d)?;
