@@ -3,8 +3,9 @@
 #   1. installs what the servers need (integration/servers/install.sh),
 #   2. checks formatting and clippy,
 #   3. runs the unit, local-driver and CLI tests, the CloudFront signer
-#      against botocore and openssl, and `stowage serve` on the local store
-#      with skopeo and oras,
+#      against botocore and openssl, `stowage serve` on the local store
+#      with skopeo and oras, and the self-test of the registry benchmark's
+#      tools (against two distribution registries, a few seconds),
 #   4. starts Ceph RGW (S3 + STS, with the test OIDC provider) and Garage
 #      (S3) on 127.0.0.1 in parallel, runs the S3 integration tests against
 #      both (S3, CloudFront behind the edge verifier, `stowage serve` on
@@ -38,6 +39,7 @@ cargo test -p stowage-integration --no-run
 step "CloudFront signer against botocore and openssl; stowage serve on the local store"
 local_failed=0
 python3 integration/cloudfront/test_edge_verifier.py || local_failed=1
+bash integration/registry/selftest.sh || local_failed=1
 cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local || local_failed=1
 
 # The S3 groups run against every server; the STS groups (sts_expiry is the
