@@ -283,6 +283,15 @@ def round_order(targets, turn):
     return targets if turn % 2 == 1 else targets[::-1]
 
 
+def measure_and_report(target, round_number, label, transfer):
+    """measure() the transfer on the target's server and print a progress line."""
+    result = measure(target["pid"], transfer)
+    print(f"round {round_number} {target['name']}: {label} {result['seconds']:.2f}s "
+          f"peak {result['peak_rss_kib'] / 1024:.0f} MiB "
+          f"cpu {result['server_cpu_seconds']:.2f}s", file=sys.stderr, flush=True)
+    return result
+
+
 def run_rounds(image, targets, rounds, prefix, between_rounds=None, pulls_per_round=1,
                before_pulls=None):
     """Per round: push to every target, then pull from every target
@@ -297,38 +306,27 @@ def run_rounds(image, targets, rounds, prefix, between_rounds=None, pulls_per_ro
             mine = {}
             for target in round_order(targets, round_number):
                 repository, reference = reference_of(image, target, round_number, prefix)
-                pushed = measure(target["pid"], lambda: push(image, reference, workdir))
+                pushed = measure_and_report(target, round_number, "push",
+                                            lambda: push(image, reference, workdir))
                 mine[target["name"]] = {"round": round_number, "target": target["name"],
                                         "repository": repository, "push": pushed, "pulls": [],
                                         "gets": []}
-                print(f"round {round_number} {target['name']}: "
-                      f"push {pushed['seconds']:.2f}s "
-                      f"peak {pushed['peak_rss_kib'] / 1024:.0f} MiB "
-                      f"cpu {pushed['server_cpu_seconds']:.2f}s", file=sys.stderr, flush=True)
             if before_pulls:
                 # E.g. let the storage finish the work the pushes left
                 # behind (garbage collection), so no pull pays for it.
                 subprocess.run(before_pulls, shell=True, check=True)
             for attempt in range(1, pulls_per_round + 1):
-                turn = round_number + attempt - 1
-                for target in round_order(targets, turn):
+                order = round_order(targets, round_number + attempt - 1)
+                for target in order:
                     _, reference = reference_of(image, target, round_number, prefix)
-                    pulled = measure(target["pid"], lambda: pull(image, reference, workdir))
-                    mine[target["name"]]["pulls"].append(pulled)
-                    print(f"round {round_number} {target['name']}: "
-                          f"pull {attempt} {pulled['seconds']:.2f}s "
-                          f"peak {pulled['peak_rss_kib'] / 1024:.0f} MiB "
-                          f"cpu {pulled['server_cpu_seconds']:.2f}s", file=sys.stderr,
-                          flush=True)
-                for target in round_order(targets, turn):
+                    mine[target["name"]]["pulls"].append(measure_and_report(
+                        target, round_number, f"pull {attempt}",
+                        lambda: pull(image, reference, workdir)))
+                for target in order:
                     repository, _ = reference_of(image, target, round_number, prefix)
-                    got = measure(target["pid"], lambda: get_layers(image, target, repository))
-                    mine[target["name"]]["gets"].append(got)
-                    print(f"round {round_number} {target['name']}: "
-                          f"get {attempt} {got['seconds']:.2f}s "
-                          f"peak {got['peak_rss_kib'] / 1024:.0f} MiB "
-                          f"cpu {got['server_cpu_seconds']:.2f}s", file=sys.stderr,
-                          flush=True)
+                    mine[target["name"]]["gets"].append(measure_and_report(
+                        target, round_number, f"get {attempt}",
+                        lambda: get_layers(image, target, repository)))
             records.extend(mine[target["name"]] for target in targets)
     return records
 

@@ -44,6 +44,11 @@ impl Api {
     async fn send(&self, request: Request<Body>) -> (Response<Body>, Vec<u8>) {
         send_to(&self.registry, request).await
     }
+
+    /// A request without a body.
+    async fn call(&self, method: &str, uri: impl AsRef<str>) -> (Response<Body>, Vec<u8>) {
+        self.send(req(method, uri.as_ref(), Body::empty())).await
+    }
 }
 
 async fn send_to(registry: &Arc<Registry>, request: Request<Body>) -> (Response<Body>, Vec<u8>) {
@@ -116,7 +121,7 @@ fn manifest(config: &Sha256Digest, layers: &[(&Sha256Digest, usize)]) -> Vec<u8>
 #[tokio::test]
 async fn base_endpoint_answers() {
     let api = Api::new();
-    let (r, body) = api.send(req("GET", "/v2/", Body::empty())).await;
+    let (r, body) = api.call("GET", "/v2/").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body, b"{}");
     assert_eq!(
@@ -131,9 +136,7 @@ async fn chunked_upload_with_an_out_of_order_chunk_then_pull_with_range() {
     let api = Api::new();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Sha256Digest::of(&data);
-    let (r, _) = api
-        .send(req("POST", "/v2/lib/app/blobs/uploads/", Body::empty()))
-        .await;
+    let (r, _) = api.call("POST", "/v2/lib/app/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "range"), "0-0");
     let location = header(&r, "location");
@@ -169,7 +172,7 @@ async fn chunked_upload_with_an_out_of_order_chunk_then_pull_with_range() {
         ))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let (r, _) = api.send(req("GET", &location, Body::empty())).await;
+    let (r, _) = api.call("GET", &location).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "range"), "0-199999");
     // The last chunk comes with the PUT.
@@ -187,11 +190,7 @@ async fn chunked_upload_with_an_out_of_order_chunk_then_pull_with_range() {
     );
 
     let (r, body) = api
-        .send(req(
-            "GET",
-            &format!("/v2/lib/app/blobs/{digest}"),
-            Body::empty(),
-        ))
+        .call("GET", &format!("/v2/lib/app/blobs/{digest}"))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body, data);
@@ -273,28 +272,14 @@ async fn wrong_digest_stores_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "DIGEST_INVALID");
 
-    let (r, _) = api
-        .send(req("POST", "/v2/app/blobs/uploads/", Body::empty()))
-        .await;
+    let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
     let location = header(&r, "location");
     api.send(req("PATCH", &location, b"actual".to_vec())).await;
-    let (r, body) = api
-        .send(req(
-            "PUT",
-            &format!("{location}?digest={wrong}"),
-            Body::empty(),
-        ))
-        .await;
+    let (r, body) = api.call("PUT", &format!("{location}?digest={wrong}")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "DIGEST_INVALID");
     for digest in [wrong, Sha256Digest::of(b"actual")] {
-        let (r, _) = api
-            .send(req(
-                "HEAD",
-                &format!("/v2/app/blobs/{digest}"),
-                Body::empty(),
-            ))
-            .await;
+        let (r, _) = api.call("HEAD", &format!("/v2/app/blobs/{digest}")).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(!api
             .storage
@@ -302,7 +287,7 @@ async fn wrong_digest_stores_nothing() {
             .await
             .unwrap());
     }
-    let (r, body) = api.send(req("GET", &location, Body::empty())).await;
+    let (r, body) = api.call("GET", &location).await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
@@ -314,9 +299,7 @@ async fn wrong_digest_stores_nothing() {
 #[tokio::test]
 async fn upload_survives_a_restart_and_cancel_removes_it() {
     let api = Api::new();
-    let (r, _) = api
-        .send(req("POST", "/v2/app/blobs/uploads/", Body::empty()))
-        .await;
+    let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
     let location = header(&r, "location");
     api.send(req("PATCH", &location, b"first half, ".to_vec()))
         .await;
@@ -331,21 +314,17 @@ async fn upload_survives_a_restart_and_cancel_removes_it() {
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 
-    let (r, _) = api
-        .send(req("POST", "/v2/app/blobs/uploads/", Body::empty()))
-        .await;
+    let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
     let location = header(&r, "location");
     api.send(req("PATCH", &location, b"doomed".to_vec())).await;
-    let (r, _) = api.send(req("DELETE", &location, Body::empty())).await;
+    let (r, _) = api.call("DELETE", &location).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (r, _) = api.send(req("GET", &location, Body::empty())).await;
+    let (r, _) = api.call("GET", &location).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // An upload of one repository is unknown to another.
-    let (r, _) = api
-        .send(req("POST", "/v2/app/blobs/uploads/", Body::empty()))
-        .await;
+    let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
     let other = header(&r, "location").replace("/v2/app/", "/v2/other/");
-    let (r, _) = api.send(req("GET", &other, Body::empty())).await;
+    let (r, _) = api.call("GET", &other).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -367,21 +346,19 @@ async fn manifests_tags_mount_and_delete() {
     // Mount them from the source repository.
     for blob in [&config, &layer] {
         let (r, _) = api
-            .send(req(
+            .call(
                 "POST",
                 &format!("/v2/dst/app/blobs/uploads/?mount={blob}&from=src/app"),
-                Body::empty(),
-            ))
+            )
             .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     // Mounting from a repository that lacks the blob starts an upload.
     let (r, _) = api
-        .send(req(
+        .call(
             "POST",
             &format!("/v2/dst/app/blobs/uploads/?mount={layer}&from=nowhere"),
-            Body::empty(),
-        ))
+        )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
@@ -397,68 +374,42 @@ async fn manifests_tags_mount_and_delete() {
     }
     for reference in ["v1".to_string(), digest.to_string()] {
         let (r, got) = api
-            .send(req(
-                "GET",
-                &format!("/v2/dst/app/manifests/{reference}"),
-                Body::empty(),
-            ))
+            .call("GET", &format!("/v2/dst/app/manifests/{reference}"))
             .await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(header(&r, "content-type"), OCI_MANIFEST);
         assert_eq!(got, body);
     }
-    let (r, got) = api
-        .send(req("HEAD", "/v2/dst/app/manifests/v2", Body::empty()))
-        .await;
+    let (r, got) = api.call("HEAD", "/v2/dst/app/manifests/v2").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(got.is_empty());
     assert_eq!(header(&r, "content-length"), body.len().to_string());
 
     // Tag listing with paging.
-    let (r, got) = api
-        .send(req("GET", "/v2/dst/app/tags/list?n=2", Body::empty()))
-        .await;
+    let (r, got) = api.call("GET", "/v2/dst/app/tags/list?n=2").await;
     let v: Value = serde_json::from_slice(&got).unwrap();
     assert_eq!(v["tags"], json!(["latest", "v1"]));
     assert_eq!(
         header(&r, "link"),
         "</v2/dst/app/tags/list?n=2&last=v1>; rel=\"next\""
     );
-    let (_, got) = api
-        .send(req(
-            "GET",
-            "/v2/dst/app/tags/list?n=2&last=v1",
-            Body::empty(),
-        ))
-        .await;
+    let (_, got) = api.call("GET", "/v2/dst/app/tags/list?n=2&last=v1").await;
     let v: Value = serde_json::from_slice(&got).unwrap();
     assert_eq!(v["tags"], json!(["v2"]));
-    let (r, got) = api
-        .send(req("GET", "/v2/nothing/tags/list", Body::empty()))
-        .await;
+    let (r, got) = api.call("GET", "/v2/nothing/tags/list").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(&got), "NAME_UNKNOWN");
 
     // Delete a tag, then the manifest with its remaining tags.
-    let (r, _) = api
-        .send(req("DELETE", "/v2/dst/app/manifests/v2", Body::empty()))
-        .await;
+    let (r, _) = api.call("DELETE", "/v2/dst/app/manifests/v2").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let (r, _) = api
-        .send(req(
-            "DELETE",
-            &format!("/v2/dst/app/manifests/{digest}"),
-            Body::empty(),
-        ))
+        .call("DELETE", &format!("/v2/dst/app/manifests/{digest}"))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     for reference in ["v1", "latest"] {
         let (r, got) = api
-            .send(req(
-                "GET",
-                &format!("/v2/dst/app/manifests/{reference}"),
-                Body::empty(),
-            ))
+            .call("GET", &format!("/v2/dst/app/manifests/{reference}"))
             .await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(error_code(&got), "MANIFEST_UNKNOWN");
@@ -507,7 +458,7 @@ async fn bad_input_gets_spec_errors() {
         ),
     ];
     for (method, uri, status, code) in cases {
-        let (r, body) = api.send(req(method, uri, Body::empty())).await;
+        let (r, body) = api.call(method, uri).await;
         assert_eq!(r.status(), status, "{method} {uri}");
         assert_eq!(error_code(&body), code, "{method} {uri}");
     }
@@ -516,17 +467,16 @@ async fn bad_input_gets_spec_errors() {
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body), "MANIFEST_INVALID");
-    let (r, _) = api.send(req("GET", "/metrics", Body::empty())).await;
+    let (r, _) = api.call("GET", "/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn metrics_count_requests() {
     let api = Api::new();
-    api.send(req("GET", "/v2/", Body::empty())).await;
-    api.send(req("GET", "/v2/app/manifests/x", Body::empty()))
-        .await;
-    let (_, body) = api.send(req("GET", "/metrics", Body::empty())).await;
+    api.call("GET", "/v2/").await;
+    api.call("GET", "/v2/app/manifests/x").await;
+    let (_, body) = api.call("GET", "/metrics").await;
     let text = String::from_utf8(body).unwrap();
     assert!(
         text.contains("stowage_registry_requests_total{method=\"GET\",status=\"200\"} 1"),
