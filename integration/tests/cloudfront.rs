@@ -48,6 +48,19 @@ fn options() -> DownloadUrlOptions {
     DownloadUrlOptions::default().with_client_ip(CLIENT.parse().unwrap())
 }
 
+/// The driver signing for `edge` with `key_id` and the key file `private_key`.
+async fn open(
+    env: &S3Env,
+    label: &str,
+    edge: &Edge,
+    key_id: &str,
+    private_key: &str,
+) -> CloudFrontedS3Storage {
+    CloudFrontedS3Storage::new(config(env, label, &edge.url, key_id, private_key))
+        .await
+        .unwrap()
+}
+
 async fn put(storage: &CloudFrontedS3Storage, path: &str, body: &'static [u8]) -> StoragePath {
     let path = StoragePath::parse(path).unwrap();
     storage
@@ -69,15 +82,7 @@ async fn url(storage: &CloudFrontedS3Storage, path: &StoragePath) -> DirectUrl {
 async fn signed_url_through_the_edge_gives_the_bytes_for_special_keys() {
     let env = S3Env::get();
     let edge = key_group_edge(&env);
-    let storage = CloudFrontedS3Storage::new(config(
-        &env,
-        "cf-special",
-        &edge.url,
-        RSA_ID,
-        "rsa2048-pkcs1.pem",
-    ))
-    .await
-    .unwrap();
+    let storage = open(&env, "cf-special", &edge, RSA_ID, "rsa2048-pkcs1.pem").await;
     for key in [
         "blobs/a b+c=d@e,f",
         "blobs/caf\u{e9}/\u{30ec}\u{30a4}\u{30e4}",
@@ -145,15 +150,7 @@ async fn ecdsa_key_with_sha256_through_the_edge() {
 async fn expired_tampered_and_unknown_ids_are_refused() {
     let env = S3Env::get();
     let edge = key_group_edge(&env);
-    let storage = CloudFrontedS3Storage::new(config(
-        &env,
-        "cf-refused",
-        &edge.url,
-        RSA_ID,
-        "rsa2048-pkcs8.pem",
-    ))
-    .await
-    .unwrap();
+    let storage = open(&env, "cf-refused", &edge, RSA_ID, "rsa2048-pkcs8.pem").await;
     let path = put(&storage, "blobs/x", b"x").await;
     let unsigned = storage.unsigned_url(&path, &options());
     let signer = storage.signer().unwrap();
@@ -168,15 +165,14 @@ async fn expired_tampered_and_unknown_ids_are_refused() {
     assert_eq!(fetch(&tampered, CLIENT).await.0, 403);
     assert_eq!(fetch(&valid, CLIENT).await.0, 200);
 
-    let unknown = CloudFrontedS3Storage::new(config(
+    let unknown = open(
         &env,
         "cf-unknown",
-        &edge.url,
+        &edge,
         "K9NOTINTHEGROUP",
         "rsa2048-pkcs8.pem",
-    ))
-    .await
-    .unwrap();
+    )
+    .await;
     let path2 = put(&unknown, "blobs/x", b"x").await;
     assert_eq!(fetch(&url(&unknown, &path2).await.url, CLIENT).await.0, 403);
     storage.delete(&path).await.unwrap();
@@ -290,15 +286,7 @@ async fn custom_policy_restricts_to_the_client_address() {
 async fn signed_cookies_with_a_wildcard_policy() {
     let env = S3Env::get();
     let edge = key_group_edge(&env);
-    let storage = CloudFrontedS3Storage::new(config(
-        &env,
-        "cf-cookie",
-        &edge.url,
-        RSA_ID,
-        "rsa2048-pkcs1.pem",
-    ))
-    .await
-    .unwrap();
+    let storage = open(&env, "cf-cookie", &edge, RSA_ID, "rsa2048-pkcs1.pem").await;
     let a = put(&storage, "blobs/a", b"A").await;
     let b = put(&storage, "blobs/b", b"B").await;
     let base = storage.unsigned_url(&a, &options());
