@@ -4,12 +4,13 @@
 #   2. checks formatting and clippy,
 #   3. runs the unit, local-driver and CLI tests, the CloudFront signer
 #      against botocore and openssl, `stowage serve` on the local store
-#      with skopeo and oras, and the self-test of the registry benchmark's
-#      tools (against two distribution registries, a few seconds),
+#      with skopeo and oras (and with TLS and htpasswd), and the self-test
+#      of the registry benchmark's tools (against two distribution
+#      registries, a few seconds),
 #   4. starts Ceph RGW (S3 + STS, with the test OIDC provider) and Garage
 #      (S3) on 127.0.0.1 in parallel, runs the S3 integration tests against
 #      both (S3, CloudFront behind the edge verifier, `stowage serve` on
-#      both) and the STS ones (including the long expiry group) against RGW,
+#      both, three `stowage serve` replicas behind haproxy) and the STS ones (including the long expiry group) against RGW,
 #      then stops them.
 # A server that fails to start fails the run with its log shown.
 #
@@ -40,13 +41,15 @@ step "CloudFront signer against botocore and openssl; stowage serve on the local
 local_failed=0
 python3 integration/cloudfront/test_edge_verifier.py || local_failed=1
 bash integration/registry/selftest.sh || local_failed=1
-cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local || local_failed=1
+cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local \
+  --test registry_auth_tls || local_failed=1
 
 # The S3 groups run against every server; the STS groups (sts_expiry is the
 # long one: it waits for real credential expiry) where the server has STS.
-S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test cli_s3
-  --test cloudfront --test cloudfront_conformance --test registry_s3)
-STS_TESTS=(--test sts --test cli_sts --test sts_expiry)
+S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test s3_faults --test cli_s3
+  --test cloudfront --test cloudfront_conformance --test registry_s3 --test quay_s3_compatible
+  --test registry_replicas)
+STS_TESTS=(--test sts --test cli_sts --test sts_expiry --test cloudfront_sts)
 integration_tests() {
   local ok=0
   cargo test --no-fail-fast -p stowage-integration "${S3_TESTS[@]}" || ok=1

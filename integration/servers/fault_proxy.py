@@ -3,23 +3,60 @@
 
 Forwards every request to the upstream server unchanged (method, path,
 query, headers including Host, so SigV4 signatures stay valid, and body),
-except the first N CompleteMultipartUpload requests (POST with an uploadId
-in the query), which it answers itself the way S3 sometimes does: HTTP 200
-with an InternalError document in the body. The multipart upload stays
-open upstream, so a client that retries completes it.
+streaming bodies both ways, and injects the faults it is told to:
+
+  --fail-complete N          answer the first N CompleteMultipartUpload
+                             requests (POST with an uploadId) itself, the way
+                             S3 sometimes does: HTTP 200 with an InternalError
+                             document. Not forwarded: the upload stays open.
+  --drop-complete-answers N  forward the first N CompleteMultipartUpload
+                             requests, read the server's answer, then reset
+                             the client's connection instead of relaying it:
+                             the upload is completed, the client never hears.
+  --reset-up-every BYTES     reset the client's connection (TCP RST) each time
+                             the request bodies relayed upstream, all
+                             connections together, cross another multiple of
+                             BYTES ("connection reset by peer" mid-upload).
+  --reset-down-every BYTES   the same for response bodies relayed to clients.
+  --corrupt-up-every BYTES   flip one byte of the request bodies relayed
+                             upstream each time they cross another multiple
+                             of BYTES (a part damaged on the wire).
+  --slowdown-fraction F      answer a random fraction F of requests with
+                             503 SlowDown, without forwarding them.
+  --stall-fraction F         hold a random fraction F of requests for
+                             --stall-seconds before forwarding them.
+  --stall-down-every BYTES   stop relaying a response body for
+                             --stall-seconds each time response bytes cross
+                             another multiple of BYTES.
+  --list-token drop|repeat   drop: remove the NextContinuationToken of
+                             truncated ListObjectsV2 answers; repeat: answer
+                             a page asked for with a token as truncated, with
+                             that same token as the next one (a server that
+                             repeats a token).
+  --seed N                   seed of the random choices (default 1).
+
+BYTES accept suffixes K, M, G (powers of 1024). Faults are off when their
+option is 0 or absent, and can be changed while running:
+POST /__proxy/config?reset_up_every=31457280&slowdown_fraction=0.2 (names as
+the options, with underscores). GET /__proxy/stats answers JSON counters:
+{"requests", "complete_seen", "complete_failed", "complete_dropped",
+"resets_up", "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered"}.
 
 CLI:
-  fault_proxy.py --listen 127.0.0.1:0 --upstream http://127.0.0.1:7480
-                 [--fail-complete N]
-Prints `ready PORT` when listening. GET /__proxy/stats answers JSON:
-{"complete_seen": n, "complete_failed": n}.
+  fault_proxy.py --listen 127.0.0.1:0 --upstream http://127.0.0.1:7480 [faults]
+Prints `ready PORT` when listening.
 """
 
 import argparse
 import http.client
 import json
+import random
+import re
+import socket
+import struct
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,28 +65,139 @@ INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
                   b"<Message>We encountered an internal error. Please try again.</Message>"
                   b"<RequestId>fault-proxy</RequestId></Error>")
 
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+             b"<Error><Code>SlowDown</Code>"
+             b"<Message>Please reduce your request rate.</Message>"
+             b"<RequestId>fault-proxy</RequestId></Error>")
+
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
               "expect"}
 
+CHUNK = 64 * 1024
 
-class Stats:
-    def __init__(self, fail_complete):
+# Settings that can be changed at run time, with their types.
+SETTINGS = {
+    "fail_complete": int,
+    "drop_complete_answers": int,
+    "reset_up_every": int,
+    "reset_down_every": int,
+    "corrupt_up_every": int,
+    "slowdown_fraction": float,
+    "stall_fraction": float,
+    "stall_seconds": float,
+    "stall_down_every": int,
+    "list_token": str,
+}
+
+COUNTERS = ["requests", "complete_seen", "complete_failed", "complete_dropped", "resets_up",
+            "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered"]
+
+
+def parse_bytes(text):
+    """`30M` -> 31457280; plain numbers are bytes."""
+    text = str(text).strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    if scale != 1:
+        text = text[:-1]
+    return int(float(text) * scale)
+
+
+class Faults:
+    """What to inject, and what was injected; shared by all connections."""
+
+    def __init__(self, settings, seed):
         self.lock = threading.Lock()
-        self.fail_left = fail_complete
-        self.seen = 0
-        self.failed = 0
+        self.settings = dict(settings)
+        self.counts = {name: 0 for name in COUNTERS}
+        self.random = random.Random(seed)
+        self.up_bytes = 0
+        self.corrupt_bytes = 0
+        self.down_bytes = 0
+        self.stall_down_bytes = 0
 
-    def complete_should_fail(self):
+    def get(self, name):
         with self.lock:
-            self.seen += 1
-            if self.fail_left > 0:
-                self.fail_left -= 1
-                self.failed += 1
+            return self.settings.get(name) or 0
+
+    def count(self, name):
+        with self.lock:
+            self.counts[name] += 1
+
+    def configure(self, query):
+        with self.lock:
+            for name, values in urllib.parse.parse_qs(query).items():
+                if name not in SETTINGS:
+                    raise ValueError(f"unknown setting {name}")
+                kind = SETTINGS[name]
+                value = values[-1]
+                if kind is int:
+                    self.settings[name] = parse_bytes(value)
+                else:
+                    self.settings[name] = kind(value)
+            return dict(self.settings)
+
+    def stats(self):
+        with self.lock:
+            return dict(self.counts)
+
+    def take(self, name):
+        """Uses up one of a counted fault (`fail_complete`, ...)."""
+        with self.lock:
+            left = self.settings.get(name) or 0
+            if left > 0:
+                self.settings[name] = left - 1
                 return True
             return False
 
+    def chance(self, name):
+        with self.lock:
+            fraction = self.settings.get(name) or 0
+            return fraction > 0 and self.random.random() < fraction
 
-def make_handler(upstream, stats):
+    def relay(self, direction, length):
+        """How many of `length` bytes may pass before a reset ("up" or
+        "down"), and whether the reset comes after them."""
+        with self.lock:
+            every = self.settings.get(f"reset_{direction}_every") or 0
+            total = self.up_bytes if direction == "up" else self.down_bytes
+            allowed, reset = length, False
+            if every > 0:
+                boundary = (total // every + 1) * every
+                if total + length >= boundary:
+                    allowed, reset = boundary - total, True
+            if direction == "up":
+                self.up_bytes += allowed
+            else:
+                self.down_bytes += allowed
+            return allowed, reset
+
+    def corrupt_at(self, length):
+        """The offset in the next `length` request-body bytes of a byte to
+        flip, or None."""
+        with self.lock:
+            every = self.settings.get("corrupt_up_every") or 0
+            before = self.corrupt_bytes
+            self.corrupt_bytes += length
+            if every <= 0 or before // every == self.corrupt_bytes // every:
+                return None
+            self.counts["corrupted"] += 1
+            return (before // every + 1) * every - before - 1
+
+    def stall_after(self, length):
+        """Whether relaying `length` more response bytes crosses a stall
+        boundary."""
+        with self.lock:
+            every = self.settings.get("stall_down_every") or 0
+            before = self.stall_down_bytes
+            self.stall_down_bytes += length
+            return every > 0 and before // every != self.stall_down_bytes // every
+
+
+class Reset(Exception):
+    """The client connection was reset on purpose."""
+
+
+def make_handler(upstream, faults):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -61,58 +209,241 @@ def make_handler(upstream, stats):
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def reset(self, counter=None):
+            """Resets the client's connection (RST, not FIN), counting it in
+            `counter`, and ends the request."""
+            if counter:
+                faults.count(counter)
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            try:
+                self.rfile.close()
+            except Exception:
+                pass
+            try:
+                self.connection.close()
+            except OSError:
+                pass
+            self.close_connection = True
+            raise Reset()
+
+        def read_body(self, sink=None):
+            """Reads the request body, passing each piece to `sink`; returns
+            it whole when there is no sink. Chunked bodies are decoded."""
+            pieces = []
+            out = sink or pieces.append
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        break
+                    out(self.rfile.read(size))
+                    self.rfile.readline()
+            else:
+                left = int(self.headers.get("Content-Length") or 0)
+                while left > 0:
+                    piece = self.rfile.read(min(CHUNK, left))
+                    if not piece:
+                        raise ConnectionError("client closed mid-body")
+                    left -= len(piece)
+                    out(piece)
+            return b"".join(pieces)
+
+        def control(self, query):
+            if self.path.startswith("/__proxy/stats"):
+                return self.reply(200, json.dumps(faults.stats()).encode(), "application/json")
+            if self.path.startswith("/__proxy/config"):
+                self.read_body()
+                try:
+                    settings = faults.configure(query)
+                except ValueError as e:
+                    return self.reply(400, str(e).encode(), "text/plain")
+                return self.reply(200, json.dumps(settings).encode(), "application/json")
+            return self.reply(404, b"unknown proxy control path", "text/plain")
 
         def forward(self):
-            if self.path == "/__proxy/stats":
-                body = json.dumps({"complete_seen": stats.seen,
-                                   "complete_failed": stats.failed}).encode()
-                return self.reply(200, body, "application/json")
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            query = urllib.parse.urlsplit(self.path).query
-            if self.command == "POST" and "uploadId=" in query and stats.complete_should_fail():
-                print("fault_proxy: CompleteMultipartUpload answered 200 + InternalError",
-                      file=sys.stderr, flush=True)
-                return self.reply(200, INTERNAL_ERROR)
-            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
+            try:
+                self.handle_request()
+            except Reset:
+                pass
+            except (ConnectionError, socket.timeout, OSError):
+                self.close_connection = True
+
+        def handle_request(self):
+            split = urllib.parse.urlsplit(self.path)
+            if split.path.startswith("/__proxy/"):
+                return self.control(split.query)
+            faults.count("requests")
+            is_complete = self.command == "POST" and "uploadId=" in split.query
+            if is_complete:
+                faults.count("complete_seen")
+                if faults.take("fail_complete"):
+                    self.read_body()
+                    faults.count("complete_failed")
+                    print("fault_proxy: CompleteMultipartUpload answered 200 + InternalError",
+                          file=sys.stderr, flush=True)
+                    return self.reply(200, INTERNAL_ERROR)
+            if faults.chance("slowdown_fraction"):
+                self.read_body()
+                faults.count("slowdowns")
+                return self.reply(503, SLOW_DOWN)
+            if faults.chance("stall_fraction"):
+                faults.count("stalls")
+                time.sleep(faults.get("stall_seconds"))
+
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=300)
+            try:
+                self.relay(conn, split, is_complete)
+            finally:
+                conn.close()
+
+        def relay(self, conn, split, is_complete):
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            body = self.read_body() if chunked else None
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in HOP_BY_HOP and not (chunked and name.lower() == "content-length"):
                     conn.putheader(name, value)
-            conn.endheaders(body)
+            if chunked:
+                conn.putheader("Content-Length", str(len(body)))
+                conn.endheaders(body)
+            else:
+                conn.endheaders()
+
+                def up(piece):
+                    flip = faults.corrupt_at(len(piece))
+                    if flip is not None:
+                        damaged = bytearray(piece)
+                        damaged[flip] ^= 0x01
+                        piece = bytes(damaged)
+                    allowed, reset = faults.relay("up", len(piece))
+                    conn.send(piece[:allowed])
+                    if reset:
+                        print("fault_proxy: reset a connection mid-request", file=sys.stderr,
+                              flush=True)
+                        self.reset("resets_up")
+
+                self.read_body(up)
             response = conn.getresponse()
-            data = response.read()
+            if is_complete and faults.take("drop_complete_answers"):
+                response.read()
+                faults.count("complete_dropped")
+                print("fault_proxy: CompleteMultipartUpload forwarded, answer dropped",
+                      file=sys.stderr, flush=True)
+                return self.reset()
+            headers = response.getheaders()
+            length = response.getheader("Content-Length")
+            no_body = self.command == "HEAD" or response.status in (204, 304)
+            tamper = (faults.get("list_token") and self.command == "GET"
+                      and "list-type=2" in split.query)
+            if tamper or (length is None and not no_body):
+                # Small answers (XML, chunked): read whole, maybe edit.
+                data = response.read()
+                if tamper:
+                    data = self.tamper_listing(data, split.query)
+                self.send_response(response.status, response.reason)
+                for name, value in headers:
+                    if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                        continue
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.relay_down(iter([data]) if data else iter([]))
+                return
             self.send_response(response.status, response.reason)
-            # HEAD answers keep the upstream's Content-Length (the object's
-            # size); others get the length of the body relayed.
-            keep_length = self.command == "HEAD"
-            for name, value in response.getheaders():
-                if name.lower() in HOP_BY_HOP or (name.lower() == "content-length" and not keep_length):
+            for name, value in headers:
+                if name.lower() in HOP_BY_HOP:
                     continue
                 self.send_header(name, value)
-            if not keep_length:
-                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            conn.close()
+            if no_body:
+                return
+            self.relay_down(iter(lambda: response.read(CHUNK), b""))
+
+        def relay_down(self, pieces):
+            for piece in pieces:
+                allowed, reset = faults.relay("down", len(piece))
+                self.wfile.write(piece[:allowed])
+                if reset:
+                    print("fault_proxy: reset a connection mid-response", file=sys.stderr,
+                          flush=True)
+                    self.reset("resets_down")
+                if faults.stall_after(len(piece)):
+                    faults.count("stalls")
+                    time.sleep(faults.get("stall_seconds"))
+
+        def tamper_listing(self, data, query):
+            text = data.decode("utf-8")
+            mode = faults.get("list_token")
+            if mode == "drop" and "<IsTruncated>true</IsTruncated>" not in text:
+                return data
+            pattern = re.compile(r"<NextContinuationToken>.*?</NextContinuationToken>", re.S)
+            if mode == "drop":
+                text, n = pattern.subn("", text)
+            elif mode == "repeat":
+                # Answers a page asked for with a token by "more after this
+                # one, from the same token": a server that loops.
+                sent = urllib.parse.parse_qs(query).get("continuation-token")
+                if not sent:
+                    return data
+                token = (sent[-1].replace("&", "&amp;").replace("<", "&lt;")
+                         .replace(">", "&gt;"))
+                text = pattern.sub("", text)
+                text = text.replace("<IsTruncated>false</IsTruncated>",
+                                    "<IsTruncated>true</IsTruncated>")
+                text, n = re.subn(
+                    r"</ListBucketResult>",
+                    lambda _: f"<NextContinuationToken>{token}</NextContinuationToken>"
+                              "</ListBucketResult>", text, count=1)
+            else:
+                return data
+            if n:
+                faults.count("list_tampered")
+            return text.encode("utf-8")
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
 
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients that went away mid-answer are part of the game.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError, ValueError)):
+            super().handle_error(request, client_address)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True)
-    parser.add_argument("--fail-complete", type=int, default=1)
+    parser.add_argument("--fail-complete", type=int, default=0)
+    parser.add_argument("--drop-complete-answers", type=int, default=0)
+    parser.add_argument("--reset-up-every", type=parse_bytes, default=0)
+    parser.add_argument("--reset-down-every", type=parse_bytes, default=0)
+    parser.add_argument("--corrupt-up-every", type=parse_bytes, default=0)
+    parser.add_argument("--slowdown-fraction", type=float, default=0.0)
+    parser.add_argument("--stall-fraction", type=float, default=0.0)
+    parser.add_argument("--stall-seconds", type=float, default=0.0)
+    parser.add_argument("--stall-down-every", type=parse_bytes, default=0)
+    parser.add_argument("--list-token", choices=["drop", "repeat"], default=None)
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     host, port = args.listen.rsplit(":", 1)
     upstream = urllib.parse.urlsplit(args.upstream)
-    server = ThreadingHTTPServer((host, int(port)),
-                                 make_handler(upstream, Stats(args.fail_complete)))
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    faults = Faults(settings, args.seed)
+    server = Server((host, int(port)), make_handler(upstream, faults))
     print(f"ready {server.server_address[1]}", flush=True)
     server.serve_forever()
 

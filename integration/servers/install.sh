@@ -2,7 +2,8 @@
 # Install what the integration-test servers need. Idempotent: only what is
 # missing is installed, so a second run does (almost) nothing.
 #   - Debian: ceph-mon ceph-osd radosgw ceph-common (Ceph 16.2 RGW), curl, openssl, jq,
-#     skopeo (registry client), docker-registry (distribution 2.8, benchmark baseline)
+#     skopeo (registry client), docker-registry (distribution 2.8, benchmark baseline),
+#     haproxy (the balancer in front of registry replicas), apache2-utils (htpasswd)
 #   - Python: boto3 (server set-up, botocore oracle, CloudFront edge verifier),
 #     pyjwt + cryptography (OIDC tests, edge verifier), oras (registry client)
 #   - garage 2.5.0 via cargo into $STOWAGE_TOOLS_DIR (default /opt/stowage-ci);
@@ -27,11 +28,12 @@ if ! command -v radosgw >/dev/null || ! command -v ceph-mon >/dev/null ||
   ! command -v ceph-osd >/dev/null || ! command -v radosgw-admin >/dev/null; then
   pkgs+=(ceph-mon ceph-osd radosgw ceph-common)
 fi
-for tool in curl openssl jq skopeo docker-registry; do command -v "$tool" >/dev/null || pkgs+=("$tool"); done
+for tool in curl openssl jq skopeo docker-registry haproxy; do command -v "$tool" >/dev/null || pkgs+=("$tool"); done
+command -v htpasswd >/dev/null || pkgs+=(apache2-utils)
 if ((${#pkgs[@]})); then
   apt_install "${pkgs[@]}"
 else
-  say "ceph + radosgw $(radosgw --version | awk '{print $3}'), curl, openssl, jq, skopeo, docker-registry: present"
+  say "ceph + radosgw $(radosgw --version | awk '{print $3}'), curl, openssl, jq, skopeo, docker-registry, haproxy, htpasswd: present"
 fi
 
 # 2. Python modules (import name:pip name), only those that do not import.

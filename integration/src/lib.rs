@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 pub mod bench;
 pub mod cloudfront;
+pub mod faults;
 pub mod registry;
 pub mod sts;
 

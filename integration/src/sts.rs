@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use stowage_core::config::Secret;
-use stowage_sts::{StsConfig, StsSource};
+use stowage_s3::S3Storage;
+use stowage_sts::{CredentialStats, StsConfig, StsCredentials, StsSource};
 
 use crate::S3Env;
 
@@ -140,4 +144,37 @@ pub fn shortest_session() -> Duration {
             .and_then(|v| v.parse().ok())
             .unwrap_or(60),
     )
+}
+
+/// The S3 driver with STS credentials (what the factory builds for
+/// `STSS3Storage`), with the source kept for its counters.
+#[derive(Debug, Clone)]
+pub struct StsS3 {
+    /// The driver.
+    pub storage: S3Storage,
+    /// Its credential source.
+    pub credentials: Arc<StsCredentials>,
+}
+
+impl StsS3 {
+    /// Opens the driver of `config`.
+    pub async fn open(config: StsConfig) -> Self {
+        let (storage, credentials) = stowage_sts::open_s3(config).await.expect("driver");
+        Self {
+            storage,
+            credentials,
+        }
+    }
+
+    /// What the credential source has done.
+    pub fn credential_stats(&self) -> &CredentialStats {
+        self.credentials.stats()
+    }
+}
+
+impl Deref for StsS3 {
+    type Target = S3Storage;
+    fn deref(&self) -> &S3Storage {
+        &self.storage
+    }
 }

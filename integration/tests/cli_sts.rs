@@ -43,7 +43,7 @@ fn s3_keys(env: &StsEnv, root: &str) -> String {
 }
 
 fn assert_reports_role(out: &str, role: &str, mode: &str) {
-    assert!(out.contains("(STSS3Storage, driver sts): ok"), "{out}");
+    assert!(out.contains("(STSS3Storage, driver s3): ok"), "{out}");
     assert!(out.contains(&format!("role: {role}")), "{out}");
     assert!(out.contains(&format!("sts mode: {mode}")), "{out}");
     assert!(out.contains("credential expiry: 20"), "{out}");
@@ -122,7 +122,7 @@ fn validate_reports_the_assumed_role_and_expiry_in_every_mode() {
         ],
     );
     let out = stdout_ok(out);
-    assert!(out.contains("(STSS3Storage, driver sts): ok"), "{out}");
+    assert!(out.contains("(STSS3Storage, driver s3): ok"), "{out}");
     assert!(out.contains("sts mode: sdk-profile"), "{out}");
     assert!(out.contains("credential expiry: 20"), "{out}");
 

@@ -88,6 +88,7 @@ async fn failed_multipart_write_aborts_its_upload() {
             driver: "test",
             retryable: false,
             message: "client hung up".into(),
+            operation: None,
             source: None,
         }),
     ];

@@ -13,18 +13,21 @@ use stowage_core::{
     CheckStatus, DownloadUrlOptions, Error, PutOptions, Storage, StorageExt, StoragePath,
     UploadUrlOptions, ValidationReport,
 };
-use stowage_integration::sts::StsEnv;
-use stowage_sts::{STSS3Storage, StsConfig};
+use stowage_integration::sts::{StsEnv, StsS3};
+use stowage_sts::StsConfig;
 
-async fn open(config: StsConfig) -> STSS3Storage {
-    STSS3Storage::new(config).await.expect("driver")
+async fn open(config: StsConfig) -> StsS3 {
+    StsS3::open(config).await
 }
 
 mod assume_role {
     use super::*;
     stowage_core::conformance_tests!(|| async {
-        Arc::new(open(StsEnv::get().assume_role_config("sts-assume-role")).await)
-            as Arc<dyn Storage>
+        Arc::new(
+            open(StsEnv::get().assume_role_config("sts-assume-role"))
+                .await
+                .storage,
+        ) as Arc<dyn Storage>
     });
 }
 
@@ -33,8 +36,11 @@ mod web_identity {
     stowage_core::conformance_tests!(|| async {
         let env = StsEnv::get();
         let token = env.shared_token_file();
-        Arc::new(open(env.web_identity_config("sts-web-identity", &token)).await)
-            as Arc<dyn Storage>
+        Arc::new(
+            open(env.web_identity_config("sts-web-identity", &token))
+                .await
+                .storage,
+        ) as Arc<dyn Storage>
     });
 }
 

@@ -13,8 +13,9 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use stowage_core::upload::CompleteOptions;
 use stowage_core::{PutOptions, Sha256Digest, Storage, StorageExt, StoragePath};
+use stowage_integration::sts::StsS3;
 use stowage_integration::sts::{shortest_session, StsEnv};
-use stowage_sts::{STSS3Storage, StsConfig};
+use stowage_sts::StsConfig;
 
 const MIB: usize = 1024 * 1024;
 
@@ -30,8 +31,8 @@ fn short(mut c: StsConfig) -> StsConfig {
     c
 }
 
-async fn open(c: StsConfig) -> STSS3Storage {
-    STSS3Storage::new(short(c)).await.expect("driver")
+async fn open(c: StsConfig) -> StsS3 {
+    StsS3::open(short(c)).await
 }
 
 /// Sleeps until `expiry` plus `extra`.
@@ -42,7 +43,7 @@ async fn sleep_past(expiry: SystemTime, extra: Duration) {
 
 /// A multipart write whose parts arrive slowly, so the upload outlives the
 /// credentials it started with.
-async fn slow_multipart_write(storage: &STSS3Storage, first_expiry: SystemTime) -> Duration {
+async fn slow_multipart_write(storage: &StsS3, first_expiry: SystemTime) -> Duration {
     let started = Instant::now();
     let part = Bytes::from(vec![7u8; 5 * MIB]);
     let parts = vec![part.clone(), part.clone(), part];
@@ -74,7 +75,7 @@ async fn slow_multipart_write(storage: &STSS3Storage, first_expiry: SystemTime) 
 
 /// A chunked upload with its last chunk and completion after the first
 /// credentials expired.
-async fn slow_chunked_upload(storage: &STSS3Storage, first_expiry: SystemTime) {
+async fn slow_chunked_upload(storage: &StsS3, first_expiry: SystemTime) {
     let chunk = Bytes::from(vec![3u8; 5 * MIB]);
     let state = storage.start_upload().await.unwrap();
     let state = storage

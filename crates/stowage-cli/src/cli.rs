@@ -110,19 +110,134 @@ pub(crate) enum Command {
     /// Sign a CloudFront URL, or make signed cookies, with a key given here
     /// or the key of a CloudFrontedS3Storage location.
     Sign(SignArgs),
-    /// Run the example OCI registry (no authentication) on the selected
-    /// location: the embedded local store when there is no --config.
+    /// Run the example OCI registry on the selected location: the embedded
+    /// local store when there is no --config. Without --htpasswd anyone who
+    /// reaches the port can push and delete.
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:5000")]
         listen: std::net::SocketAddr,
-        /// Directory of the upload records (uploads survive restarts).
-        #[arg(long, default_value = "./stowage-registry-state")]
-        state_dir: PathBuf,
+        /// Keep upload records in this local directory (a single server)
+        /// instead of in the storage location itself, where every replica
+        /// on the same location sees them.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
         /// Serve blob bytes even when the driver has direct URLs.
         #[arg(long)]
         no_redirect: bool,
+        #[command(flatten)]
+        limits: ServeLimits,
+        #[command(flatten)]
+        security: ServeSecurity,
     },
+}
+
+/// `stowage serve`'s authentication and TLS.
+#[derive(Debug, Args)]
+pub(crate) struct ServeSecurity {
+    /// Require HTTP Basic credentials from this htpasswd file (bcrypt
+    /// entries, as `htpasswd -B` writes them) for every API request and
+    /// /metrics; /healthz and /readyz stay open.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) htpasswd: Option<PathBuf>,
+    /// With --htpasswd: let GET and HEAD of repositories through without
+    /// credentials (pushes, deletes and /v2/ itself still need them).
+    #[arg(long, requires = "htpasswd")]
+    pub(crate) anonymous_pull: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+/// `stowage serve`'s defences against slow, silent or lying clients.
+#[derive(Debug, Args)]
+pub(crate) struct ServeLimits {
+    /// Load balancers whose X-Forwarded-For is believed (comma-separated
+    /// CIDRs, IPv4 or IPv6: 10.0.0.0/8,2001:db8::/32). From a peer inside
+    /// them the client is the right-most address of X-Forwarded-For that is
+    /// not itself trusted; from any other peer the header is ignored.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<stowage_registry::Cidr>,
+    /// A client that sends nothing of a request body, or reads nothing of a
+    /// response, for this long loses its connection (the chunk in flight is
+    /// dropped; the upload stays resumable). 0: never.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) idle_timeout_seconds: u64,
+    /// The time a client has to send a request's headers (and to start its
+    /// next request on a kept-alive connection). 0: no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub(crate) header_read_timeout_seconds: u64,
+    /// Refuse blob uploads that would grow past this size (413,
+    /// SIZE_INVALID): bytes, or with a unit (500MiB, 10GiB, 2TB).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub(crate) max_upload_size: Option<u64>,
+}
+
+/// A size in bytes: digits, optionally followed by a unit (`k`/`KB` =
+/// 1000, `KiB` = 1024, up to `T`/`TiB`), case-insensitive. Overflow is an
+/// error, never a wrapped value.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = t.split_at(digits);
+    if number.is_empty() {
+        return Err(format!(
+            "{text:?} is not a size: expected bytes, e.g. 1073741824 or 1GiB"
+        ));
+    }
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000u64.pow(2),
+        "g" | "gb" => 1000u64.pow(3),
+        "t" | "tb" => 1000u64.pow(4),
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_without_overflow() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("500 MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "",
+            "GiB",
+            "-1",
+            "1.5GiB",
+            "1e3",
+            "18446744073709551616",
+            "18446744073709551615KiB",
+            "99999999999TiB",
+            "10 parsecs",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 }
 
 /// Arguments of `stowage sign`.
@@ -158,7 +273,11 @@ pub(crate) struct SignArgs {
     /// Print signed cookies (one `Name=Value` per line) instead of a URL.
     #[arg(long)]
     pub(crate) cookies: bool,
-    /// The URL (or, with a custom policy, a `*` pattern) to sign.
+    /// The URL (or, with a custom policy, a `*` pattern) to sign; `-` signs
+    /// each line of standard input (one URL per line, empty lines skipped)
+    /// and prints one signed URL per line, loading the key once. A line that
+    /// cannot be signed is named on stderr and the others are still signed;
+    /// the exit code is then 2 (a bad URL or option) or 1 (signing failed).
     pub(crate) url: String,
 }
 

@@ -65,6 +65,159 @@ fn put_get_ls_stat_cp_rm_on_the_embedded_default() {
     assert_eq!(ok(&stowage(d, &["ls"])), "");
 }
 
+/// A trailing `/` on a prefix means the prefix (`aws s3 ls dir/`), for `ls`
+/// and `rm --recursive`; object paths stay strict.
+#[test]
+fn trailing_slash_on_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("f"), b"x").unwrap();
+    for path in ["dir/a", "dir/sub/b", "dirt/c"] {
+        ok(&stowage(d, &["put", "f", path]));
+    }
+    assert_eq!(ok(&stowage(d, &["ls", "dir/"])), "dir/a\ndir/sub/b\n");
+    assert_eq!(ok(&stowage(d, &["ls", "dir/sub/"])), "dir/sub/b\n");
+    assert!(ok(&stowage(d, &["ls", "-l", "dir/"])).contains("dir/sub/b"));
+    // Only one slash, and objects keep refusing it.
+    for args in [
+        &["ls", "dir//"][..],
+        &["rm", "dir/"],
+        &["cat", "dir/"],
+        &["get", "dir/", "out"],
+    ] {
+        let out = stowage(d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("invalid storage path"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `rm --recursive dir/` removes what is below dir, not dirt/.
+    let rm = stowage(d, &["rm", "--recursive", "dir/"]);
+    ok(&rm);
+    assert!(
+        String::from_utf8_lossy(&rm.stderr).contains("removed 2 object(s)"),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    assert_eq!(ok(&stowage(d, &["ls"])), "dirt/c\n");
+    // Nothing left below: not found.
+    assert_eq!(
+        stowage(d, &["rm", "--recursive", "dir/"]).status.code(),
+        Some(1)
+    );
+    // Without the slash, as before.
+    ok(&stowage(d, &["rm", "--recursive", "dirt"]));
+    assert_eq!(ok(&stowage(d, &["ls"])), "");
+}
+
+/// `stowage serve`'s limits are checked before anything is served: a bad
+/// CIDR or size is a usage error (exit 2) naming the value.
+#[test]
+fn serve_rejects_bad_limits_with_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["serve", "--trusted-proxies", "10.0.0.0/33"],
+            "10.0.0.0/33",
+        ),
+        (
+            &["serve", "--trusted-proxies", "10.0.0.0/8,lb.example"],
+            "lb.example",
+        ),
+        (&["serve", "--trusted-proxies", ""], "--trusted-proxies"),
+        (
+            &["serve", "--max-upload-size", "99999999999TiB"],
+            "too large",
+        ),
+        (&["serve", "--max-upload-size", "1e3"], "1e3"),
+        (
+            &["serve", "--idle-timeout-seconds", "18446744073709551616"],
+            "18446744073709551616",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = stowage(d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(
+        !d.join("stowage-registry-state").exists(),
+        "nothing was started"
+    );
+    let help = ok(&stowage(d, &["serve", "--help"]));
+    for flag in [
+        "--trusted-proxies",
+        "--idle-timeout-seconds",
+        "--header-read-timeout-seconds",
+        "--max-upload-size",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+}
+
+/// An htpasswd file, certificate or key that cannot be used is a usage
+/// error (exit 2) naming the file, before anything is served.
+#[test]
+fn serve_rejects_unusable_auth_and_tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("md5.htpasswd"),
+        "alice:$apr1$abcdefgh$0123456789abcdefghijkl\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("junk.pem"), "not a certificate\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["serve", "--htpasswd", "missing.htpasswd"],
+            "missing.htpasswd",
+        ),
+        (&["serve", "--htpasswd", "md5.htpasswd"], "htpasswd -B"),
+        (
+            &["serve", "--tls-cert", "junk.pem", "--tls-key", "junk.pem"],
+            "junk.pem",
+        ),
+        (
+            &[
+                "serve",
+                "--tls-cert",
+                "missing.pem",
+                "--tls-key",
+                "junk.pem",
+            ],
+            "missing.pem",
+        ),
+        (&["serve", "--tls-cert", "junk.pem"], "--tls-key"),
+    ];
+    for (args, needle) in cases {
+        let out = stowage(d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = stowage(d, &["serve", "--anonymous-pull"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--anonymous-pull needs --htpasswd"
+    );
+    assert!(!d.join("stowage-data").exists(), "nothing was served");
+    let help = ok(&stowage(d, &["serve", "--help"]));
+    for flag in [
+        "--htpasswd",
+        "--anonymous-pull",
+        "--tls-cert",
+        "--tls-key",
+        "--state-dir",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
+}
+
 #[test]
 fn stdin_and_stdout() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,11 +272,93 @@ fn config_mistakes_are_all_reported_with_exit_two() {
     for needle in [
         "DISTRIBUTED_STORAGE_CONFIG.one[1].storage_path: required key is missing",
         "DISTRIBUTED_STORAGE_CONFIG.one[1].storage_pth: unknown key; accepted keys: storage_path",
-        "DISTRIBUTED_STORAGE_CONFIG.two[0]: unknown driver \"Bogus\"",
         "DISTRIBUTED_STORAGE_PREFERENCE[0]: no location named \"three\"",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
+    assert!(
+        !err.contains("Bogus"),
+        "an unknown driver is refused only when its location is used:\n{err}"
+    );
+}
+
+#[test]
+fn unsupported_locations_block_nothing_and_are_refused_with_exit_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The bundle in its own directory, the commands run from another one.
+    let bundle = d.join("conf/stack");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let cfg = bundle.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  azure:\n    - AzureStorage\n    - azure_container: quay\n      azure_account_name: quayacct\n      azure_account_key: cli-azure-secret-value\n      sas_token: cli-azure-sas-value\n      storage_path: /datastorage/registry\n  local:\n    - LocalStorage\n    - storage_path: {:?}\nDISTRIBUTED_STORAGE_PREFERENCE: [local]\n",
+            d.join("store")
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let no_secret = |out: &Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in ["cli-azure-secret-value", "cli-azure-sas-value"] {
+            assert!(!all.contains(secret), "secret printed:\n{all}");
+        }
+    };
+
+    let out = stowage(d, &["--config", c, "--location", "local", "validate"]);
+    no_secret(&out);
+    let human = ok(&out);
+    assert!(
+        human.contains("location local (LocalStorage, driver local): ok"),
+        "{human}"
+    );
+    assert!(
+        !human.contains("azure"),
+        "only the selected location: {human}"
+    );
+    std::fs::write(d.join("in.txt"), "hello").unwrap();
+    ok(&stowage(d, &["--config", c, "put", "in.txt", "blobs/x"]));
+    assert_eq!(ok(&stowage(d, &["--config", c, "cat", "blobs/x"])), "hello");
+
+    let out = stowage(d, &["--config", c, "--location", "azure", "validate"]);
+    no_secret(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "DISTRIBUTED_STORAGE_CONFIG.azure[0]",
+        "Quay driver \"AzureStorage\" is not supported by stowage",
+        "built in: LocalStorage",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let out = stowage(d, &["--config", c, "cp", "local:blobs/x", "azure:blobs/x"]);
+    no_secret(&out);
+    assert_eq!(out.status.code(), Some(2), "using it is refused too");
+
+    // Without --location: every location stowage serves is validated, the
+    // unsupported one is reported, and the exit code says configuration.
+    let out = stowage(d, &["--config", c, "validate"]);
+    no_secret(&out);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("location local (LocalStorage, driver local): ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("location azure (AzureStorage): NOT SUPPORTED"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DISTRIBUTED_STORAGE_CONFIG.azure[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -173,4 +408,75 @@ fn validate_every_location_human_and_json() {
     let out = stowage(dir.path(), &["--config", c, "validate"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+}
+
+/// `stowage sign --key-id ... --private-key <test key> ARGS`, with `input`
+/// on standard input.
+fn sign_with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../stowage-cloudfront/testdata/rsa2048-pkcs1.pem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["sign", "--key-id", "K2JCJMDEHXQW5F", "--private-key"])
+        .arg(&key)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("STOWAGE_LOCATION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stowage");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sign_dash_signs_each_line_of_stdin_like_single_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = [
+        "https://d111111abcdef8.cloudfront.net/registry/blobs/sha256/ab/abcdef",
+        "https://d111111abcdef8.cloudfront.net/a b/c d.tar",
+        "https://d111111abcdef8.cloudfront.net/x?response-content-disposition=attachment",
+    ];
+    for hash in ["sha1", "sha256"] {
+        let args = ["--expires", "1900000000", "--hash", hash];
+        let single: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                let mut a = args.to_vec();
+                a.push(*u);
+                ok(&sign_with_stdin(dir.path(), &a, ""))
+                    .trim_end()
+                    .to_string()
+            })
+            .collect();
+        // CRLF, blank lines and surrounding spaces are all fine.
+        let input = format!("{}\r\n\n  {}\n\n{}", urls[0], urls[1], urls[2]);
+        let mut a = args.to_vec();
+        a.push("-");
+        let batch = ok(&sign_with_stdin(dir.path(), &a, &input));
+        assert_eq!(batch.lines().collect::<Vec<_>>(), single, "{hash}");
+    }
+
+    // A bad line is named; the others are still signed; exit 2 at the end.
+    let input = format!("{}\nnot a url\n{}\n", urls[0], urls[1]);
+    let out = sign_with_stdin(dir.path(), &["--expires", "1900000000", "-"], &input);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2") && stderr.contains("not an absolute URL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 3 lines"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // Cookies are one URL at a time.
+    let out = sign_with_stdin(dir.path(), &["--cookies", "-"], "");
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -6,9 +6,10 @@
 //! - Legacy key pairs (`APKA…`, root account, trusted signers) or public
 //!   keys of trusted key groups (`K…`, several for rotation), chosen by
 //!   `cloudfront_signing_mode` or inferred from the id.
-//! - RSA PKCS#1 v1.5 over SHA-1 (or SHA-256 with `Hash-Algorithm=SHA256`)
-//!   with the pure-Rust `rsa` and `sha1` crates, blinded; ECDSA P-256 for
-//!   key groups.
+//! - RSA PKCS#1 v1.5 over SHA-1 (or SHA-256 with `Hash-Algorithm=SHA256`),
+//!   blinded, and ECDSA P-256 for key groups, signed by aws-lc in constant
+//!   time (default) or, with the `pure-rust` feature, by the pure-Rust `rsa`
+//!   and `p256` crates ([`signer::SIGNING_BACKEND`]).
 //! - Canned and custom policies (not-before, source IP, wildcards), URLs and
 //!   cookies; the URL signed is exactly the URL returned.
 //! - When signing cannot happen, an S3 presigned URL that says why;

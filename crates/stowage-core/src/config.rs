@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -98,12 +98,29 @@ impl fmt::Debug for Secret {
 ///
 /// Every key asked for is remembered, so [`Params::finish`] can report keys
 /// nobody asked for as unknown, listing the accepted ones.
-#[derive(Debug)]
+///
+/// Relative file names ([`Params::path`], the `{key}_file` form of
+/// [`Params::secret`], [`Params::resolve_path`]) resolve against the base
+/// directory when one is set ([`Params::with_base_dir`]: the directory of
+/// the config file), else against the current directory.
+///
+/// `Debug` shows the key path and the key names, never a value (the map
+/// may hold inline secrets, and problems may quote values).
 pub struct Params<'a> {
     path: String,
     map: &'a Map<String, Value>,
     asked: BTreeSet<String>,
     problems: ConfigErrors,
+    base_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for Params<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field("path", &self.path)
+            .field("keys", &self.map.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Params<'a> {
@@ -115,6 +132,30 @@ impl<'a> Params<'a> {
             map,
             asked: BTreeSet::new(),
             problems: ConfigErrors::default(),
+            base_dir: None,
+        }
+    }
+
+    /// Resolves relative file names against `dir` (the directory of the
+    /// config file) instead of the current directory.
+    pub fn with_base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory relative file names resolve against (`None`: the
+    /// current directory).
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.base_dir.as_deref()
+    }
+
+    /// `file` resolved against the base directory when it is relative;
+    /// absolute paths (and every path without a base directory) as given.
+    pub fn resolve_path(&self, file: impl AsRef<Path>) -> PathBuf {
+        let file = file.as_ref();
+        match &self.base_dir {
+            Some(base) if file.is_relative() && !file.as_os_str().is_empty() => base.join(file),
+            _ => file.to_path_buf(),
         }
     }
 
@@ -142,6 +183,19 @@ impl<'a> Params<'a> {
         self.raw(key).is_some()
     }
 
+    /// Every key asked for so far: after a driver's reader ran on any map,
+    /// the keys that driver accepts (the docs test checks each is
+    /// documented).
+    pub fn asked_keys(&self) -> Vec<String> {
+        self.asked.iter().cloned().collect()
+    }
+
+    /// Whether any key of the map starts with `prefix` (e.g. `sts_`: a
+    /// location asks for STS credentials). Asks for no key.
+    pub fn has_key_starting_with(&self, prefix: &str) -> bool {
+        self.map.keys().any(|k| k.starts_with(prefix))
+    }
+
     /// A string value.
     pub fn string(&mut self, key: &str) -> Option<String> {
         match self.raw(key)? {
@@ -154,13 +208,30 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// A required string value; records "missing" when absent.
+    /// A required string value; records "missing" when absent and "has no
+    /// value" when present but null or empty (`s3_bucket:` with nothing
+    /// after it).
     pub fn required_string(&mut self, key: &str) -> Option<String> {
-        let v = self.string(key);
-        if v.is_none() && !self.map.contains_key(key) {
-            self.problem(key, "required key is missing");
+        match self.map.get(key) {
+            None => {
+                self.asked.insert(key.to_string());
+                self.problem(key, "required key is missing");
+                None
+            }
+            Some(Value::Null) => {
+                self.asked.insert(key.to_string());
+                self.problem(key, "required key has no value");
+                None
+            }
+            Some(_) => {
+                let v = self.string(key)?;
+                if v.trim().is_empty() {
+                    self.problem(key, "required key has no value");
+                    return None;
+                }
+                Some(v)
+            }
         }
-        v
     }
 
     /// A non-negative integer (a number or a numeric string).
@@ -178,13 +249,22 @@ impl<'a> Params<'a> {
         }
     }
 
-    /// A number (a number or a numeric string).
+    /// A finite number (a number or a numeric string); NaN and infinities
+    /// are recorded as problems.
     pub fn f64(&mut self, key: &str) -> Option<f64> {
-        match self.raw(key)? {
+        let raw = self.raw(key)?;
+        let n = match raw {
             Value::Number(n) => n.as_f64(),
-            Value::String(s) if s.trim().parse::<f64>().is_ok() => s.trim().parse().ok(),
-            other => {
-                self.problem(key, format!("expected a number, found {}", show(other)));
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n.is_finite() => Some(n),
+            _ => {
+                self.problem(
+                    key,
+                    format!("expected a finite number, found {}", show(raw)),
+                );
                 None
             }
         }
@@ -298,7 +378,8 @@ impl<'a> Params<'a> {
         if let Some(v) = inline {
             return Some(Secret::new(v));
         }
-        if let Some(path) = file {
+        if let Some(file) = file {
+            let path = self.resolve_path(&file);
             return match std::fs::read_to_string(&path) {
                 Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
                 Err(e) => {
@@ -319,9 +400,104 @@ impl<'a> Params<'a> {
         None
     }
 
-    /// A filesystem path.
+    /// An integer within `range` (the problem names the range).
+    pub fn u64_in(&mut self, key: &str, range: std::ops::RangeInclusive<u64>) -> Option<u64> {
+        let n = self.u64(key)?;
+        if range.contains(&n) {
+            Some(n)
+        } else {
+            self.problem(
+                key,
+                format!(
+                    "{n} is out of range: use {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            None
+        }
+    }
+
+    /// One of `choices` (name, value), matched without regard to case; the
+    /// problem lists the accepted names.
+    pub fn one_of<T: Clone>(&mut self, key: &str, choices: &[(&str, T)]) -> Option<T> {
+        let given = self.string(key)?;
+        if let Some((_, v)) = choices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(given.trim()))
+        {
+            return Some(v.clone());
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        self.problem(
+            key,
+            format!("{given:?} is not accepted: use one of {}", names.join(", ")),
+        );
+        None
+    }
+
+    /// An `http://` or `https://` URL, parsed with `url::Url` (a trailing
+    /// `/` is dropped from a bare host).
+    pub fn http_url(&mut self, key: &str) -> Option<url::Url> {
+        let text = self.string(key)?;
+        match url::Url::parse(text.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.problem(
+                    key,
+                    format!("{text:?} must be an http:// or https:// URL with a host"),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    key,
+                    format!("{text:?} is not a URL ({e}); e.g. https://host:port"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An id and its secret that go together (`s3_access_key` +
+    /// `s3_secret_key`): both or neither; one alone is a problem at `id_key`.
+    pub fn key_pair(&mut self, id_key: &str, secret_key: &str) -> Option<(String, Secret)> {
+        let id = self.string(id_key);
+        let secret = self.secret(secret_key);
+        match (id, secret) {
+            (Some(id), Some(secret)) => Some((id, secret)),
+            (None, None) => None,
+            _ => {
+                self.problem(
+                    id_key,
+                    format!("{id_key} and {secret_key} go together; give both or neither"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A filesystem path, resolved against the base directory when
+    /// relative (see [`Params::with_base_dir`]).
     pub fn path(&mut self, key: &str) -> Option<PathBuf> {
-        self.string(key).map(PathBuf::from)
+        let file = self.string(key)?;
+        Some(self.resolve_path(file))
+    }
+
+    /// [`Params::finish`], then the value a reader returned: how every
+    /// driver's `from_params` ends. A reader that returned `None` without
+    /// recording a problem is reported as one (never a panic).
+    ///
+    /// # Errors
+    /// Every problem found, when there is any.
+    pub fn finish_with<T>(self, parsed: Option<T>) -> Result<T, ConfigErrors> {
+        let path = self.path.clone();
+        self.finish()?;
+        parsed.ok_or_else(|| {
+            let mut errs = ConfigErrors::default();
+            errs.push(path, "incomplete configuration");
+            errs
+        })
     }
 
     /// Reports unknown keys (with the accepted keys) and returns all
@@ -391,6 +567,119 @@ mod tests {
         assert!(text.contains("loc.s: give the secret only one way"));
         assert!(text
             .contains("loc.typo: unknown key; accepted keys: a, b, n, needed, s, s_env, s_file"));
+    }
+
+    #[test]
+    fn required_key_present_without_value_is_a_problem_not_a_panic() {
+        let map: Map<String, Value> =
+            serde_json::from_str(r#"{"a": null, "b": "", "c": "  ", "d": "ok"}"#).unwrap();
+        let mut p = Params::new("loc", &map);
+        assert_eq!(p.required_string("a"), None);
+        assert_eq!(p.required_string("b"), None);
+        assert_eq!(p.required_string("c"), None);
+        assert_eq!(p.required_string("d").as_deref(), Some("ok"));
+        let errs = p.finish().unwrap_err();
+        let text = errs.to_string();
+        assert_eq!(errs.0.len(), 3, "{text}");
+        for k in ["a", "b", "c"] {
+            assert!(
+                text.contains(&format!("loc.{k}: required key has no value")),
+                "{text}"
+            );
+        }
+        assert!(
+            !text.contains("unknown key"),
+            "null keys count as asked: {text}"
+        );
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_with_their_key() {
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"nan": "NaN", "inf": "inf", "big": "1e400", "neg": "-infinity", "ok": "2.5", "n": 1e300}"#,
+        )
+        .unwrap();
+        let mut p = Params::new("loc", &map);
+        for k in ["nan", "inf", "big", "neg"] {
+            assert_eq!(p.f64(k), None, "{k}");
+        }
+        assert_eq!(p.f64("ok"), Some(2.5));
+        assert_eq!(p.f64("n"), Some(1e300), "large but finite is a number");
+        let errs = p.finish().unwrap_err();
+        let text = errs.to_string();
+        assert_eq!(errs.0.len(), 4, "{text}");
+        for k in ["nan", "inf", "big", "neg"] {
+            assert!(
+                text.contains(&format!("loc.{k}: expected a finite number")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_file_names_resolve_against_the_base_dir() {
+        let dir =
+            std::env::temp_dir().join(format!("stowage-params-{}-{}", std::process::id(), line!()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret.txt"), "from-file\n").unwrap();
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"key": "keys/cf.pem", "abs": "/etc/abs.pem", "s_file": "secret.txt"}"#,
+        )
+        .unwrap();
+        let mut p = Params::new("loc", &map).with_base_dir(&dir);
+        assert_eq!(p.base_dir(), Some(dir.as_path()));
+        assert_eq!(p.path("key"), Some(dir.join("keys/cf.pem")));
+        assert_eq!(p.path("abs"), Some(PathBuf::from("/etc/abs.pem")));
+        assert_eq!(
+            p.secret("s").map(|s| s.expose().to_string()).as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(p.resolve_path("x"), dir.join("x"));
+        p.finish().unwrap();
+
+        let mut p = Params::new("loc", &map);
+        assert_eq!(
+            p.path("key"),
+            Some(PathBuf::from("keys/cf.pem")),
+            "without a base: the current directory"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn helpers_name_what_is_wrong() {
+        let map: Map<String, Value> = serde_json::from_str(
+            r#"{"n": 70, "mode": "Fast", "bad_mode": "warp", "u": "https://h:9000/", "v": "ftp://h", "w": "not a url", "ak": "x"}"#,
+        )
+        .unwrap();
+        let mut p = Params::new("loc", &map);
+        assert_eq!(p.u64_in("n", 1..=64), None);
+        assert_eq!(p.one_of("mode", &[("fast", 1), ("slow", 2)]), Some(1));
+        assert_eq!(p.one_of("bad_mode", &[("fast", 1), ("slow", 2)]), None);
+        assert_eq!(p.http_url("u").unwrap().port(), Some(9000));
+        assert!(p.http_url("v").is_none() && p.http_url("w").is_none());
+        assert!(p.key_pair("ak", "sk").is_none());
+        let text = p.finish().unwrap_err().to_string();
+        assert!(
+            text.contains("loc.n: 70 is out of range: use 1 to 64"),
+            "{text}"
+        );
+        assert!(text.contains("use one of fast, slow"), "{text}");
+        assert!(text.contains("loc.v:") && text.contains("loc.w:"), "{text}");
+        assert!(text.contains("loc.ak: ak and sk go together"), "{text}");
+    }
+
+    #[test]
+    fn params_debug_shows_key_names_only() {
+        let map: Map<String, Value> =
+            serde_json::from_str(r#"{"s3_secret_key": "hunter2", "s3_bucket": "b"}"#).unwrap();
+        let mut p = Params::new("loc", &map);
+        let _ = p.u64("s3_secret_key");
+        let debug = format!("{p:?}");
+        assert!(
+            debug.contains("s3_secret_key") && !debug.contains("hunter2"),
+            "{debug}"
+        );
     }
 
     #[test]

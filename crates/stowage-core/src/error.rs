@@ -23,6 +23,9 @@ pub enum Error {
     NotFound {
         /// The path that was looked up.
         path: String,
+        /// The backend's answer, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A storage path broke a rule.
@@ -70,17 +73,51 @@ pub enum Error {
         driver: &'static str,
         /// What was refused.
         message: String,
+        /// The request, where the backend has one.
+        operation: Option<Box<Operation>>,
+        /// The backend's answer.
+        #[source]
+        source: Option<BoxError>,
     },
 
-    /// Credentials are missing, expired or invalid.
-    #[error("{driver} credentials {problem}: {message}")]
+    /// Credentials are missing, expired or invalid, or could not be had.
+    #[error("{driver} credentials {problem}{}: {message}", if *retryable { " (transient)" } else { "" })]
     Credentials {
         /// The driver.
         driver: &'static str,
         /// What is wrong with them.
         problem: CredentialsProblem,
+        /// Whether asking again may help: the credential service was
+        /// unreachable, timed out, failed (5xx) or throttled, or the session
+        /// expired and a new one can be had. A denied or invalid role is not
+        /// retryable.
+        retryable: bool,
         /// Details (never the secret itself).
         message: String,
+        /// The request, where the backend has one.
+        operation: Option<Box<Operation>>,
+        /// The provider's or the backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The caller asked for something the operation cannot take (e.g. a
+    /// presigned URL lifetime outside the backend's limits).
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+
+    /// The data stream the caller handed in failed (a client's broken
+    /// request body): nothing is wrong with the backend, nothing was stored.
+    #[error("the data to store failed: {message}")]
+    InputStream {
+        /// What happened.
+        message: String,
+        /// The stream's error.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// The driver cannot do this operation.
@@ -114,10 +151,24 @@ pub enum Error {
         retryable: bool,
         /// What failed.
         message: String,
+        /// The request, where the backend has one.
+        operation: Option<Box<Operation>>,
         /// The underlying error.
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// The backend request an error is about: operation, bucket and key as
+/// fields, so callers need not parse messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// The backend's name of the operation, e.g. `UploadPart`.
+    pub name: &'static str,
+    /// The bucket (or container).
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
 }
 
 /// A credential provider's failure with its kind. Credential providers
@@ -130,20 +181,31 @@ pub struct CredentialsFailure {
     pub problem: CredentialsProblem,
     /// Details, never the secret itself.
     pub message: String,
+    /// Whether asking again may help (the credential service was
+    /// unreachable, timed out, failed or throttled).
+    pub retryable: bool,
 }
 
 impl CredentialsFailure {
     /// The first `CredentialsFailure` in `err`'s source chain.
     pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
-        let mut current = Some(err);
-        while let Some(e) = current {
-            if let Some(found) = e.downcast_ref::<Self>() {
-                return Some(found);
-            }
-            current = e.source();
-        }
-        None
+        find_in_chain(err)
     }
+}
+
+/// The first error of type `T` in `err`'s source chain (`err` included):
+/// the one error-chain search every crate uses.
+pub fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// What is wrong with a set of credentials.
@@ -192,6 +254,10 @@ pub enum ErrorKind {
     InvalidConfig,
     /// [`Error::InvalidUploadState`].
     InvalidUploadState,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument,
+    /// [`Error::InputStream`].
+    InputStream,
     /// [`Error::Backend`] with `retryable: true`: safe to retry.
     Transient,
     /// [`Error::Backend`] with `retryable: false`.
@@ -212,6 +278,8 @@ impl Error {
             Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::Config(_) => ErrorKind::InvalidConfig,
             Self::InvalidUploadState { .. } => ErrorKind::InvalidUploadState,
+            Self::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Self::InputStream { .. } => ErrorKind::InputStream,
             Self::Backend {
                 retryable: true, ..
             } => ErrorKind::Transient,
@@ -221,7 +289,35 @@ impl Error {
 
     /// Whether the same request may succeed if sent again.
     pub fn is_retryable(&self) -> bool {
-        self.kind() == ErrorKind::Transient
+        match self {
+            Self::Credentials { retryable, .. } => *retryable,
+            _ => self.kind() == ErrorKind::Transient,
+        }
+    }
+
+    /// The backend request this error is about, when the driver has one.
+    pub fn operation(&self) -> Option<&Operation> {
+        match self {
+            Self::PermissionDenied { operation, .. }
+            | Self::Credentials { operation, .. }
+            | Self::Backend { operation, .. } => operation.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// An [`Error::InvalidArgument`].
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::InputStream`]: the caller's data stream failed.
+    pub fn input_stream(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::InputStream {
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 
     /// A [`Error::Backend`] with a source.
@@ -235,14 +331,28 @@ impl Error {
             driver,
             retryable,
             message: message.into(),
+            operation: None,
             source: Some(source.into()),
         }
+    }
+
+    /// This error with `operation` recorded (on the variants that carry
+    /// one; others are returned as they are).
+    pub fn with_operation(mut self, op: Operation) -> Self {
+        if let Self::PermissionDenied { operation, .. }
+        | Self::Credentials { operation, .. }
+        | Self::Backend { operation, .. } = &mut self
+        {
+            *operation = Some(Box::new(op));
+        }
+        self
     }
 
     /// A [`Error::NotFound`] for `path`.
     pub fn not_found(path: impl fmt::Display) -> Self {
         Self::NotFound {
             path: path.to_string(),
+            source: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod config;
 mod digest;
 mod direct_url;
 mod error;
+pub mod forward;
 pub mod metrics;
 pub mod multipart;
 mod object;
@@ -35,7 +36,10 @@ pub use digest::{DigestParseError, Sha256Digest};
 pub use direct_url::{
     Capabilities, DirectUrl, DownloadUrlOptions, Fallback, UploadUrlOptions, UrlMethod, UrlSource,
 };
-pub use error::{BoxError, CredentialsFailure, CredentialsProblem, Error, ErrorKind, Result};
+pub use error::{
+    find_in_chain, BoxError, CredentialsFailure, CredentialsProblem, Error, ErrorKind, Operation,
+    Result,
+};
 pub use metrics::Metric;
 pub use object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta, PutOptions};
 pub use path::{StoragePath, MAX_PATH_BYTES};
@@ -44,3 +48,5 @@ pub use upload::{CleanupReport, CompleteOptions, UploadState};
 pub use validate::{CheckStatus, ValidationReport};
 
 pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use bytes as __bytes;

@@ -5,9 +5,13 @@
 //! when its future is dropped.
 //!
 //! Memory: at most `concurrency` parts in flight plus the one being filled,
-//! so about `(concurrency + 1) x part size` whatever the object size; with a
-//! driver-wide budget, concurrent writes share a fixed number of part
-//! buffers.
+//! so about `(concurrency + 1) x part size` whatever the object size. With a
+//! driver-wide budget (`permits`), a part takes a permit only when it is
+//! full and about to be sent, and holds it until sent: a slow or silent
+//! writer holds no permit while its part fills, so it cannot starve the
+//! others. Each write keeps at most one part buffer outside the budget
+//! (the one filling, or full and waiting for a permit), so all writes
+//! together hold at most `(permits + writes) x part size`.
 //!
 //! Cost trap: a multipart upload that is neither completed nor aborted keeps
 //! its parts (and their storage cost) on S3 until a lifecycle rule removes
@@ -62,12 +66,14 @@ pub struct MultipartOptions {
     pub part_size: u64,
     /// Parts uploading at once.
     pub concurrency: usize,
-    /// Part buffers across every write of a driver: a permit is held from
-    /// the moment a part starts to fill until it is sent, so many concurrent
-    /// writes together hold at most `permits x part size` of parts.
+    /// Parts being sent across every write of a driver: a part takes a
+    /// permit when it is full and ready to send and holds it until it is
+    /// sent, so many concurrent writes together send at most `permits`
+    /// parts at once, and a write that stalls mid-part holds none. Each
+    /// write also holds the one part it is filling, outside the budget.
     pub budget: Option<Arc<tokio::sync::Semaphore>>,
     /// A permit of `budget` the caller already holds for `initial` (the
-    /// bytes it read before choosing a multipart upload).
+    /// full first part it read before choosing a multipart upload).
     pub initial_permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
@@ -138,7 +144,9 @@ impl Drop for AbortOnDrop {
 ///
 /// # Cancel safety
 /// Dropping the future cancels the part uploads and aborts the multipart
-/// upload from a background task.
+/// upload from a background task, also while it is being completed: the
+/// upload then ends either completed (the abort finds nothing to abort) or
+/// aborted, never left open.
 pub async fn write_multipart(
     sink: Arc<dyn MultipartSink>,
     initial: Bytes,
@@ -146,22 +154,18 @@ pub async fn write_multipart(
     options: MultipartOptions,
     expected: Option<Sha256Digest>,
 ) -> Result<ObjectMeta> {
+    // Armed until the upload is completed or aborted: a future dropped at
+    // any await below (completion included) leaves no open upload.
     let mut guard = AbortOnDrop::new(sink.clone());
-    let result = drive(sink.clone(), initial, data, options, expected).await;
-    guard.disarm();
-    match result {
-        Ok(parts) => match sink.complete(parts).await {
-            Ok(meta) => Ok(meta),
-            Err(e) => {
-                abort_quietly(&*sink).await;
-                Err(e)
-            }
-        },
-        Err(e) => {
-            abort_quietly(&*sink).await;
-            Err(e)
-        }
+    let result = match drive(sink.clone(), initial, data, options, expected).await {
+        Ok(parts) => sink.complete(parts).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        abort_quietly(&*sink).await;
     }
+    guard.disarm();
+    result
 }
 
 async fn abort_quietly(sink: &dyn MultipartSink) {
@@ -189,9 +193,9 @@ async fn drive(
     // a part never holds more memory than its bytes.
     let mut buf = BytesMut::with_capacity(target);
 
-    // With a driver-wide budget, a permit is taken before a part buffer
-    // starts to fill and travels with the part until it is sent, so every
-    // write of the driver together holds at most `permits` part buffers.
+    // With a driver-wide budget, a permit is taken when a part is full and
+    // ready to send, and travels with the part until it is sent: a write
+    // waiting for its next bytes holds none.
     let budget = options.budget.clone();
     let acquire = || {
         let budget = budget.clone();
@@ -205,6 +209,7 @@ async fn drive(
                         driver: "multipart",
                         retryable: false,
                         message: "the part budget was closed".into(),
+                        operation: None,
                         source: None,
                     }),
                 None => Ok(None),
@@ -229,6 +234,7 @@ async fn drive(
                     driver: "multipart",
                     retryable: false,
                     message: format!("the object needs more than {MAX_PARTS} parts"),
+                    operation: None,
                     source: None,
                 });
             }
@@ -261,9 +267,6 @@ async fn drive(
             },
         };
         while !chunk.is_empty() {
-            if permit.is_none() {
-                permit = acquire().await?;
-            }
             if buf.is_empty() && chunk.len() >= target {
                 // A whole part already in one piece: sent without a copy.
                 let whole = chunk.split_to(target);
@@ -307,6 +310,7 @@ async fn join_next(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<Complet
             driver: "multipart",
             retryable: false,
             message: format!("part upload task failed: {join}"),
+            operation: None,
             source: None,
         }),
         None => unreachable!("join_next is called only with tasks running"),
@@ -406,6 +410,61 @@ mod tests {
         // had more than the budget's 3 parts in flight.
         let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
         assert!((2..=3).contains(&peak), "peak parts in flight {peak}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_stalled_mid_part_holds_no_permit_of_the_budget() {
+        use futures::StreamExt;
+        // One permit for the whole driver; three writes stall half-way
+        // through their first part, and a fourth must still finish.
+        let budget = Arc::new(tokio::sync::Semaphore::new(1));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sink = || {
+            Arc::new(CountingSink {
+                parts: Default::default(),
+                alive: Default::default(),
+                peak: peak.clone(),
+            })
+        };
+        let options = || MultipartOptions {
+            part_size: MIN_PART_SIZE,
+            concurrency: 2,
+            budget: Some(budget.clone()),
+            initial_permit: None,
+        };
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            let half = Bytes::from(vec![7u8; MIN_PART_SIZE as usize / 2]);
+            let stream: WriteStream<'static> = futures::stream::iter(vec![Ok(half)])
+                .chain(futures::stream::pending())
+                .boxed();
+            let (s, o) = (sink(), options());
+            stalled.push(tokio::spawn(async move {
+                write_multipart(s, Bytes::new(), stream, o, None).await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            budget.available_permits(),
+            1,
+            "stalled writes hold no permit"
+        );
+        let data: Vec<u8> = (0..(3 * MIN_PART_SIZE as usize + 5))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let stream: WriteStream<'static> =
+            futures::stream::iter(vec![Ok(Bytes::from(data.clone()))]).boxed();
+        let meta = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            write_multipart(sink(), Bytes::new(), stream, options(), None),
+        )
+        .await
+        .expect("a write beside stalled ones finishes")
+        .unwrap();
+        assert_eq!(meta.size, data.len() as u64);
+        for s in stalled {
+            s.abort();
+        }
     }
 
     #[test]

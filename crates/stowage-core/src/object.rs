@@ -114,8 +114,15 @@ impl ByteRange {
     /// `bytes=-n`), the inverse of [`ByteRange::to_http_header`]. Several
     /// ranges give `Ok(None)`: serving the whole object is what HTTP allows.
     ///
+    /// Never overflows: a last byte position at or past the largest `u64`
+    /// (`bytes=0-18446744073709551615`, or more digits than fit) means "to
+    /// the end", as a last position past the end of the object does in
+    /// HTTP; a suffix length that does not fit means the whole object.
+    ///
     /// # Errors
-    /// A message naming the header when it is not a byte range.
+    /// A message naming the header when it is not a byte range (signs,
+    /// spaces inside numbers, a last position before the first, a first
+    /// position too large to be a byte offset).
     pub fn from_http_header(text: &str) -> Result<Option<Self>, String> {
         let bad = || format!("bad Range header {text:?}: expected bytes=<first>-<last>");
         let spec = text.trim().strip_prefix("bytes=").ok_or_else(bad)?;
@@ -124,21 +131,32 @@ impl ByteRange {
         }
         let (a, b) = spec.split_once('-').ok_or_else(bad)?;
         let (a, b) = (a.trim(), b.trim());
-        let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
-        Ok(Some(match (a.is_empty(), b.is_empty()) {
-            (true, false) => Self::Suffix(num(b)?),
-            (false, true) => Self::From(num(a)?),
-            (false, false) => {
-                let (start, last) = (num(a)?, num(b)?);
+        let first = http_number(a).ok_or_else(bad)?;
+        let last = http_number(b).ok_or_else(bad)?;
+        Ok(Some(match (first, last) {
+            (HttpNumber::Absent, HttpNumber::Value(n)) => Self::Suffix(n),
+            (HttpNumber::Absent, HttpNumber::TooLarge) => Self::Suffix(u64::MAX),
+            (HttpNumber::Value(start), HttpNumber::Absent | HttpNumber::TooLarge) => {
+                Self::From(start)
+            }
+            (HttpNumber::Value(start), HttpNumber::Value(last)) => {
                 if last < start {
-                    return Err(bad());
+                    return Err(format!(
+                        "bad Range header {text:?}: the last byte ({last}) is before the first ({start})"
+                    ));
                 }
-                Self::Bounded {
-                    start,
-                    end: last + 1,
+                match last.checked_add(1) {
+                    Some(end) => Self::Bounded { start, end },
+                    // The last byte is the largest offset there is: to the end.
+                    None => Self::From(start),
                 }
             }
-            (true, true) => return Err(bad()),
+            (HttpNumber::TooLarge, _) => {
+                return Err(format!(
+                    "bad Range header {text:?}: the first byte position is too large"
+                ))
+            }
+            (HttpNumber::Absent, HttpNumber::Absent) => return Err(bad()),
         }))
     }
 
@@ -150,6 +168,32 @@ impl ByteRange {
             Self::Suffix(n) => format!("bytes=-{n}"),
         }
     }
+}
+
+/// A byte position or length in a `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpNumber {
+    /// Nothing written (`bytes=5-`, `bytes=-5`).
+    Absent,
+    /// A number that fits a `u64`.
+    Value(u64),
+    /// Digits only, but more than a `u64` holds.
+    TooLarge,
+}
+
+/// Digits only (no sign, no spaces), as HTTP writes byte positions;
+/// `None` for anything else.
+fn http_number(s: &str) -> Option<HttpNumber> {
+    if s.is_empty() {
+        return Some(HttpNumber::Absent);
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match s.parse::<u64>() {
+        Ok(n) => HttpNumber::Value(n),
+        Err(_) => HttpNumber::TooLarge,
+    })
 }
 
 impl fmt::Display for ByteRange {
@@ -205,7 +249,10 @@ impl GetResult {
     /// Whatever the stream yields.
     pub async fn bytes(self) -> Result<Bytes, Error> {
         use futures::TryStreamExt;
-        let mut out = bytes::BytesMut::with_capacity((self.range.end - self.range.start) as usize);
+        let len = self.range.end.saturating_sub(self.range.start);
+        // A capacity hint only: never more than a modest buffer up front.
+        let capacity = usize::try_from(len).unwrap_or(0).min(64 << 20);
+        let mut out = bytes::BytesMut::with_capacity(capacity);
         let mut stream = self.stream;
         while let Some(chunk) = stream.try_next().await? {
             out.extend_from_slice(&chunk);
@@ -279,6 +326,13 @@ mod tests {
         assert!(ByteRange::from_http_header("bytes=9-2").is_err());
         assert!(ByteRange::from_http_header("items=0-1").is_err());
         assert!(ByteRange::from_http_header("bytes=-").is_err());
+        assert!(ByteRange::from_http_header("bytes=+1-2").is_err());
+        assert!(ByteRange::from_http_header("bytes=1-+2").is_err());
+        assert!(ByteRange::from_http_header("bytes=1 0-20").is_err());
+        assert!(ByteRange::from_http_header("bytes=a-b").is_err());
+        assert!(ByteRange::from_http_header("bytes=1-2-3").is_err());
+        assert!(ByteRange::from_http_header("bytes=").is_err());
+        assert!(ByteRange::from_http_header("").is_err());
         for r in [
             ByteRange::Bounded { start: 3, end: 8 },
             ByteRange::From(7),
@@ -288,6 +342,64 @@ mod tests {
                 ByteRange::from_http_header(&r.to_http_header()).unwrap(),
                 Some(r)
             );
+        }
+    }
+
+    #[test]
+    fn huge_range_positions_never_overflow() {
+        let p = |t: &str| ByteRange::from_http_header(t);
+        // The last byte at u64::MAX: from the first byte to the end.
+        assert_eq!(
+            p("bytes=0-18446744073709551615").unwrap(),
+            Some(ByteRange::From(0))
+        );
+        assert_eq!(
+            p("bytes=7-18446744073709551615").unwrap(),
+            Some(ByteRange::From(7))
+        );
+        assert_eq!(
+            p("bytes=0-18446744073709551614").unwrap(),
+            Some(ByteRange::Bounded {
+                start: 0,
+                end: u64::MAX
+            })
+        );
+        // More digits than a u64 holds.
+        assert_eq!(
+            p("bytes=3-99999999999999999999999999").unwrap(),
+            Some(ByteRange::From(3))
+        );
+        assert_eq!(
+            p("bytes=-99999999999999999999999999").unwrap(),
+            Some(ByteRange::Suffix(u64::MAX))
+        );
+        let err = p("bytes=99999999999999999999999999-").unwrap_err();
+        assert!(err.contains("Range"), "{err}");
+        let err = p("bytes=18446744073709551615-0").unwrap_err();
+        assert!(err.contains("Range"), "{err}");
+        // They resolve against a real object without overflow either.
+        let path = StoragePath::parse("x").unwrap();
+        for text in [
+            "bytes=0-18446744073709551615",
+            "bytes=0-18446744073709551614",
+            "bytes=-18446744073709551615",
+            "bytes=-99999999999999999999999999",
+        ] {
+            let range = p(text).unwrap().unwrap();
+            assert_eq!(range.resolve(&path, 10).unwrap(), 0..10, "{text}");
+        }
+        let range = p("bytes=18446744073709551615-").unwrap().unwrap();
+        assert!(range.resolve(&path, 10).is_err());
+        // And round-trip through the header form.
+        for r in [
+            ByteRange::Bounded {
+                start: 0,
+                end: u64::MAX,
+            },
+            ByteRange::From(u64::MAX),
+            ByteRange::Suffix(u64::MAX),
+        ] {
+            assert_eq!(p(&r.to_http_header()).unwrap(), Some(r));
         }
     }
 

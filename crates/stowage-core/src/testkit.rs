@@ -277,7 +277,7 @@ pub async fn missing_objects(s: &dyn Storage) {
     let path = p("no/such/object");
     let err = s.get(&path, GetOptions::default()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::NotFound { path } if path == "no/such/object"),
+        matches!(&err, Error::NotFound { path, .. } if path == "no/such/object"),
         "{err}"
     );
     let err = s.stat(&path).await.unwrap_err();
@@ -423,6 +423,7 @@ pub async fn failed_stream_stores_nothing(s: &dyn Storage) {
             driver: "test",
             retryable: false,
             message: "client went away".into(),
+            operation: None,
             source: None,
         }),
     ];

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     Unsupported,
     /// Requested range not satisfiable (416).
     RangeInvalid,
+    /// Authentication required (401).
+    Unauthorized,
+    /// Requested access to the resource is denied (403).
+    Denied,
     /// Anything else (500).
     Unknown,
 }
@@ -52,6 +56,8 @@ impl ErrorCode {
             Self::SizeInvalid => "SIZE_INVALID",
             Self::Unsupported => "UNSUPPORTED",
             Self::RangeInvalid => "RANGE_INVALID",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Denied => "DENIED",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -71,6 +77,8 @@ impl ErrorCode {
             | Self::SizeInvalid => StatusCode::BAD_REQUEST,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Self::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Denied => StatusCode::FORBIDDEN,
             Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +94,9 @@ pub struct RegistryError {
     pub message: String,
     /// Headers to send with the error.
     pub headers: Vec<(HeaderName, String)>,
+    /// The HTTP status when it is not the code's usual one (413 for an
+    /// upload over the size limit, 408 for a silent client).
+    pub status: Option<StatusCode>,
 }
 
 impl RegistryError {
@@ -95,6 +106,42 @@ impl RegistryError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            status: None,
+        }
+    }
+
+    /// Answers with `status` instead of the code's usual one.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn http_status(&self) -> StatusCode {
+        self.status.unwrap_or_else(|| self.code.status())
+    }
+
+    /// The error as a client may see it: a server error (5xx) keeps its
+    /// code and status but its message becomes a generic one naming
+    /// `request_id`; the details (bucket, endpoint, keys, role ARNs from a
+    /// storage error chain, local paths) go to the log at error level,
+    /// inside the request's span, under the same id. Other errors are
+    /// returned unchanged: their messages are about the client's request.
+    pub fn for_client(self, request_id: &str) -> Self {
+        if !self.http_status().is_server_error() {
+            return self;
+        }
+        tracing::error!(
+            request_id,
+            code = self.code.as_str(),
+            error = %self.message,
+            "request failed"
+        );
+        Self {
+            message: format!(
+                "internal server error; the server log has the details under request id {request_id}"
+            ),
+            ..self
         }
     }
 
@@ -106,8 +153,9 @@ impl RegistryError {
 
     /// Maps a storage error met while working on `what` (a blob or a
     /// manifest): not found becomes `not_found`; digest mismatches become
-    /// `DIGEST_INVALID`; the rest `UNKNOWN` with the error's text (storage
-    /// errors never carry secrets).
+    /// `DIGEST_INVALID`; the rest `UNKNOWN` with the error's text, which
+    /// names buckets, endpoints and keys: [`RegistryError::for_client`]
+    /// keeps it out of the response and logs it.
     pub fn storage(e: stowage::Error, not_found: ErrorCode) -> Self {
         match e {
             stowage::Error::NotFound { .. } => Self::new(not_found, e.to_string()),
@@ -121,7 +169,9 @@ impl RegistryError {
                 Self::new(ErrorCode::RangeInvalid, e.to_string())
             }
             other => {
-                tracing::error!(error = %other.chain(), "storage error");
+                // Logged at error level once, by `for_client`, when the
+                // request fails with it.
+                tracing::debug!(error = %other.chain(), "storage error");
                 Self::new(ErrorCode::Unknown, other.chain())
             }
         }
@@ -131,7 +181,7 @@ impl RegistryError {
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]});
-        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        let mut response = (self.http_status(), axum::Json(body)).into_response();
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 response.headers_mut().insert(name, v);

@@ -1,18 +1,28 @@
 //! An example OCI Distribution registry on stowage, the way a real registry
 //! embeds the [`stowage::Storage`] trait: it sees only the trait and the
 //! driver factory, so it runs unchanged on the local store, S3, STS or
-//! CloudFront. `stowage serve` runs it. No authentication: an example, not
-//! a production registry.
+//! CloudFront. `stowage serve` runs it.
 //!
 //! - Blobs: `HEAD`/`GET` by digest; `GET` redirects (307) to the driver's
 //!   direct download URL when it has one, else streams with `Range`.
 //! - Uploads: `POST` (monolithic with `?digest=`, mount with
 //!   `?mount=&from=`), `PATCH` chunks, `PUT ?digest=`, `GET` status,
-//!   `DELETE`; the trait's `UploadState` is kept in an embedded store, so
-//!   an upload survives a restart.
+//!   `DELETE`; the trait's `UploadState` is kept in the storage itself (or
+//!   a local directory), so any replica continues any upload and a restart
+//!   loses nothing; racing writers cannot replace a newer record.
 //! - Manifests by tag and digest (OCI and Docker v2), referenced blobs
-//!   checked; tag listing with `n`/`last`.
-//! - Errors in the spec's JSON format; request ids in logs; `/metrics`.
+//!   checked (non-distributable layers excepted); tag listing with
+//!   `n`/`last`; sha256 and sha512 digests; the referrers API and
+//!   `OCI-Subject` (OCI distribution 1.1).
+//! - Authentication through the [`auth::Authenticator`] trait; HTTP Basic
+//!   against an htpasswd file of bcrypt entries ([`auth::HtpasswdAuth`]),
+//!   with optional anonymous pulls. HTTPS with rustls ([`TlsConfig`]).
+//! - Errors in the spec's JSON format; request ids in logs; `/metrics`;
+//!   `/healthz` and `/readyz` for probes.
+//! - Hostile clients: 5xx bodies carry a generic message and the request
+//!   id (details go to the log); header-read and idle timeouts; an optional
+//!   upload size limit; method labels bounded; the client address taken
+//!   from `X-Forwarded-For` only behind trusted proxies, and canonical.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -23,18 +33,27 @@
 //! # }
 //! ```
 
+pub mod auth;
+mod digest;
 mod errors;
 pub mod layout;
 mod names;
+mod net;
 mod registry;
 mod routes;
 mod server;
 mod service;
+mod timeouts;
+mod tls;
 mod upload_store;
 
+pub use auth::{Access, Action, Authenticator, Challenge, HtpasswdAuth, HtpasswdError, Identity};
+pub use digest::Digest;
 pub use errors::{ErrorCode, RegistryError};
+pub use net::{Cidr, CidrParseError};
 pub use registry::Registry;
 pub use routes::router;
 pub use server::{build, serve, ServeOptions};
 pub use service::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+pub use tls::{TlsConfig, TlsError};
 pub use upload_store::{UploadRecord, UploadStore};

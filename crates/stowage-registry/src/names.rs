@@ -1,7 +1,7 @@
 //! Repository names, tags and digests as the OCI Distribution spec defines
 //! them, checked before they become storage paths.
 
-use stowage::Sha256Digest;
+use crate::digest::Digest;
 
 use crate::errors::{ErrorCode, RegistryError};
 
@@ -53,15 +53,15 @@ pub(crate) fn is_tag(reference: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-/// Parses a `sha256:<hex>` digest.
+/// Parses a `sha256:<64 hex>` or `sha512:<128 hex>` digest.
 ///
 /// # Errors
 /// `DIGEST_INVALID` (other algorithms are not supported here).
-pub(crate) fn parse_digest(text: &str) -> Result<Sha256Digest, RegistryError> {
-    text.parse::<Sha256Digest>().map_err(|e| {
+pub(crate) fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
+    Digest::parse(text).map_err(|e| {
         RegistryError::new(
             ErrorCode::DigestInvalid,
-            format!("{text:?} is not a sha256 digest this registry accepts: {e}"),
+            format!("{text:?} is not a digest this registry accepts (sha256 or sha512): {e}"),
         )
     })
 }
@@ -96,6 +96,7 @@ mod tests {
         assert!(is_tag("latest") && is_tag("v1.2_3-x") && is_tag("_x"));
         assert!(!is_tag("-x") && !is_tag("") && !is_tag("sha256:abc") && !is_tag(&"a".repeat(129)));
         assert!(parse_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(parse_digest(&format!("sha512:{}", "a".repeat(128))).is_ok());
         assert_eq!(
             parse_digest("sha512:ab").unwrap_err().code,
             ErrorCode::DigestInvalid

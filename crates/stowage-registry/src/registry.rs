@@ -8,6 +8,8 @@ use std::time::Duration;
 use stowage::metrics::Metric;
 use stowage::Storage;
 
+use crate::auth::Authenticator;
+use crate::net::Cidr;
 use crate::upload_store::UploadStore;
 
 /// Everything a request handler needs.
@@ -21,6 +23,14 @@ pub struct Registry {
     pub(crate) redirect: bool,
     /// How long a direct download URL lives.
     pub(crate) url_lifetime: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers).
+    pub(crate) trusted_proxies: Vec<Cidr>,
+    /// A request body silent this long fails (zero: never).
+    pub(crate) idle_timeout: Duration,
+    /// The largest blob an upload may reach, when limited.
+    pub(crate) max_upload_size: Option<u64>,
+    /// Who may do what; `None`: everyone may do everything.
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -33,6 +43,10 @@ impl Registry {
             uploads,
             redirect: true,
             url_lifetime: Duration::from_secs(20 * 60),
+            trusted_proxies: Vec::new(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_upload_size: None,
+            authenticator: None,
             locks: Mutex::default(),
             requests: Mutex::default(),
         }
@@ -41,6 +55,37 @@ impl Registry {
     /// Serves blob bytes itself even when the driver has direct URLs.
     pub fn without_redirects(mut self) -> Self {
         self.redirect = false;
+        self
+    }
+
+    /// Believes `X-Forwarded-For` from peers inside `proxies`: the client is
+    /// the right-most address there that is not itself a trusted proxy.
+    /// From any other peer the header is ignored.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<Cidr>) -> Self {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Fails a request whose body sends nothing for `idle` (default 60 s;
+    /// zero never does): the chunk in flight is dropped, the upload stays
+    /// where it was, and the client gets 408 and a closed connection.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Refuses (413, `SIZE_INVALID`) a blob upload that would grow past
+    /// `bytes`; `None` (the default) sets no limit.
+    pub fn with_max_upload_size(mut self, bytes: Option<u64>) -> Self {
+        self.max_upload_size = bytes;
+        self
+    }
+
+    /// Asks `authenticator` before every API request and `/metrics`
+    /// (never before `/healthz` and `/readyz`); refused requests get 401
+    /// with its challenge and an `UNAUTHORIZED` body.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
         self
     }
 
@@ -57,10 +102,12 @@ impl Registry {
         locks.entry(id.to_string()).or_default().clone()
     }
 
-    /// Counts a finished request.
-    pub(crate) fn count(&self, method: &str, status: u16) {
+    /// Counts a finished request. Methods outside HTTP's standard ones
+    /// count as `OTHER`, so made-up methods cannot add series.
+    pub(crate) fn count(&self, method: &axum::http::Method, status: u16) {
+        let label = method_label(method);
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *requests.entry((method.to_string(), status)).or_default() += 1;
+        *requests.entry((label.to_string(), status)).or_default() += 1;
     }
 
     /// The request counters and the storage's own metrics.
@@ -80,5 +127,42 @@ impl Registry {
             .collect();
         out.extend(self.storage.metrics());
         out
+    }
+}
+
+/// The default of [`Registry::with_idle_timeout`].
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The metric label of a request method: one of HTTP's standard methods,
+/// else `OTHER`.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["FOO", "PROPFIND", "get", "BREW"] {
+            let m = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "OTHER", "{made_up}");
+        }
     }
 }

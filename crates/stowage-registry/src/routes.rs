@@ -1,22 +1,26 @@
 //! Routes: the URL forms of the OCI Distribution API (repository names
 //! contain `/`, so paths are parsed here rather than by a path pattern),
-//! request ids and logging, and `/metrics`.
+//! authentication (what each request needs), request ids and logging,
+//! `/metrics`, and the probes `/healthz` and `/readyz`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::header::{CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tracing::Instrument;
 
+use crate::auth::{Access, Action, Challenge};
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::names::{check_repository, parse_digest};
+use crate::net::client_address;
 use crate::registry::Registry;
+use crate::timeouts::{BodyTimedOut, IdleTimeoutBody};
 
 /// What a request path names.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +37,8 @@ enum Route<'a> {
     Manifest(&'a str, &'a str),
     /// `/v2/<name>/tags/list`
     Tags(&'a str),
+    /// `/v2/<name>/referrers/<digest>`
+    Referrers(&'a str, &'a str),
 }
 
 fn parse(path: &str) -> Option<Route<'_>> {
@@ -43,6 +49,14 @@ fn parse(path: &str) -> Option<Route<'_>> {
     let rest = rest.strip_prefix('/')?;
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Route::Tags(name));
+    }
+    // A digest has no `/`, so `/referrers/` followed by one is the
+    // referrers API, even in a repository with a `blobs` component.
+    if let Some(i) = rest.rfind("/referrers/") {
+        let digest = &rest[i + "/referrers/".len()..];
+        if !digest.is_empty() && !digest.contains('/') {
+            return Some(Route::Referrers(&rest[..i], digest));
+        }
     }
     if let Some(name) = rest
         .strip_suffix("/blobs/uploads/")
@@ -68,15 +82,63 @@ fn parse(path: &str) -> Option<Route<'_>> {
     None
 }
 
-/// The router: the distribution API under `/v2`, and `/metrics`.
+/// The router: the distribution API under `/v2`, `/metrics`, and the
+/// probes `/healthz` (the process is up) and `/readyz` (the storage
+/// answers). The probes and `/metrics` are not counted as API requests.
+/// With an authenticator, every API request and `/metrics` need
+/// credentials (the probes never do).
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(handle)
         .with_state(registry)
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+/// Liveness: the process answers.
+async fn healthz() -> Response {
+    ([(CONTENT_TYPE, "text/plain")], "ok\n").into_response()
+}
+
+/// How long `/readyz` waits for the storage.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Readiness: the storage answers a listing of a prefix that holds
+/// nothing (a `ListObjectsV2` on S3: cheap, and it fails on a missing
+/// bucket, bad credentials or an unreachable endpoint). The body never
+/// says why; the log does.
+async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
+    let probe = async {
+        use futures::TryStreamExt;
+        let path = stowage::StoragePath::parse("repositories/_readyz").expect("a valid path");
+        registry
+            .storage
+            .list(Some(&path))
+            .try_next()
+            .await
+            .map(|_| ())
+    };
+    let failure = match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(())) => return ([(CONTENT_TYPE, "text/plain")], "ready\n").into_response(),
+        Ok(Err(e)) => e.chain(),
+        Err(_) => format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(error = %failure, "readiness probe: storage not ready");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(CONTENT_TYPE, "text/plain")],
+        "not ready: the storage does not answer\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &registry.authenticator {
+        if let Err(challenge) = auth.authenticate(&headers, &Access::registry()).await {
+            return unauthorized(challenge).into_response();
+        }
+    }
     let text = stowage::metrics::render_prometheus(&registry.metrics());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -88,18 +150,37 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     let id = uuid::Uuid::new_v4().simple().to_string();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        %method,
+        %path,
+        user = tracing::field::Empty
+    );
     let started = Instant::now();
+    // A body silent for the idle timeout fails; the flag tells this
+    // request's failure apart from a storage failure.
+    let timed_out = BodyTimedOut::default();
+    let idle = registry.idle_timeout;
+    let request = request.map(|body| IdleTimeoutBody::wrap(body, idle, timed_out.clone()));
     let mut response = async {
         match route(&registry, request).await {
             Ok(r) => r,
-            Err(e) => e.into_response(),
+            Err(_) if timed_out.is_set() => idle_error(idle).into_response(),
+            // Server errors carry a generic message and the request id; the
+            // details go to the log under that id.
+            Err(e) => e.for_client(&id).into_response(),
         }
     }
     .instrument(span.clone())
     .await;
+    if timed_out.is_set() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status().as_u16();
-    registry.count(method.as_str(), status);
+    registry.count(&method, status);
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -115,11 +196,63 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     response
 }
 
+/// 401 with the challenge's `WWW-Authenticate` and an `UNAUTHORIZED` body.
+fn unauthorized(challenge: Challenge) -> RegistryError {
+    RegistryError::new(ErrorCode::Unauthorized, challenge.message)
+        .with_header(WWW_AUTHENTICATE, challenge.www_authenticate)
+}
+
+/// What a request needs from the authenticator: reads (`GET`, `HEAD`) of a
+/// repository pull it, everything else pushes; a mount also pulls from its
+/// source; `/v2/` itself is the registry (clients probe it to learn how to
+/// authenticate, so it asks for credentials even when anonymous pulls are
+/// allowed).
+fn access(route: &Route<'_>, method: &Method, query: &[(String, String)]) -> Access {
+    let reads = *method == Method::GET || *method == Method::HEAD;
+    let action = if reads { Action::Pull } else { Action::Push };
+    match *route {
+        Route::Base => Access::registry(),
+        Route::Uploads(name) => {
+            let mut needed = Access::repository(name, Action::Push);
+            let from = query
+                .iter()
+                .find(|(k, _)| k == "from")
+                .map(|(_, v)| v.as_str());
+            if let Some(from) = from.filter(|f| check_repository(f).is_ok()) {
+                needed = needed.and(from, Action::Pull);
+            }
+            needed
+        }
+        // Upload status is part of pushing.
+        Route::Upload(name, _) => Access::repository(name, Action::Push),
+        Route::Blob(name, _)
+        | Route::Manifest(name, _)
+        | Route::Tags(name)
+        | Route::Referrers(name, _) => Access::repository(name, action),
+    }
+}
+
+/// The answer to a request whose body went silent.
+fn idle_error(idle: Duration) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::BlobUploadInvalid,
+        format!(
+            "the client sent nothing for {} s: the request was dropped; \
+             an upload stays where it stood and can be resumed",
+            idle.as_secs_f64()
+        ),
+    )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
+}
+
 async fn route(registry: &Registry, request: Request) -> RegistryResult {
-    let client_ip: Option<IpAddr> = request
+    // The TCP peer, canonical (`::ffff:a.b.c.d` is `a.b.c.d`), or the client
+    // a trusted proxy names in X-Forwarded-For.
+    let peer: Option<IpAddr> = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let client_ip = client_address(peer, request.headers(), &registry.trusted_proxies);
     let (parts, body) = request.into_parts();
     let query: Vec<(String, String)> = Query::try_from_uri(&parts.uri)
         .map(|q: Query<Vec<(String, String)>>| q.0)
@@ -132,13 +265,24 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
             format!("{path} is not a registry API path"),
         ));
     };
+    if let Some(auth) = &registry.authenticator {
+        let needed = access(&route, &parts.method, &query);
+        let identity = auth
+            .authenticate(&parts.headers, &needed)
+            .await
+            .map_err(unauthorized)?;
+        if let Some(user) = &identity.user {
+            tracing::Span::current().record("user", user.as_str());
+        }
+    }
     let name = match &route {
         Route::Base => None,
         Route::Blob(n, _)
         | Route::Uploads(n)
         | Route::Upload(n, _)
         | Route::Manifest(n, _)
-        | Route::Tags(n) => Some(*n),
+        | Route::Tags(n)
+        | Route::Referrers(n, _) => Some(*n),
     };
     if let Some(n) = name {
         check_repository(n)?;
@@ -168,7 +312,11 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
         }
         Route::Upload(repo, id) => match *m {
             Method::PATCH => registry.patch_upload(repo, id, &parts.headers, body).await,
-            Method::PUT => registry.finish_upload(repo, id, &query, body).await,
+            Method::PUT => {
+                registry
+                    .finish_upload(repo, id, &query, &parts.headers, body)
+                    .await
+            }
             Method::GET => registry.upload_status(repo, id).await,
             Method::DELETE => registry.cancel_upload(repo, id).await,
             _ => Err(method_not_allowed(m)),
@@ -192,6 +340,11 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
                 None => None,
             };
             registry.list_tags(repo, n, param("last")).await
+        }
+        Route::Referrers(repo, digest) if m == Method::GET => {
+            let digest = parse_digest(digest)?;
+            let artifact_type = param("artifactType").filter(|t| !t.is_empty());
+            registry.list_referrers(repo, &digest, artifact_type).await
         }
         _ => Err(method_not_allowed(m)),
     }
@@ -230,6 +383,19 @@ mod tests {
             Some(Route::Manifest("x", "latest"))
         );
         assert_eq!(parse("/v2/x/y/tags/list"), Some(Route::Tags("x/y")));
+        assert_eq!(
+            parse("/v2/x/y/referrers/sha256:abc"),
+            Some(Route::Referrers("x/y", "sha256:abc"))
+        );
+        // A repository with a `referrers` component is not the API.
+        assert_eq!(
+            parse("/v2/x/referrers/blobs/sha256:abc"),
+            Some(Route::Blob("x/referrers", "sha256:abc"))
+        );
+        assert_eq!(
+            parse("/v2/x/referrers/manifests/v1"),
+            Some(Route::Manifest("x/referrers", "v1"))
+        );
         assert_eq!(parse("/other"), None);
     }
 }

@@ -522,3 +522,1437 @@ async fn storage_failures_are_not_reported_as_unknown() {
     .await;
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// Hostile or careless clients: made-up methods, server errors, huge
+/// ranges, spoofed client addresses, silent clients, oversized uploads;
+/// and the probes.
+mod hostile_clients {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use axum::extract::ConnectInfo;
+    use futures::StreamExt;
+    use stowage::local::LocalStorage;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A registry on an S3 endpoint nobody listens on, and its state dir.
+    async fn unreachable_s3() -> (Arc<Registry>, tempfile::TempDir) {
+        let text = "DISTRIBUTED_STORAGE_CONFIG:\n  down:\n    - S3Storage\n    - endpoint_url: http://127.0.0.1:9\n      s3_bucket: registry-test\n      s3_region: us-east-1\n      s3_access_key: AKIDEXAMPLE\n      s3_secret_key: example-secret\n      s3_max_attempts: 1\n      storage_path: /secret-prefix\n";
+        let config = stowage::StowageConfig::parse(text).unwrap();
+        let storage = stowage::open(config.location(None).unwrap()).await.unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let registry = Arc::new(
+            Registry::new(storage, UploadStore::open(state.path()).unwrap()).without_redirects(),
+        );
+        (registry, state)
+    }
+
+    fn registry_on(storage: Arc<dyn Storage>, state: &tempfile::TempDir) -> Registry {
+        Registry::new(storage, UploadStore::open(state.path()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn made_up_methods_count_as_one_other_series() {
+        let api = Api::new();
+        for method in ["FOO", "BAR", "PROPFIND", "BREW", "get"] {
+            let (r, _) = api.call(method, "/v2/").await;
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        }
+        api.call("GET", "/v2/").await;
+        let (_, body) = api.call("GET", "/metrics").await;
+        let text = String::from_utf8(body).unwrap();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("stowage_registry_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "stowage_registry_requests_total{method=\"GET\",status=\"200\"} 1",
+                "stowage_registry_requests_total{method=\"OTHER\",status=\"405\"} 5",
+            ],
+            "{text}"
+        );
+    }
+
+    /// A 500 tells the client nothing of the storage (bucket, endpoint,
+    /// prefix, keys, credentials), only a generic message with the request
+    /// id, which is also the `X-Request-Id` header.
+    #[tokio::test]
+    async fn server_errors_hide_storage_details_and_name_the_request_id() {
+        let (registry, _state) = unreachable_s3().await;
+        let digest = Sha256Digest::of(b"layer");
+        let config_digest = Sha256Digest::of(b"{}");
+        for request in [
+            req("GET", &format!("/v2/lib/app/blobs/{digest}"), Body::empty()),
+            req("GET", "/v2/lib/app/manifests/v1", Body::empty()),
+            req("GET", "/v2/lib/app/tags/list", Body::empty()),
+            manifest_put(
+                "/v2/lib/app/manifests/v1",
+                manifest(&config_digest, &[(&digest, 5)]),
+            ),
+        ] {
+            let what = format!("{} {}", request.method(), request.uri());
+            let (r, body) = send_to(&registry, request).await;
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR, "{what}");
+            assert_eq!(error_code(&body), "UNKNOWN", "{what}");
+            let id = header(&r, "x-request-id");
+            assert_eq!(id.len(), 32, "{what}");
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains(&id), "{what}: {text}");
+            for secret in [
+                "registry-test",
+                "127.0.0.1",
+                "secret-prefix",
+                "AKIDEXAMPLE",
+                "example-secret",
+                "blobs/",
+                "repositories/",
+                "_manifests",
+                "sha256",
+            ] {
+                assert!(!text.contains(secret), "{what}: {secret} in {text}");
+            }
+        }
+        // Each request has its own id.
+        let (a, _) = send_to(
+            &registry,
+            req("GET", "/v2/lib/app/tags/list", Body::empty()),
+        )
+        .await;
+        let (b, _) = send_to(
+            &registry,
+            req("GET", "/v2/lib/app/tags/list", Body::empty()),
+        )
+        .await;
+        assert_ne!(header(&a, "x-request-id"), header(&b, "x-request-id"));
+        // Client errors keep their useful messages.
+        let (r, body) = send_to(&registry, req("GET", "/v2/UPPER/tags/list", Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("UPPER"));
+    }
+
+    /// `Range: bytes=0-18446744073709551615` and friends: a clamped 206 or
+    /// a 416, never a panic.
+    #[tokio::test]
+    async fn huge_ranges_are_clamped_or_refused_never_a_panic() {
+        let api = Api::new();
+        let data = b"0123456789";
+        let digest = push_blob(&api, "app", data).await;
+        let ranged = |range: &str| {
+            Request::builder()
+                .uri(format!("/v2/app/blobs/{digest}"))
+                .header("range", range)
+                .body(Body::empty())
+                .unwrap()
+        };
+        for (range, content_range, bytes) in [
+            ("bytes=0-18446744073709551615", "bytes 0-9/10", &data[..]),
+            ("bytes=3-18446744073709551615", "bytes 3-9/10", &data[3..]),
+            ("bytes=0-18446744073709551614", "bytes 0-9/10", &data[..]),
+            (
+                "bytes=3-99999999999999999999999999",
+                "bytes 3-9/10",
+                &data[3..],
+            ),
+            ("bytes=-18446744073709551615", "bytes 0-9/10", &data[..]),
+            (
+                "bytes=-99999999999999999999999999",
+                "bytes 0-9/10",
+                &data[..],
+            ),
+            ("bytes=8-100", "bytes 8-9/10", &data[8..]),
+        ] {
+            let (r, body) = api.send(ranged(range)).await;
+            assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+            assert_eq!(header(&r, "content-range"), content_range, "{range}");
+            assert_eq!(body, bytes, "{range}");
+        }
+        for range in [
+            "bytes=18446744073709551615-",
+            "bytes=18446744073709551615-18446744073709551615",
+            "bytes=99999999999999999999999999-",
+            "bytes=18446744073709551615-0",
+            "bytes=+1-2",
+            "bytes=x-y",
+            "bytes=-",
+        ] {
+            let (r, body) = api.send(ranged(range)).await;
+            assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(error_code(&body), "RANGE_INVALID", "{range}");
+        }
+        // Content-Range on a chunk: huge and garbage positions.
+        let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
+        let location = header(&r, "location");
+        let patch = |range: &str, chunk: &'static [u8]| {
+            Request::builder()
+                .method("PATCH")
+                .uri(&location)
+                .header("content-range", range)
+                .body(Body::from(chunk))
+                .unwrap()
+        };
+        for range in [
+            "18446744073709551616-18446744073709551617",
+            "0-18446744073709551616",
+            "5-1",
+            "a-b",
+        ] {
+            let (r, body) = api.send(patch(range, b"abc")).await;
+            assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert!(
+                String::from_utf8_lossy(&body).contains("Content-Range"),
+                "{range}"
+            );
+        }
+        let (r, _) = api
+            .send(patch("18446744073709551615-18446744073709551615", b"abc"))
+            .await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(header(&r, "range"), "0-0");
+        let (r, _) = api.send(patch("0-18446744073709551615", b"abc")).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(header(&r, "range"), "0-2");
+    }
+
+    /// Local storage whose direct download URLs name the client address
+    /// they were asked for, so a test sees which address the registry used.
+    #[derive(Debug)]
+    struct UrlsNamingClients(LocalStorage);
+
+    #[stowage::async_trait]
+    impl Storage for UrlsNamingClients {
+        fn driver(&self) -> &'static str {
+            "urls-naming-clients"
+        }
+
+        fn capabilities(&self) -> stowage::Capabilities {
+            self.0.capabilities().with_direct_urls(true)
+        }
+
+        async fn get(
+            &self,
+            path: &StoragePath,
+            options: stowage::GetOptions,
+        ) -> stowage::Result<stowage::GetResult> {
+            self.0.get(path, options).await
+        }
+
+        async fn put_stream(
+            &self,
+            path: &StoragePath,
+            data: stowage::WriteStream<'_>,
+            options: stowage::PutOptions,
+        ) -> stowage::Result<stowage::ObjectMeta> {
+            self.0.put_stream(path, data, options).await
+        }
+
+        async fn stat(&self, path: &StoragePath) -> stowage::Result<stowage::ObjectMeta> {
+            self.0.stat(path).await
+        }
+
+        async fn delete(&self, path: &StoragePath) -> stowage::Result<()> {
+            self.0.delete(path).await
+        }
+
+        fn list(&self, prefix: Option<&StoragePath>) -> stowage::ListStream<'_> {
+            self.0.list(prefix)
+        }
+
+        async fn download_url(
+            &self,
+            path: &StoragePath,
+            options: &stowage::DownloadUrlOptions,
+        ) -> stowage::Result<Option<stowage::DirectUrl>> {
+            let client = options
+                .client_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "none".to_string());
+            Ok(Some(stowage::DirectUrl::new(
+                format!("https://cdn.example/{path}?client={client}"),
+                stowage::UrlMethod::Get,
+                chrono::Utc::now() + chrono::Duration::minutes(10),
+                stowage::UrlSource::S3Presigned,
+            )))
+        }
+    }
+
+    /// `X-Forwarded-For` counts only from a trusted proxy (a spoofed header
+    /// from anyone else is ignored), and IPv4-mapped addresses reach the
+    /// storage's URL policy in their IPv4 form.
+    #[tokio::test]
+    async fn client_addresses_from_trusted_proxies_only_and_canonical() {
+        let storage: Arc<dyn Storage> = Arc::new(UrlsNamingClients(LocalStorage::in_memory()));
+        let state = tempfile::tempdir().unwrap();
+        let registry = Arc::new(registry_on(storage, &state).with_trusted_proxies(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]));
+        let data = b"layer bytes";
+        let digest = Sha256Digest::of(data);
+        let (r, _) = send_to(
+            &registry,
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                data.to_vec(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let get = |peer: &str, xff: Option<&str>| {
+            let peer: std::net::IpAddr = peer.parse().unwrap();
+            let mut builder = Request::builder()
+                .uri(format!("/v2/app/blobs/{digest}"))
+                .extension(ConnectInfo(SocketAddr::new(peer, 40000)));
+            if let Some(xff) = xff {
+                builder = builder.header("x-forwarded-for", xff);
+            }
+            builder.body(Body::empty()).unwrap()
+        };
+        for (peer, xff, client) in [
+            // Spoofed by a client that is not a proxy: ignored.
+            ("203.0.113.5", Some("198.51.100.7"), "203.0.113.5"),
+            ("::ffff:203.0.113.5", Some("198.51.100.7"), "203.0.113.5"),
+            // IPv4 clients on a dual-stack listener.
+            ("::ffff:203.0.113.5", None, "203.0.113.5"),
+            // Through trusted proxies: the right-most untrusted address.
+            (
+                "10.1.2.3",
+                Some("1.1.1.1, 198.51.100.7, 10.9.9.9"),
+                "198.51.100.7",
+            ),
+            (
+                "::ffff:10.1.2.3",
+                Some("::ffff:198.51.100.9"),
+                "198.51.100.9",
+            ),
+            ("2001:db8::1", Some("2001:db9::7"), "2001:db9::7"),
+            ("10.1.2.3", None, "10.1.2.3"),
+        ] {
+            let (r, _) = send_to(&registry, get(peer, xff)).await;
+            assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT, "{peer} {xff:?}");
+            let location = header(&r, "location");
+            assert!(
+                location.ends_with(&format!("?client={client}")),
+                "{peer} {xff:?}: {location}"
+            );
+        }
+        // Without trusted proxies, the header is never believed.
+        let storage: Arc<dyn Storage> = Arc::new(UrlsNamingClients(LocalStorage::in_memory()));
+        let state = tempfile::tempdir().unwrap();
+        let plain = Arc::new(registry_on(storage, &state));
+        send_to(
+            &plain,
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                data.to_vec(),
+            ),
+        )
+        .await;
+        let (r, _) = send_to(&plain, get("10.1.2.3", Some("198.51.100.7"))).await;
+        assert!(header(&r, "location").ends_with("?client=10.1.2.3"));
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness_probes() {
+        let api = Api::new();
+        let (r, body) = api.call("GET", "/healthz").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, b"ok\n");
+        let (r, _) = api.call("GET", "/readyz").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        // Probes are not API requests.
+        let (_, metrics) = api.call("GET", "/metrics").await;
+        assert!(!String::from_utf8_lossy(&metrics).contains("stowage_registry_requests_total"));
+
+        let (down, _state) = unreachable_s3().await;
+        let (r, _) = send_to(&down, req("GET", "/healthz", Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::OK, "the process is up");
+        let (r, body) = send_to(&down, req("GET", "/readyz", Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = String::from_utf8_lossy(&body);
+        for secret in ["registry-test", "127.0.0.1", "secret-prefix"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    /// A client that stops sending a chunk gets 408 and a closed
+    /// connection; nothing of the chunk counts and the upload resumes.
+    #[tokio::test]
+    async fn a_silent_client_loses_its_chunk_and_the_upload_stays_resumable() {
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let state = tempfile::tempdir().unwrap();
+        let registry =
+            Arc::new(registry_on(storage, &state).with_idle_timeout(Duration::from_millis(300)));
+        let (r, _) = send_to(
+            &registry,
+            req("POST", "/v2/app/blobs/uploads/", Body::empty()),
+        )
+        .await;
+        let location = header(&r, "location");
+        let silent = futures::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"lost chunk"))
+        })
+        .chain(futures::stream::pending());
+        let started = Instant::now();
+        let (r, body) = tokio::time::timeout(
+            Duration::from_secs(20),
+            send_to(
+                &registry,
+                req("PATCH", &location, Body::from_stream(silent)),
+            ),
+        )
+        .await
+        .expect("the silent client was dropped");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(header(&r, "connection"), "close");
+        assert!(String::from_utf8_lossy(&body).contains("sent nothing"));
+        let (r, _) = send_to(&registry, req("GET", &location, Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&r, "range"), "0-0", "nothing of the chunk counts");
+        // Resume: the whole blob in one chunk, then finish.
+        let (r, _) = send_to(&registry, req("PATCH", &location, b"whole blob".to_vec())).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let digest = Sha256Digest::of(b"whole blob");
+        let (r, _) = send_to(
+            &registry,
+            req("PUT", &format!("{location}?digest={digest}"), Body::empty()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    #[tokio::test]
+    async fn uploads_past_the_size_limit_get_413_and_stay_resumable() {
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let state = tempfile::tempdir().unwrap();
+        let registry =
+            Arc::new(registry_on(storage.clone(), &state).with_max_upload_size(Some(10)));
+        // Monolithic.
+        let eleven = b"01234567890";
+        let big = Sha256Digest::of(eleven);
+        let (r, body) = send_to(
+            &registry,
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={big}"),
+                eleven.to_vec(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_code(&body), "SIZE_INVALID");
+        assert!(!storage
+            .exists(&stowage_registry::layout::blob(&big))
+            .await
+            .unwrap());
+        let ten = &eleven[..10];
+        let fits = Sha256Digest::of(ten);
+        let (r, _) = send_to(
+            &registry,
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={fits}"),
+                ten.to_vec(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        // Chunked.
+        let (r, _) = send_to(
+            &registry,
+            req("POST", "/v2/app/blobs/uploads/", Body::empty()),
+        )
+        .await;
+        let location = header(&r, "location");
+        let patch = |range: Option<&str>, chunk: &[u8]| {
+            let mut b = Request::builder().method("PATCH").uri(&location);
+            if let Some(range) = range {
+                b = b.header("content-range", range);
+            }
+            b.body(Body::from(chunk.to_vec())).unwrap()
+        };
+        let (r, _) = send_to(&registry, patch(Some("0-5"), &ten[..6])).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        // Said in Content-Range: refused before a byte is read.
+        let (r, body) = send_to(&registry, patch(Some("6-10"), b"abcde")).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_code(&body), "SIZE_INVALID");
+        // Not said: cut when the stream gets there.
+        let (r, body) = send_to(&registry, patch(None, b"abcde")).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_code(&body), "SIZE_INVALID");
+        let (r, _) = send_to(&registry, req("GET", &location, Body::empty())).await;
+        assert_eq!(header(&r, "range"), "0-5", "the upload stays where it was");
+        let (r, _) = send_to(&registry, patch(Some("6-9"), &ten[6..])).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        // A last chunk on the PUT past the limit, then the PUT alone.
+        let (r, _) = send_to(
+            &registry,
+            req("PUT", &format!("{location}?digest={fits}"), b"x".to_vec()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let (r, _) = send_to(
+            &registry,
+            req("PUT", &format!("{location}?digest={fits}"), Body::empty()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    /// Reads one HTTP/1.1 response until the server closes the connection
+    /// (or `limit` passes), returning what arrived.
+    async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out))
+            .await
+            .expect("the server closed the connection");
+        out
+    }
+
+    /// The real server over TCP: a request is answered with the peer's
+    /// address known; headers that never finish, a body that stops, and a
+    /// response nobody reads each end the connection.
+    #[tokio::test]
+    async fn the_server_drops_silent_connections() {
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let state = tempfile::tempdir().unwrap();
+        let mut options = stowage_registry::ServeOptions::default();
+        options.state_dir = Some(state.path().to_path_buf());
+        options.header_read_timeout = Duration::from_millis(300);
+        options.idle_timeout = Duration::from_millis(300);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(stowage_registry::serve(storage.clone(), listener, options));
+
+        // A whole request is answered.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let out = read_until_closed(&mut c, Duration::from_secs(10)).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+
+        // Headers that never finish.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let out = read_until_closed(&mut c, Duration::from_secs(10)).await;
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(!out.starts_with(b"HTTP/1.1 200"));
+
+        // A body that stops: 408, closed, the upload still there.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            b"POST /v2/app/blobs/uploads/ HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let out =
+            String::from_utf8(read_until_closed(&mut c, Duration::from_secs(10)).await).unwrap();
+        assert!(out.starts_with("HTTP/1.1 202"), "{out}");
+        let location = out
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("location")
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!(
+                "PATCH {location} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly ten b"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let out =
+            String::from_utf8_lossy(&read_until_closed(&mut c, Duration::from_secs(10)).await)
+                .to_string();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET {location} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let out =
+            String::from_utf8_lossy(&read_until_closed(&mut c, Duration::from_secs(10)).await)
+                .to_string();
+        assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+        assert!(out.to_ascii_lowercase().contains("range: 0-0"), "{out}");
+
+        // A response nobody reads: the server gives up instead of holding
+        // the connection (and the storage read) forever.
+        let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
+        let digest = Sha256Digest::of(&big);
+        storage
+            .put(
+                &stowage_registry::layout::blob(&digest),
+                big.clone().into(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        storage
+            .put(
+                &stowage_registry::layout::layer_link("app", &digest),
+                digest.to_string().into(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET /v2/app/blobs/{digest} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let out = read_until_closed(&mut c, Duration::from_secs(30)).await;
+        assert!(out.starts_with(b"HTTP/1.1 200"));
+        assert!(
+            out.len() < big.len(),
+            "the whole blob arrived although the client stopped reading"
+        );
+        server.abort();
+    }
+}
+
+/// OCI distribution 1.1 (referrers, `OCI-Subject`, sha512, foreign layers,
+/// out-of-order final chunks, mounts), authentication, and replicas
+/// sharing uploads through the storage.
+mod production {
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use stowage::local::LocalStorage;
+    use stowage_registry::{Digest, HtpasswdAuth, OCI_INDEX};
+
+    use super::*;
+
+    const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+
+    /// An artifact manifest: config `{}` of `config_type`, no layers, a
+    /// subject, an optional artifactType and one annotation.
+    fn artifact(
+        config: &Sha256Digest,
+        config_type: &str,
+        artifact_type: Option<&str>,
+        subject: &Digest,
+        subject_size: usize,
+        note: &str,
+    ) -> Vec<u8> {
+        let mut doc = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": config_type, "digest": config.to_string(), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject.to_string(), "size": subject_size},
+            "annotations": {"note": note},
+        });
+        if let Some(t) = artifact_type {
+            doc["artifactType"] = json!(t);
+        }
+        serde_json::to_vec(&doc).unwrap()
+    }
+
+    fn referrers(body: &[u8]) -> Vec<Value> {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["schemaVersion"], 2);
+        assert_eq!(v["mediaType"], OCI_INDEX);
+        v["manifests"].as_array().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn referrers_api_and_oci_subject() {
+        let api = Api::new();
+        let config = push_blob(&api, "app", b"{}").await;
+        let layer = push_blob(&api, "app", b"layer").await;
+        let image = manifest(&config, &[(&layer, 5)]);
+        let subject = Digest::sha256_of(&image);
+        let (r, _) = api
+            .send(manifest_put("/v2/app/manifests/v1", image.clone()))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert!(r.headers().get("oci-subject").is_none());
+
+        // None yet: an empty index, not a 404.
+        let url = format!("/v2/app/referrers/{subject}");
+        let (r, body) = api.call("GET", &url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-type"), OCI_INDEX);
+        assert!(referrers(&body).is_empty());
+        assert!(r.headers().get("oci-filters-applied").is_none());
+
+        let signature = artifact(
+            &config,
+            EMPTY_CONFIG,
+            Some("application/vnd.example.signature"),
+            &subject,
+            image.len(),
+            "signed",
+        );
+        let sbom = artifact(
+            &config,
+            "application/vnd.example.sbom+json",
+            None,
+            &subject,
+            image.len(),
+            "sbom",
+        );
+        let mut digests = Vec::new();
+        for body in [&signature, &sbom] {
+            let digest = Digest::sha256_of(body);
+            let (r, resp) = api
+                .send(manifest_put(
+                    format!("/v2/app/manifests/{digest}"),
+                    body.clone(),
+                ))
+                .await;
+            assert_eq!(
+                r.status(),
+                StatusCode::CREATED,
+                "{}",
+                String::from_utf8_lossy(&resp)
+            );
+            assert_eq!(header(&r, "oci-subject"), subject.to_string());
+            digests.push(digest);
+        }
+        let (r, body) = api.call("GET", &url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let all = referrers(&body);
+        assert_eq!(all.len(), 2, "{all:?}");
+        let by_digest = |d: &Digest| {
+            all.iter()
+                .find(|m| m["digest"] == d.to_string())
+                .unwrap_or_else(|| panic!("{d} in {all:?}"))
+                .clone()
+        };
+        let sig = by_digest(&digests[0]);
+        assert_eq!(sig["artifactType"], "application/vnd.example.signature");
+        assert_eq!(sig["mediaType"], OCI_MANIFEST);
+        assert_eq!(sig["size"], signature.len());
+        assert_eq!(sig["annotations"]["note"], "signed");
+        // No artifactType: the config's media type stands in.
+        let bom = by_digest(&digests[1]);
+        assert_eq!(bom["artifactType"], "application/vnd.example.sbom+json");
+
+        // Filtered: only the signature, and the header says so.
+        let (r, body) = api
+            .call(
+                "GET",
+                format!("{url}?artifactType=application/vnd.example.signature"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
+        let only = referrers(&body);
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0]["digest"], digests[0].to_string());
+        let (r, body) = api
+            .call("GET", format!("{url}?artifactType=text/none"))
+            .await;
+        assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
+        assert!(referrers(&body).is_empty());
+
+        // Deleting a referrer removes it from the index.
+        let (r, _) = api
+            .call("DELETE", format!("/v2/app/manifests/{}", digests[0]))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let (_, body) = api.call("GET", &url).await;
+        let left = referrers(&body);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0]["digest"], digests[1].to_string());
+
+        // Another repository, an unknown subject: empty; a bad digest: 400.
+        let (r, body) = api
+            .call("GET", format!("/v2/other/referrers/{subject}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(referrers(&body).is_empty());
+        let unknown = Digest::sha256_of(b"nothing");
+        let (_, body) = api
+            .call("GET", format!("/v2/app/referrers/{unknown}"))
+            .await;
+        assert!(referrers(&body).is_empty());
+        let (r, body) = api.call("GET", "/v2/app/referrers/sha256:short").await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&body), "DIGEST_INVALID");
+    }
+
+    #[tokio::test]
+    async fn sha512_blobs_and_manifests_round_trip() {
+        let api = Api::new();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
+        let digest = Digest::sha512_of(&data);
+        assert!(digest.to_string().starts_with("sha512:"));
+        // Monolithic.
+        let (r, _) = api
+            .send(req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                data.clone(),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(header(&r, "docker-content-digest"), digest.to_string());
+        assert_eq!(header(&r, "location"), format!("/v2/app/blobs/{digest}"));
+        let (r, body) = api.call("GET", format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, data);
+        let (r, _) = api.call("HEAD", format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(header(&r, "content-length"), data.len().to_string());
+        // A wrong sha512 stores nothing.
+        let wrong = Digest::sha512_of(b"other bytes");
+        let (r, body) = api
+            .send(req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={wrong}"),
+                b"these bytes".to_vec(),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&body), "DIGEST_INVALID");
+        for d in [wrong, Digest::sha512_of(b"these bytes")] {
+            assert!(!api
+                .storage
+                .exists(&stowage_registry::layout::blob(&d))
+                .await
+                .unwrap());
+        }
+
+        // Chunked.
+        let chunked: Vec<u8> = data.iter().rev().copied().collect();
+        let chunked_digest = Digest::sha512_of(&chunked);
+        let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
+        let location = header(&r, "location");
+        for (range, part) in [
+            ("0-99999", &chunked[..100_000]),
+            ("100000-199999", &chunked[100_000..]),
+        ] {
+            let patch = Request::builder()
+                .method("PATCH")
+                .uri(&location)
+                .header("content-range", range)
+                .body(Body::from(part.to_vec()))
+                .unwrap();
+            let (r, _) = api.send(patch).await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+        }
+        let (r, body) = api
+            .call("PUT", format!("{location}?digest={chunked_digest}"))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let (_, body) = api
+            .call("GET", format!("/v2/app/blobs/{chunked_digest}"))
+            .await;
+        assert_eq!(body, chunked);
+        // A chunked upload with a wrong sha512: refused, nothing stored,
+        // the upload gone.
+        let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
+        let location = header(&r, "location");
+        api.send(req("PATCH", &location, b"abc".to_vec())).await;
+        let (r, body) = api.call("PUT", format!("{location}?digest={wrong}")).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&body), "DIGEST_INVALID");
+        assert!(!api
+            .storage
+            .exists(&stowage_registry::layout::blob(&wrong))
+            .await
+            .unwrap());
+        let (r, _) = api.call("GET", &location).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // Nothing left of the checks.
+        assert!(api
+            .storage
+            .list(Some(&StoragePath::parse("_registry/verify").unwrap()))
+            .next_item()
+            .await
+            .is_none());
+
+        // A manifest named by its sha512, referring to a sha512 layer.
+        let config = push_blob(&api, "app", b"{}").await;
+        let body = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": digest.to_string(), "size": data.len()}],
+        }))
+        .unwrap();
+        let manifest_digest = Digest::sha512_of(&body);
+        let (r, resp) = api
+            .send(manifest_put(
+                format!("/v2/app/manifests/{manifest_digest}"),
+                body.clone(),
+            ))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+        assert_eq!(
+            header(&r, "docker-content-digest"),
+            manifest_digest.to_string()
+        );
+        let (r, got) = api
+            .call("GET", format!("/v2/app/manifests/{manifest_digest}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(got, body);
+        assert_eq!(
+            header(&r, "docker-content-digest"),
+            manifest_digest.to_string()
+        );
+        // The wrong sha512 for these bytes.
+        let (r, resp) = api
+            .send(manifest_put(
+                format!("/v2/app/manifests/{wrong}"),
+                body.clone(),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&resp), "DIGEST_INVALID");
+        // Deleted by its sha512.
+        let (r, _) = api
+            .call("DELETE", format!("/v2/app/manifests/{manifest_digest}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn foreign_layers_are_accepted_without_their_blobs() {
+        let api = Api::new();
+        let config = push_blob(&api, "app", b"{}").await;
+        let layer = push_blob(&api, "app", b"layer").await;
+        let absent = Sha256Digest::of(b"never pushed");
+        let body = |extra: Value| {
+            serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config.to_string(), "size": 2},
+                "layers": [
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                     "digest": layer.to_string(), "size": 5},
+                    extra,
+                ],
+            }))
+            .unwrap()
+        };
+        for (what, extra) in [
+            (
+                "OCI non-distributable",
+                json!({
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "digest": absent.to_string(), "size": 100}),
+            ),
+            (
+                "Docker foreign",
+                json!({
+                "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                "digest": absent.to_string(), "size": 100,
+                "urls": ["https://example.invalid/layer.tar.gz"]}),
+            ),
+            (
+                "a layer with urls",
+                json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": absent.to_string(), "size": 100,
+                "urls": ["https://example.invalid/layer.tar.gz"]}),
+            ),
+        ] {
+            let (r, resp) = api
+                .send(manifest_put("/v2/app/manifests/foreign", body(extra)))
+                .await;
+            assert_eq!(
+                r.status(),
+                StatusCode::CREATED,
+                "{what}: {}",
+                String::from_utf8_lossy(&resp)
+            );
+        }
+        // An ordinary layer that is missing is still refused.
+        let (r, resp) = api
+            .send(manifest_put(
+                "/v2/app/manifests/broken",
+                body(
+                    json!({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": absent.to_string(), "size": 100}),
+                ),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&resp), "MANIFEST_BLOB_UNKNOWN");
+    }
+
+    #[tokio::test]
+    async fn an_out_of_order_final_put_gets_416_and_the_upload_stays() {
+        let api = Api::new();
+        let data = b"hello, wide world";
+        let digest = Sha256Digest::of(data);
+        let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
+        let location = header(&r, "location");
+        let with_range = |method: &str, uri: String, range: &str, chunk: &[u8]| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("content-range", range)
+                .body(Body::from(chunk.to_vec()))
+                .unwrap()
+        };
+        let (r, _) = api
+            .send(with_range("PATCH", location.clone(), "0-4", &data[..5]))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let put = format!("{location}?digest={digest}");
+        let (r, body) = api
+            .send(with_range("PUT", put.clone(), "10-16", &data[10..]))
+            .await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(error_code(&body), "RANGE_INVALID");
+        assert_eq!(header(&r, "range"), "0-4");
+        assert_eq!(header(&r, "location"), location);
+        let (r, _) = api.call("GET", &location).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&r, "range"), "0-4", "the upload stays where it was");
+        let (r, _) = api.send(with_range("PUT", put, "5-16", &data[5..])).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let (_, body) = api.call("GET", format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(body, data);
+    }
+
+    #[tokio::test]
+    async fn cross_repository_mount() {
+        let api = Api::new();
+        let blob = push_blob(&api, "src/app", b"shared layer").await;
+        let (r, _) = api
+            .call(
+                "POST",
+                format!("/v2/dst/app/blobs/uploads/?mount={blob}&from=src/app"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(header(&r, "location"), format!("/v2/dst/app/blobs/{blob}"));
+        assert_eq!(header(&r, "docker-content-digest"), blob.to_string());
+        let (r, body) = api.call("GET", format!("/v2/dst/app/blobs/{blob}")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, b"shared layer");
+        // Not in `from` (or `from` not a name): an upload starts instead.
+        for from in ["elsewhere", "NOT_A_NAME"] {
+            let (r, _) = api
+                .call(
+                    "POST",
+                    format!("/v2/dst/app/blobs/uploads/?mount={blob}&from={from}"),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "{from}");
+            assert!(header(&r, "location").starts_with("/v2/dst/app/blobs/uploads/"));
+        }
+        // A sha512 blob mounts too.
+        let data = b"sha512 layer";
+        let big = Digest::sha512_of(data);
+        api.send(req(
+            "POST",
+            &format!("/v2/src/app/blobs/uploads/?digest={big}"),
+            data.to_vec(),
+        ))
+        .await;
+        let (r, _) = api
+            .call(
+                "POST",
+                format!("/v2/dst/app/blobs/uploads/?mount={big}&from=src/app"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    fn basic(request: Request<Body>, user: &str, password: &str) -> Request<Body> {
+        let (mut parts, body) = request.into_parts();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        parts
+            .headers
+            .insert("authorization", format!("Basic {token}").parse().unwrap());
+        Request::from_parts(parts, body)
+    }
+
+    /// A registry on the in-memory store with an htpasswd file of one user
+    /// (`alice`, `s3cret`).
+    fn with_htpasswd(anonymous_pull: bool) -> (Arc<Registry>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        let hash = bcrypt::hash("s3cret", 4)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
+        std::fs::write(&file, format!("# htpasswd -B\nalice:{hash}\n")).unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let auth = HtpasswdAuth::open(&file)
+            .unwrap()
+            .with_anonymous_pull(anonymous_pull);
+        let registry = Registry::new(storage.clone(), UploadStore::in_storage(storage))
+            .with_authenticator(Arc::new(auth));
+        (Arc::new(registry), dir)
+    }
+
+    fn assert_challenged(r: &Response<Body>, body: &[u8], what: &str) {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(
+            header(r, "www-authenticate"),
+            "Basic realm=\"stowage\"",
+            "{what}"
+        );
+        assert_eq!(error_code(body), "UNAUTHORIZED", "{what}");
+        let text = String::from_utf8_lossy(body);
+        assert!(
+            !text.contains("s3cret") && !text.contains("wrong-pw"),
+            "{what}: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn htpasswd_refuses_anonymous_and_wrong_credentials() {
+        let (registry, _dir) = with_htpasswd(false);
+        let data = b"layer".to_vec();
+        let digest = Sha256Digest::of(&data);
+        let push = || {
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                data.clone(),
+            )
+        };
+        let get = || req("GET", &format!("/v2/app/blobs/{digest}"), Body::empty());
+        let base = || req("GET", "/v2/", Body::empty());
+        for (what, request) in [
+            ("anonymous /v2/", base()),
+            ("anonymous push", push()),
+            ("anonymous pull", get()),
+            ("wrong password", basic(push(), "alice", "wrong-pw")),
+            ("unknown user", basic(base(), "mallory", "s3cret")),
+            ("empty credentials", basic(push(), "", "")),
+            ("anonymous /metrics", req("GET", "/metrics", Body::empty())),
+        ] {
+            let (r, body) = send_to(&registry, request).await;
+            assert_challenged(&r, &body, what);
+        }
+        let mut bearer = base();
+        bearer
+            .headers_mut()
+            .insert("authorization", "Bearer abc".parse().unwrap());
+        let (r, body) = send_to(&registry, bearer).await;
+        assert_challenged(&r, &body, "a bearer token");
+
+        // The right credentials, many times (bcrypt once, then the cache).
+        let (r, _) = send_to(&registry, basic(base(), "alice", "s3cret")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let (r, _) = send_to(&registry, basic(push(), "alice", "s3cret")).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        for _ in 0..20 {
+            let (r, body) = send_to(&registry, basic(get(), "alice", "s3cret")).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(body, data);
+        }
+        let (r, _) = send_to(
+            &registry,
+            basic(req("GET", "/metrics", Body::empty()), "alice", "s3cret"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        // The probes need nothing.
+        for probe in ["/healthz", "/readyz"] {
+            let (r, _) = send_to(&registry, req("GET", probe, Body::empty())).await;
+            assert_eq!(r.status(), StatusCode::OK, "{probe}");
+        }
+    }
+
+    #[tokio::test]
+    async fn anonymous_pulls_when_allowed() {
+        let (registry, _dir) = with_htpasswd(true);
+        let data = b"public layer".to_vec();
+        let digest = Sha256Digest::of(&data);
+        let (r, _) = send_to(
+            &registry,
+            basic(
+                req(
+                    "POST",
+                    &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                    data.clone(),
+                ),
+                "alice",
+                "s3cret",
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        for method in ["GET", "HEAD"] {
+            let (r, _) = send_to(
+                &registry,
+                req(method, &format!("/v2/app/blobs/{digest}"), Body::empty()),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::OK, "{method}");
+        }
+        let (r, body) = send_to(&registry, req("GET", "/v2/app/tags/list", Body::empty())).await;
+        assert_ne!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        // Still refused: pushes, deletes, /v2/ (where clients learn to
+        // authenticate), and wrong credentials even on a pull.
+        for (what, request) in [
+            (
+                "anonymous push",
+                req("POST", "/v2/app/blobs/uploads/", Body::empty()),
+            ),
+            (
+                "anonymous delete",
+                req("DELETE", "/v2/app/manifests/v1", Body::empty()),
+            ),
+            ("anonymous /v2/", req("GET", "/v2/", Body::empty())),
+            (
+                "wrong password on a pull",
+                basic(
+                    req("GET", &format!("/v2/app/blobs/{digest}"), Body::empty()),
+                    "alice",
+                    "wrong-pw",
+                ),
+            ),
+        ] {
+            let (r, body) = send_to(&registry, request).await;
+            assert_challenged(&r, &body, what);
+        }
+    }
+
+    /// Two registries on one storage, each with its records in the storage:
+    /// two replicas behind a balancer.
+    fn replicas(dir: &tempfile::TempDir) -> (Arc<dyn Storage>, Arc<Registry>, Arc<Registry>) {
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::open(dir.path()).unwrap());
+        let replica = || {
+            Arc::new(Registry::new(
+                storage.clone(),
+                UploadStore::in_storage(storage.clone()),
+            ))
+        };
+        let (a, b) = (replica(), replica());
+        (storage, a, b)
+    }
+
+    #[tokio::test]
+    async fn an_upload_started_on_one_replica_continues_on_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, a, b) = replicas(&dir);
+        let data: Vec<u8> = (0..90_000u32).map(|i| (i % 253) as u8).collect();
+        let digest = Sha256Digest::of(&data);
+        let (r, _) = send_to(
+            &a,
+            req("POST", "/v2/team/app/blobs/uploads/", Body::empty()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let location = header(&r, "location");
+        // Every request on the other replica than the one before.
+        for (i, (replica, range)) in [(&b, 0..30_000), (&a, 30_000..60_000)]
+            .into_iter()
+            .enumerate()
+        {
+            let patch = Request::builder()
+                .method("PATCH")
+                .uri(&location)
+                .header(
+                    "content-range",
+                    format!("{}-{}", range.start, range.end - 1),
+                )
+                .body(Body::from(data[range].to_vec()))
+                .unwrap();
+            let (r, _) = send_to(replica, patch).await;
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk {i}");
+        }
+        let (r, _) = send_to(&b, req("GET", &location, Body::empty())).await;
+        assert_eq!(header(&r, "range"), "0-59999");
+        // A third replica started just now (a restart) knows it too.
+        let restarted = Arc::new(Registry::new(
+            storage.clone(),
+            UploadStore::in_storage(storage.clone()),
+        ));
+        let (r, _) = send_to(
+            &restarted,
+            req(
+                "PUT",
+                &format!("{location}?digest={digest}"),
+                data[60_000..].to_vec(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let (r, body) = send_to(
+            &a,
+            req(
+                "GET",
+                &format!("/v2/team/app/blobs/{digest}"),
+                Body::empty(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, data);
+        // Finished: no replica knows the upload any more, no record left.
+        let (r, _) = send_to(&b, req("GET", &location, Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(storage
+            .list(Some(&StoragePath::parse("_registry/uploads").unwrap()))
+            .next_item()
+            .await
+            .is_none());
+
+        // Stale uploads cleaned up by both replicas at once.
+        let (r, _) = send_to(
+            &a,
+            req("POST", "/v2/team/app/blobs/uploads/", Body::empty()),
+        )
+        .await;
+        let stale = header(&r, "location");
+        send_to(&b, req("PATCH", &stale, b"abandoned".to_vec())).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (x, y) = tokio::join!(a.cleanup(Duration::ZERO), b.cleanup(Duration::ZERO));
+        assert!(x + y >= 1, "{x} + {y}");
+        let (r, _) = send_to(&a, req("GET", &stale, Body::empty())).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    /// Whatever two writers racing on one upload do, a blob stored under a
+    /// digest has exactly the bytes of that digest: completion either
+    /// stores the right bytes or fails.
+    #[tokio::test]
+    async fn racing_writers_never_store_a_blob_whose_bytes_differ_from_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, a, b) = replicas(&dir);
+        let check = |digest: Sha256Digest| {
+            let storage = storage.clone();
+            async move {
+                let path = stowage_registry::layout::blob(&digest);
+                if let Ok(bytes) = storage.get_bytes(&path).await {
+                    assert_eq!(
+                        Sha256Digest::of(&bytes),
+                        digest,
+                        "a blob with other bytes than its digest"
+                    );
+                }
+            }
+        };
+        // Through the API: two replicas take the same chunk at once.
+        for round in 0..8u8 {
+            let (r, _) = send_to(&a, req("POST", "/v2/app/blobs/uploads/", Body::empty())).await;
+            let location = header(&r, "location");
+            let len = if round % 2 == 0 {
+                4096
+            } else {
+                4096 + usize::from(round)
+            };
+            let x: Vec<u8> = (0..4096usize).map(|i| (i as u8) ^ round).collect();
+            let y: Vec<u8> = (0..len)
+                .map(|i| (i as u8).wrapping_add(round).wrapping_mul(3))
+                .collect();
+            let patch = |chunk: &Vec<u8>| {
+                Request::builder()
+                    .method("PATCH")
+                    .uri(&location)
+                    .header("content-range", format!("0-{}", chunk.len() - 1))
+                    .body(Body::from(chunk.clone()))
+                    .unwrap()
+            };
+            let (rx, ry) = tokio::join!(send_to(&a, patch(&x)), send_to(&b, patch(&y)));
+            assert!(rx.0.status().is_success() || ry.0.status().is_success());
+            for (replica, bytes) in [(&a, &x), (&b, &y)] {
+                let digest = Sha256Digest::of(bytes);
+                let (r, body) = send_to(
+                    replica,
+                    req("PUT", &format!("{location}?digest={digest}"), Body::empty()),
+                )
+                .await;
+                assert!(
+                    r.status() == StatusCode::CREATED || r.status().is_client_error(),
+                    "round {round}: {} {}",
+                    r.status(),
+                    String::from_utf8_lossy(&body)
+                );
+                check(digest).await;
+            }
+        }
+        // Deterministically: two states written from the same start with
+        // different bytes of the same length, both recorded.
+        let (r, _) = send_to(&a, req("POST", "/v2/app/blobs/uploads/", Body::empty())).await;
+        let location = header(&r, "location");
+        let id = location.rsplit('/').next().unwrap().to_string();
+        let store = UploadStore::in_storage(storage.clone());
+        let start = store.get("app", &id).await.unwrap();
+        let chunk = |data: Vec<u8>| -> stowage::WriteStream<'static> {
+            use futures::StreamExt;
+            futures::stream::once(async move { Ok::<_, stowage::Error>(bytes::Bytes::from(data)) })
+                .boxed()
+        };
+        let x = vec![b'x'; 5000];
+        let y = vec![b'y'; 5000];
+        let sx = storage
+            .write_chunk(&start.state, 0, chunk(x.clone()))
+            .await
+            .unwrap();
+        let sy = storage
+            .write_chunk(&start.state, 0, chunk(y.clone()))
+            .await
+            .unwrap();
+        for state in [sx, sy] {
+            store
+                .put(&stowage_registry::UploadRecord {
+                    repository: "app".into(),
+                    state,
+                })
+                .await
+                .unwrap();
+        }
+        for bytes in [&x, &y] {
+            let digest = Sha256Digest::of(bytes);
+            let (r, body) = send_to(
+                &b,
+                req("PUT", &format!("{location}?digest={digest}"), Body::empty()),
+            )
+            .await;
+            assert!(
+                r.status() == StatusCode::CREATED || r.status().is_client_error(),
+                "{} {}",
+                r.status(),
+                String::from_utf8_lossy(&body)
+            );
+            check(digest).await;
+        }
+    }
+}

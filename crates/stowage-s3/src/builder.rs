@@ -8,24 +8,15 @@ use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 
-pub use aws_sdk_s3::config::SharedCredentialsProvider;
-
+use crate::credentials::CredentialSource;
 use crate::S3Config;
-
-/// Credentials from another crate (STS): the provider and how long before
-/// expiry the client's cache loads new ones.
-#[derive(Debug, Clone)]
-pub(crate) struct ExternalCredentials {
-    pub(crate) provider: SharedCredentialsProvider,
-    pub(crate) refresh_margin: std::time::Duration,
-}
 
 /// The SDK client for `config`, with `credentials` when given (STS), else
 /// the configured static keys, else the SDK's default chain (environment,
 /// profile files, web identity, instance metadata).
 pub(crate) async fn client(
     config: &S3Config,
-    credentials: Option<ExternalCredentials>,
+    credentials: Option<&dyn CredentialSource>,
 ) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
@@ -36,14 +27,14 @@ pub(crate) async fn client(
                 .operation_attempt_timeout(config.request_timeout)
                 .build(),
         );
-    if let Some(external) = credentials {
+    if let Some(source) = credentials {
         // One cached identity for the whole client: loaded once for
         // concurrent requests, renewed `refresh_margin` before expiry.
         loader = loader
-            .credentials_provider(external.provider)
+            .credentials_provider(source.provider())
             .identity_cache(
                 IdentityCache::lazy()
-                    .buffer_time(external.refresh_margin)
+                    .buffer_time(source.refresh_margin())
                     .build(),
             );
     } else if let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) {
@@ -61,6 +52,9 @@ pub(crate) async fn client(
     let shared = loader.load().await;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
         .force_path_style(config.path_style)
+        // The driver retries (retry.rs): its attempts replace the SDK's, so
+        // budgets do not multiply.
+        .retry_config(RetryConfig::disabled())
         // Ceph RGW rejects the trailing checksums the SDK sends by default.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);

@@ -25,6 +25,22 @@ pub enum ServerSideEncryption {
     },
 }
 
+/// Whether written bytes carry a checksum the server verifies
+/// (`s3_part_checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartChecksum {
+    /// Content-MD5 on plain-HTTP endpoints, where nothing else protects
+    /// the bytes on the wire; none over HTTPS, whose TLS records are
+    /// already authenticated (`auto`, the default).
+    Auto,
+    /// Content-MD5 on every UploadPart and PutObject (`md5`): the server
+    /// refuses a part whose bytes differ (BadDigest), and the driver sends
+    /// it again.
+    Md5,
+    /// No checksum (`none`).
+    Off,
+}
+
 /// A validated `S3Storage` configuration.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -70,8 +86,16 @@ pub struct S3Config {
     pub multipart_copy_threshold: u64,
     /// Part size of multipart copies (`s3_multipart_copy_part_size_mb`, default 512).
     pub multipart_copy_part_size: u64,
-    /// Attempts per request, first included (`s3_max_attempts`, default 3).
+    /// Attempts per request, first included (`s3_max_attempts`, default 10):
+    /// the driver's retry policy (connection errors, timeouts, 5xx,
+    /// throttling), which replaces the SDK's.
     pub max_attempts: u32,
+    /// Time budget of one request across its attempts
+    /// (`s3_retry_timeout_seconds`, default 180): no retry starts after it.
+    pub retry_timeout: Duration,
+    /// Whether parts and single PUTs carry a Content-MD5 the server checks
+    /// (`s3_part_checksum`, default `auto`: on for `http://` endpoints).
+    pub part_checksum: PartChecksum,
     /// Connect timeout (`s3_connect_timeout_seconds`, default 10).
     pub connect_timeout: Duration,
     /// Timeout of one attempt of one request (`s3_request_timeout_seconds`,
@@ -117,7 +141,9 @@ impl S3Config {
             server_side_assembly: true,
             multipart_copy_threshold: 5 * GIB,
             multipart_copy_part_size: 512 * MIB,
-            max_attempts: 3,
+            max_attempts: 10,
+            retry_timeout: Duration::from_secs(180),
+            part_checksum: PartChecksum::Auto,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(300),
         }
@@ -150,15 +176,27 @@ impl S3Config {
         self
     }
 
+    /// Whether UploadPart and PutObject carry a Content-MD5: as
+    /// `part_checksum` says, `auto` meaning a plain-HTTP endpoint.
+    pub fn sends_content_md5(&self) -> bool {
+        match self.part_checksum {
+            PartChecksum::Md5 => true,
+            PartChecksum::Off => false,
+            PartChecksum::Auto => self
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://")),
+        }
+    }
+
     /// Reads and validates the parameters of an `S3Storage` location,
     /// reporting unknown keys.
     ///
     /// # Errors
     /// Every problem found, each with its key path.
     pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
-        let config = Self::read(&mut params);
-        params.finish()?;
-        Ok(config.expect("no problems means a complete config"))
+        let parsed = Self::read(&mut params);
+        params.finish_with(parsed)
     }
 
     /// Reads the S3 keys from `params`, recording problems there, for
@@ -279,53 +317,31 @@ impl S3Config {
             );
         }
         c.storage_class = params.string("s3_storage_class");
-        if let Some(mb) = params.u64("s3_part_size_mb") {
-            c.part_size = mb * MIB;
-            if c.part_size < MIN_PART_SIZE || c.part_size > MAX_PART_SIZE {
-                bad(
-                    params,
-                    "s3_part_size_mb",
-                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
-                );
-            }
-        }
-        if let Some(n) = params.u64("s3_upload_concurrency") {
-            if n == 0 || n > 64 {
-                bad(params, "s3_upload_concurrency", format!("{n}: use 1 to 64"));
-            }
-            c.upload_concurrency = n as usize;
-        }
-        if let Some(n) = params.u64("s3_max_parts_in_flight") {
-            if n == 0 || n > 1024 {
-                bad(
-                    params,
-                    "s3_max_parts_in_flight",
-                    format!("{n}: use 1 to 1024"),
-                );
-            }
-            c.max_parts_in_flight = n as usize;
-        }
         if let Some(mb) = params.f64("minimum_chunk_size_mb") {
-            if mb < 5.0 {
+            // Range first, so that no arithmetic below can overflow.
+            if !(5.0..=5120.0).contains(&mb) {
                 bad(
                     params,
                     "minimum_chunk_size_mb",
-                    format!("{mb}: S3 parts other than the last must be at least 5 MiB"),
+                    format!("{mb}: S3 parts other than the last are 5 MiB to 5 GiB; use 5 to 5120"),
                 );
+            } else {
+                c.min_chunk_size = (mb * MIB as f64) as u64;
             }
-            c.min_chunk_size = (mb * MIB as f64) as u64;
         }
         if let Some(gb) = params.f64("maximum_chunk_size_gb") {
+            // `gb` is finite (Params::f64 refuses NaN and infinities).
             if gb <= 0.0 || gb > 5.0 {
                 bad(
                     params,
                     "maximum_chunk_size_gb",
-                    format!("{gb}: S3 parts are at most 5 GiB"),
+                    format!("{gb}: S3 parts are at most 5 GiB; use above 0 up to 5"),
                 );
+            } else {
+                c.max_chunk_size = (gb * GIB as f64) as u64;
             }
-            c.max_chunk_size = (gb * GIB as f64) as u64;
         }
-        if c.max_chunk_size < 2 * c.min_chunk_size {
+        if c.max_chunk_size < c.min_chunk_size.saturating_mul(2) {
             bad(
                 params,
                 "maximum_chunk_size_gb",
@@ -335,55 +351,132 @@ impl S3Config {
             );
         }
         c.server_side_assembly = params.bool("server_side_assembly").unwrap_or(true);
-        if let Some(mb) = params.u64("s3_multipart_copy_threshold_mb") {
-            c.multipart_copy_threshold = mb * MIB;
-            if mb == 0 || c.multipart_copy_threshold > 5 * GIB {
+        let transfer_ok = c.read_transfer_keys(params);
+        (ok && transfer_ok && bucket.is_some()).then_some(c)
+    }
+
+    /// Reads stowage's transfer keys (part size, concurrency, copy sizes,
+    /// attempts, timeouts: every `s3_*` key of `docs/configuration.md` that
+    /// tunes transfers) from `params` into `self`, recording problems there;
+    /// for drivers built on S3 with keys of their own (Quay's S3-compatible
+    /// drivers). `false` when a problem was recorded. Every size is checked
+    /// before any arithmetic, so no value overflows.
+    pub fn read_transfer_keys(&mut self, params: &mut Params<'_>) -> bool {
+        let mut ok = true;
+        let mut bad = |params: &mut Params<'_>, key: &str, msg: String| {
+            params.problem(key, msg);
+            ok = false;
+        };
+        let c = self;
+        if let Some(mb) = params.u64("s3_part_size_mb") {
+            match mb
+                .checked_mul(MIB)
+                .filter(|b| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(b))
+            {
+                Some(bytes) => c.part_size = bytes,
+                None => bad(
+                    params,
+                    "s3_part_size_mb",
+                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
+                ),
+            }
+        }
+        if let Some(n) = params.u64("s3_upload_concurrency") {
+            if n == 0 || n > 64 {
+                bad(params, "s3_upload_concurrency", format!("{n}: use 1 to 64"));
+            } else {
+                c.upload_concurrency = n as usize;
+            }
+        }
+        if let Some(n) = params.u64("s3_max_parts_in_flight") {
+            if n == 0 || n > 1024 {
                 bad(
+                    params,
+                    "s3_max_parts_in_flight",
+                    format!("{n}: use 1 to 1024"),
+                );
+            } else {
+                c.max_parts_in_flight = n as usize;
+            }
+        }
+        if let Some(mb) = params.u64("s3_multipart_copy_threshold_mb") {
+            match mb.checked_mul(MIB).filter(|b| *b > 0 && *b <= 5 * GIB) {
+                Some(bytes) => c.multipart_copy_threshold = bytes,
+                None => bad(
                     params,
                     "s3_multipart_copy_threshold_mb",
                     format!("{mb}: use 1 to 5120 (CopyObject's limit)"),
-                );
+                ),
             }
         }
         if let Some(mb) = params.u64("s3_multipart_copy_part_size_mb") {
-            c.multipart_copy_part_size = mb * MIB;
-            if c.multipart_copy_part_size < MIN_PART_SIZE
-                || c.multipart_copy_part_size > MAX_PART_SIZE
+            match mb
+                .checked_mul(MIB)
+                .filter(|b| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(b))
             {
-                bad(
+                Some(bytes) => c.multipart_copy_part_size = bytes,
+                None => bad(
                     params,
                     "s3_multipart_copy_part_size_mb",
                     format!("{mb} is outside S3's part sizes, 5 to 5120"),
-                );
+                ),
             }
         }
         if let Some(n) = params.u64("s3_max_attempts") {
             if n == 0 || n > 20 {
                 bad(params, "s3_max_attempts", format!("{n}: use 1 to 20"));
+            } else {
+                c.max_attempts = n as u32;
             }
-            c.max_attempts = n as u32;
         }
+        // Bounded: a deadline of u64::MAX seconds would overflow the
+        // clock arithmetic of whoever adds it to an instant.
         if let Some(s) = params.u64("s3_connect_timeout_seconds") {
-            if s == 0 {
+            if s == 0 || s > 3600 {
                 bad(
                     params,
                     "s3_connect_timeout_seconds",
-                    "must be above 0".into(),
+                    format!("{s}: use 1 to 3600"),
                 );
+            } else {
+                c.connect_timeout = Duration::from_secs(s);
             }
-            c.connect_timeout = Duration::from_secs(s);
         }
         if let Some(s) = params.u64("s3_request_timeout_seconds") {
-            if s == 0 {
+            if s == 0 || s > 86_400 {
                 bad(
                     params,
                     "s3_request_timeout_seconds",
-                    "must be above 0".into(),
+                    format!("{s}: use 1 to 86400"),
                 );
+            } else {
+                c.request_timeout = Duration::from_secs(s);
             }
-            c.request_timeout = Duration::from_secs(s);
         }
-        (ok && bucket.is_some()).then_some(c)
+        if let Some(s) = params.u64("s3_retry_timeout_seconds") {
+            if s == 0 || s > 3600 {
+                bad(
+                    params,
+                    "s3_retry_timeout_seconds",
+                    format!("{s}: use 1 to 3600"),
+                );
+            } else {
+                c.retry_timeout = Duration::from_secs(s);
+            }
+        }
+        if let Some(v) = params.string("s3_part_checksum") {
+            match v.to_ascii_lowercase().as_str() {
+                "auto" => c.part_checksum = PartChecksum::Auto,
+                "md5" => c.part_checksum = PartChecksum::Md5,
+                "none" | "off" => c.part_checksum = PartChecksum::Off,
+                _ => bad(
+                    params,
+                    "s3_part_checksum",
+                    format!("{v:?}: accepted values are auto, md5, none"),
+                ),
+            }
+        }
+        ok
     }
 }
 
@@ -471,6 +564,115 @@ mod tests {
             "s3_max_attempts",
             "s3_bucket_name",
         ] {
+            assert!(
+                keys.contains(&format!("loc[1].{k}")),
+                "no problem reported for {k}: {errs}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_sizes_are_errors_naming_their_key_never_overflows() {
+        let errs = parse(
+            r#"{"s3_bucket": "bkt", "minimum_chunk_size_mb": 1e300, "maximum_chunk_size_gb": "1e300",
+            "s3_part_size_mb": 18446744073709551615, "s3_multipart_copy_threshold_mb": 18446744073709551615,
+            "s3_multipart_copy_part_size_mb": 18446744073709551615,
+            "s3_connect_timeout_seconds": 18446744073709551615, "s3_request_timeout_seconds": 18446744073709551615}"#,
+        )
+        .unwrap_err();
+        let keys: Vec<String> = errs.0.iter().map(|p| p.key.clone()).collect();
+        for k in [
+            "minimum_chunk_size_mb",
+            "maximum_chunk_size_gb",
+            "s3_part_size_mb",
+            "s3_multipart_copy_threshold_mb",
+            "s3_multipart_copy_part_size_mb",
+            "s3_connect_timeout_seconds",
+            "s3_request_timeout_seconds",
+        ] {
+            assert!(
+                keys.contains(&format!("loc[1].{k}")),
+                "no problem reported for {k}: {errs}"
+            );
+        }
+        let errs = parse(r#"{"s3_bucket": "bkt", "minimum_chunk_size_mb": "NaN"}"#).unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("loc[1].minimum_chunk_size_mb: expected a finite number"),
+            "{errs}"
+        );
+        let errs = parse(r#"{"s3_bucket": "bkt", "maximum_chunk_size_gb": "-inf"}"#).unwrap_err();
+        assert!(
+            errs.to_string().contains("loc[1].maximum_chunk_size_gb"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_in_range_are_kept() {
+        let c = parse(
+            r#"{"s3_bucket": "bkt", "minimum_chunk_size_mb": 10, "maximum_chunk_size_gb": 0.5, "s3_part_size_mb": 5120}"#,
+        )
+        .unwrap();
+        assert_eq!(c.min_chunk_size, 10 * MIB);
+        assert_eq!(c.max_chunk_size, GIB / 2);
+        assert_eq!(c.part_size, 5 * GIB);
+        let errs = parse(
+            r#"{"s3_bucket": "bkt", "minimum_chunk_size_mb": 5000, "maximum_chunk_size_gb": 5}"#,
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("at least twice minimum_chunk_size_mb"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn a_bucket_key_without_value_is_an_error_not_a_panic() {
+        let map: Map<String, Value> = serde_json::from_str(r#"{"s3_bucket": null}"#).unwrap();
+        let errs = S3Config::from_params(Params::new("loc[1]", &map)).unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("loc[1].s3_bucket: required key has no value"),
+            "{errs}"
+        );
+        let errs = parse(r#"{"s3_bucket": ""}"#).unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("loc[1].s3_bucket: required key has no value"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn retry_budget_and_part_checksum_keys() {
+        let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        assert_eq!(c.max_attempts, 10);
+        assert_eq!(c.retry_timeout, Duration::from_secs(180));
+        assert_eq!(c.part_checksum, PartChecksum::Auto);
+        assert!(
+            !c.sends_content_md5(),
+            "AWS over HTTPS: TLS protects the bytes"
+        );
+        let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480"}"#).unwrap();
+        assert!(c.sends_content_md5(), "plain HTTP: Content-MD5 by default");
+        let c = parse(
+            r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480", "s3_part_checksum": "none",
+            "s3_retry_timeout_seconds": 30, "s3_max_attempts": 4}"#,
+        )
+        .unwrap();
+        assert!(!c.sends_content_md5());
+        assert_eq!(c.retry_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_attempts, 4);
+        let c = parse(r#"{"s3_bucket": "bkt", "s3_part_checksum": "MD5"}"#).unwrap();
+        assert!(c.sends_content_md5());
+        let errs = parse(
+            r#"{"s3_bucket": "bkt", "s3_part_checksum": "crc7", "s3_retry_timeout_seconds": 0}"#,
+        )
+        .unwrap_err();
+        let keys: Vec<String> = errs.0.iter().map(|p| p.key.clone()).collect();
+        for k in ["s3_part_checksum", "s3_retry_timeout_seconds"] {
             assert!(
                 keys.contains(&format!("loc[1].{k}")),
                 "no problem reported for {k}: {errs}"

@@ -16,8 +16,20 @@ pub(crate) struct Op<'a> {
     pub(crate) key: &'a str,
 }
 
-/// Converts any SDK error.
+/// Converts any SDK error, recording the operation, bucket and key.
 pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>, op: Op<'_>, path: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let operation = stowage_core::Operation {
+        name: op.name,
+        bucket: op.bucket.to_string(),
+        key: op.key.to_string(),
+    };
+    convert(err, op, path).with_operation(operation)
+}
+
+fn convert<E>(err: SdkError<E, HttpResponse>, op: Op<'_>, path: &str) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -34,7 +46,10 @@ where
         return Error::Credentials {
             driver: DRIVER,
             problem: failure.problem,
+            retryable: failure.retryable,
             message: format!("{what}: {}", failure.message),
+            operation: None,
+            source: Some(Box::new(err)),
         };
     }
     match &err {
@@ -47,7 +62,10 @@ where
                 return Error::Credentials {
                     driver: DRIVER,
                     problem: CredentialsProblem::Missing,
+                    retryable: false,
                     message: format!("{what}: no usable credentials ({})", short(&detail)),
+                    operation: None,
+                    source: Some(Box::new(err)),
                 };
             }
             let reason = if d.is_timeout() {
@@ -63,7 +81,10 @@ where
                 return Error::Credentials {
                     driver: DRIVER,
                     problem: CredentialsProblem::Missing,
+                    retryable: false,
                     message: format!("{what}: no usable credentials ({})", short(&detail)),
+                    operation: None,
+                    source: Some(Box::new(err)),
                 };
             }
             return Error::backend(
@@ -112,12 +133,19 @@ pub(crate) fn classify(
             format!("{what}: the bucket does not exist"),
             source,
         ),
-        (_, "NoSuchKey") | (404, _) => Error::not_found(path),
+        (_, "NoSuchKey") | (404, _) => Error::NotFound {
+            path: path.to_string(),
+            source: Some(source.into()),
+        },
         (_, "ExpiredToken") | (_, "TokenRefreshRequired") | (_, "RequestExpired") => {
+            // A new session (the cache reloads it) may well work.
             Error::Credentials {
                 driver: DRIVER,
                 problem: CredentialsProblem::Expired,
+                retryable: true,
                 message: msg,
+                operation: None,
+                source: Some(source.into()),
             }
         }
         (_, "InvalidAccessKeyId")
@@ -126,7 +154,10 @@ pub(crate) fn classify(
         | (_, "InvalidClientTokenId") => Error::Credentials {
             driver: DRIVER,
             problem: CredentialsProblem::Invalid,
+            retryable: false,
             message: msg,
+            operation: None,
+            source: Some(source.into()),
         },
         (_, "AuthorizationHeaderMalformed") | (_, "PermanentRedirect") | (301, _) => {
             Error::backend(
@@ -139,6 +170,8 @@ pub(crate) fn classify(
         (403, _) | (_, "AccessDenied") => Error::PermissionDenied {
             driver: DRIVER,
             message: msg,
+            operation: None,
+            source: Some(source.into()),
         },
         (_, "SlowDown")
         | (_, "Throttling")
@@ -146,6 +179,11 @@ pub(crate) fn classify(
         | (_, "RequestTimeout")
         | (_, "InternalError")
         | (_, "ServiceUnavailable")
+        // Bytes damaged or cut on the way: the same request may pass.
+        | (_, "BadDigest")
+        | (_, "XAmzContentSHA256Mismatch")
+        | (_, "IncompleteBody")
+        | (408, _)
         | (429, _) => Error::backend(DRIVER, true, msg, source),
         (s, _) if s >= 500 => Error::backend(DRIVER, true, msg, source),
         _ => Error::backend(DRIVER, false, msg, source),

@@ -7,6 +7,12 @@
 //! - Chunked uploads: one temporary object per chunk under `_uploads/`,
 //!   assembled inside S3 with UploadPartCopy when the chunks are large
 //!   enough, else streamed.
+//! - Faults: one retry policy for every request (attempts and a time
+//!   budget, jittered exponential backoff, only what another attempt can
+//!   change), reads that resume from the next byte with the ETag pinned,
+//!   a CompleteMultipartUpload whose answer was lost reconciled with a
+//!   HEAD, Content-MD5 on parts over plain HTTP, listings that fail rather
+//!   than loop or stop short. See `docs/s3.md`.
 //! - Presigned GET/HEAD/PUT URLs; cleanup of stale uploads and orphaned
 //!   multipart uploads; `validate` that tells a missing bucket, denied
 //!   access, a wrong region and an unreachable endpoint apart.
@@ -25,14 +31,17 @@
 
 mod builder;
 mod config;
+mod credentials;
 mod error;
 pub mod iam;
 mod maintenance;
 mod objects;
 mod presign;
+mod resume;
+mod retry;
 mod storage;
 mod upload;
 
-pub use builder::SharedCredentialsProvider;
-pub use config::{S3Config, ServerSideEncryption};
+pub use config::{PartChecksum, S3Config, ServerSideEncryption};
+pub use credentials::{CredentialSource, SharedCredentialsProvider};
 pub use storage::S3Storage;

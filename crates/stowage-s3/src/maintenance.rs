@@ -1,6 +1,7 @@
 //! Cleanup of stale uploads and orphaned multipart uploads, bucket set-up
 //! (CORS for browser uploads, as Quay does), and `validate`.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -11,7 +12,7 @@ use stowage_core::validate::probe;
 use stowage_core::{CheckStatus, Error, Result, ValidationReport};
 
 use crate::error::{from_sdk, DRIVER};
-use crate::objects::to_chrono;
+use crate::objects::{next_page_marker, to_chrono};
 use crate::S3Storage;
 
 impl S3Storage {
@@ -20,22 +21,28 @@ impl S3Storage {
     /// (those a killed process left behind; they cost money until aborted).
     pub(crate) async fn cleanup(&self, older_than: Duration) -> Result<CleanupReport> {
         let mut report = upload::cleanup_chunk_objects(self, older_than).await?;
-        let cutoff =
-            Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let cutoff: chrono::DateTime<Utc> = upload::cutoff_for(older_than);
         let prefix = self.list_prefix(None);
         let mut key_marker: Option<String> = None;
         let mut id_marker: Option<String> = None;
+        // Markers seen, so that a server repeating one ends the cleanup with
+        // an error instead of spinning forever.
+        let mut seen = HashSet::new();
+        let mut listed = 0u64;
         loop {
             let page = self
-                .client
-                .list_multipart_uploads()
-                .bucket(self.bucket())
-                .prefix(&prefix)
-                .set_key_marker(key_marker.clone())
-                .set_upload_id_marker(id_marker.clone())
-                .send()
+                .retrying("ListMultipartUploads", &prefix, || {
+                    self.client
+                        .list_multipart_uploads()
+                        .bucket(self.bucket())
+                        .prefix(&prefix)
+                        .set_key_marker(key_marker.clone())
+                        .set_upload_id_marker(id_marker.clone())
+                        .send()
+                })
                 .await
                 .map_err(|e| from_sdk(e, self.op("ListMultipartUploads", &prefix), &prefix))?;
+            listed += page.uploads().len() as u64;
             for u in page.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
@@ -45,12 +52,14 @@ impl S3Storage {
                     continue;
                 }
                 match self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(self.bucket())
-                    .key(key)
-                    .upload_id(id)
-                    .send()
+                    .retrying("AbortMultipartUpload", key, || {
+                        self.client
+                            .abort_multipart_upload()
+                            .bucket(self.bucket())
+                            .key(key)
+                            .upload_id(id)
+                            .send()
+                    })
                     .await
                 {
                     Ok(_) => report.multipart_aborted += 1,
@@ -60,14 +69,31 @@ impl S3Storage {
                     },
                 }
             }
-            if page.is_truncated() != Some(true) {
+            let next_key = page.next_key_marker().filter(|m| !m.is_empty());
+            let next_id = page.next_upload_id_marker().filter(|m| !m.is_empty());
+            // Both markers together say where the next page starts.
+            let marker = (next_key.is_some() || next_id.is_some()).then(|| {
+                format!(
+                    "key-marker={} upload-id-marker={}",
+                    next_key.unwrap_or(""),
+                    next_id.unwrap_or("")
+                )
+            });
+            let what = format!("s3://{}/{}", self.bucket(), prefix);
+            if next_page_marker(
+                "ListMultipartUploads",
+                &what,
+                page.is_truncated(),
+                marker,
+                &mut seen,
+                listed,
+            )?
+            .is_none()
+            {
                 return Ok(report);
             }
-            key_marker = page.next_key_marker().map(str::to_string);
-            id_marker = page.next_upload_id_marker().map(str::to_string);
-            if key_marker.is_none() && id_marker.is_none() {
-                return Ok(report);
-            }
+            key_marker = next_key.map(str::to_string);
+            id_marker = next_id.map(str::to_string);
         }
     }
 
@@ -93,13 +119,15 @@ impl S3Storage {
             .cors_rules(rule("PUT", &["Content-Type", "x-amz-acl", "origin"]))
             .build()
             .expect("rules are set");
-        self.client
-            .put_bucket_cors()
-            .bucket(self.bucket())
-            .cors_configuration(cors)
-            .send()
-            .await
-            .map_err(|e| from_sdk(e, self.op("PutBucketCors", ""), ""))?;
+        self.retrying("PutBucketCors", "", || {
+            self.client
+                .put_bucket_cors()
+                .bucket(self.bucket())
+                .cors_configuration(cors.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| from_sdk(e, self.op("PutBucketCors", ""), ""))?;
         Ok(())
     }
 

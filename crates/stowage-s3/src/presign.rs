@@ -17,12 +17,9 @@ const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn presigning(expires_in: Duration) -> Result<PresigningConfig> {
     if expires_in.is_zero() || expires_in > MAX_EXPIRY {
-        return Err(Error::Backend {
-            driver: DRIVER,
-            retryable: false,
-            message: format!("presigned URL lifetime {expires_in:?} is outside 1 s to 7 days"),
-            source: None,
-        });
+        return Err(Error::invalid_argument(format!(
+            "presigned URL lifetime {expires_in:?} is outside 1 s to 7 days (SigV4's limits)"
+        )));
     }
     PresigningConfig::expires_in(expires_in)
         .map_err(|e| Error::backend(DRIVER, false, "presigning configuration", e))
@@ -43,13 +40,34 @@ fn direct(request: PresignedRequest, method: UrlMethod, expires_in: Duration) ->
 }
 
 impl S3Storage {
+    /// `requested`, shortened so the URL does not outlive the credentials
+    /// that sign it (session credentials from STS expire; a URL signed with
+    /// them stops working then, whatever its own expiry says).
+    fn url_lifetime(&self, requested: Duration) -> Duration {
+        let left = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.expiry())
+            .map(|expiry| {
+                expiry
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default()
+            });
+        match left {
+            // Whole seconds, at least one: SigV4 counts in seconds.
+            Some(left) if left < requested => Duration::from_secs(left.as_secs().max(1)),
+            _ => requested,
+        }
+    }
+
     pub(crate) async fn presigned_download(
         &self,
         path: &StoragePath,
         options: &DownloadUrlOptions,
     ) -> Result<DirectUrl> {
         let key = self.object_key(path);
-        let config = presigning(options.expires_in)?;
+        let lifetime = self.url_lifetime(options.expires_in);
+        let config = presigning(lifetime)?;
         if options.method == UrlMethod::Head {
             let request = self
                 .client
@@ -59,7 +77,7 @@ impl S3Storage {
                 .presigned(config)
                 .await
                 .map_err(|e| from_sdk(e, self.op("presign HeadObject", &key), path.as_str()))?;
-            return Ok(direct(request, UrlMethod::Head, options.expires_in));
+            return Ok(direct(request, UrlMethod::Head, lifetime));
         }
         let mut get = self.client.get_object().bucket(self.bucket()).key(&key);
         for (name, value) in &options.extra_query {
@@ -81,7 +99,7 @@ impl S3Storage {
             .presigned(config)
             .await
             .map_err(|e| from_sdk(e, self.op("presign GetObject", &key), path.as_str()))?;
-        Ok(direct(request, UrlMethod::Get, options.expires_in))
+        Ok(direct(request, UrlMethod::Get, lifetime))
     }
 
     pub(crate) async fn presigned_upload(
@@ -90,7 +108,8 @@ impl S3Storage {
         options: &UploadUrlOptions,
     ) -> Result<DirectUrl> {
         let key = self.object_key(path);
-        let config = presigning(options.expires_in)?;
+        let lifetime = self.url_lifetime(options.expires_in);
+        let config = presigning(lifetime)?;
         let request = self
             .client
             .put_object()
@@ -102,7 +121,7 @@ impl S3Storage {
             .presigned(config)
             .await
             .map_err(|e| from_sdk(e, self.op("presign PutObject", &key), path.as_str()))?;
-        let mut url = direct(request, UrlMethod::Put, options.expires_in);
+        let mut url = direct(request, UrlMethod::Put, lifetime);
         if let Some(ct) = &options.content_type {
             if !url
                 .headers

@@ -8,11 +8,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use stowage_core::upload::{CleanupReport, CompleteOptions, UploadState};
 use stowage_core::{
-    Capabilities, DirectUrl, DownloadUrlOptions, GetOptions, GetResult, ListStream, ObjectMeta,
-    PutOptions, Result, Storage, StoragePath, UploadUrlOptions, ValidationReport, WriteStream,
+    Capabilities, DirectUrl, DownloadUrlOptions, GetOptions, GetResult, ListStream, Metric,
+    ObjectMeta, PutOptions, Result, Storage, StoragePath, UploadUrlOptions, ValidationReport,
+    WriteStream,
 };
 
-use crate::builder::{self, SharedCredentialsProvider};
+use crate::builder;
+use crate::credentials::{CredentialSource, SharedSource};
 use crate::error::{Op, DRIVER};
 use crate::S3Config;
 
@@ -27,12 +29,17 @@ pub struct S3Storage {
     pub(crate) part_copy_refused: Arc<AtomicBool>,
     /// Parts in flight across every write of this driver.
     pub(crate) part_budget: Arc<tokio::sync::Semaphore>,
+    /// Where credentials come from when not from the configuration (STS).
+    pub(crate) credentials: Option<SharedSource>,
+    /// The retry policy and its counters (retry.rs), shared by clones.
+    pub(crate) retries: Arc<crate::retry::Retries>,
 }
 
 impl std::fmt::Debug for S3Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Storage")
             .field("config", &self.config)
+            .field("credentials", &self.credentials.as_ref().map(|c| c.name()))
             .finish()
     }
 }
@@ -44,41 +51,38 @@ impl S3Storage {
     /// # Errors
     /// None today; kept fallible for configuration checks.
     pub async fn new(config: S3Config) -> Result<Self> {
-        let client = builder::client(&config, None).await;
-        Ok(Self {
-            client,
-            part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
-            config: Arc::new(config),
-            part_copy_refused: Arc::default(),
-        })
+        Self::build(config, None).await
     }
 
-    /// A driver whose credentials come from `provider` (the STS driver
-    /// hands in its provider here). The client caches them and loads new
-    /// ones `refresh_margin` before they expire, one load for all
-    /// concurrent requests.
+    /// A driver whose credentials come from `source` (e.g. STS). The client
+    /// caches them and loads new ones the source's refresh margin before
+    /// they expire, one load for all concurrent requests; `validate` checks
+    /// the source first and `metrics` include its counters.
     ///
     /// # Errors
     /// As [`S3Storage::new`].
-    pub async fn with_credentials(
+    pub async fn with_credential_source(
         config: S3Config,
-        provider: SharedCredentialsProvider,
-        refresh_margin: Duration,
+        source: Arc<dyn CredentialSource>,
     ) -> Result<Self> {
-        let client = builder::client(
-            &config,
-            Some(builder::ExternalCredentials {
-                provider,
-                refresh_margin,
-            }),
-        )
-        .await;
+        Self::build(config, Some(source)).await
+    }
+
+    async fn build(config: S3Config, credentials: Option<SharedSource>) -> Result<Self> {
+        let client = builder::client(&config, credentials.as_deref()).await;
         Ok(Self {
             client,
             part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
+            retries: crate::retry::Retries::new(&config),
             config: Arc::new(config),
             part_copy_refused: Arc::default(),
+            credentials,
         })
+    }
+
+    /// The credential source, when one was given.
+    pub fn credential_source(&self) -> Option<&dyn CredentialSource> {
+        self.credentials.as_deref()
     }
 
     /// The configuration.
@@ -227,7 +231,26 @@ impl Storage for S3Storage {
         self.cleanup(older_than).await
     }
 
+    /// The credential source's checks (when there is one), then the
+    /// bucket's.
     async fn validate(&self) -> ValidationReport {
-        self.validate_bucket().await
+        let mut report = ValidationReport::new(DRIVER);
+        if let Some(source) = &self.credentials {
+            if !source.validate(&mut report).await {
+                return report;
+            }
+        }
+        let bucket = self.validate_bucket().await;
+        report.facts.extend(bucket.facts);
+        report.checks.extend(bucket.checks);
+        report
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut metrics = self.retries.metrics();
+        if let Some(c) = &self.credentials {
+            metrics.extend(c.metrics());
+        }
+        metrics
     }
 }

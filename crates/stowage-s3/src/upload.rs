@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart as SdkPart, ServerSideEncryption as SdkSse,
@@ -21,6 +22,7 @@ use stowage_core::{
 };
 
 use crate::error::{from_sdk, DRIVER};
+use crate::retry::transient_cause;
 use crate::{S3Storage, ServerSideEncryption};
 
 /// Characters kept as they are in `x-amz-copy-source`.
@@ -31,9 +33,28 @@ const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Attempts at CompleteMultipartUpload, which S3 may answer with a 200 that
-/// carries an InternalError.
-const COMPLETE_ATTEMPTS: u32 = 3;
+/// Bodies at least this large have their MD5 computed on a blocking
+/// thread, not on the async workers.
+const MD5_INLINE_LIMIT: usize = 256 * 1024;
+
+/// The Content-MD5 header value of `data`: the base64 of its MD5 digest.
+/// Large bodies are hashed on a blocking thread (about 25 ms per 16 MiB).
+pub(crate) async fn content_md5(data: Bytes) -> String {
+    fn digest(data: &[u8]) -> String {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
+    }
+    if data.len() < MD5_INLINE_LIMIT {
+        return digest(&data);
+    }
+    let copy = data.clone();
+    match tokio::task::spawn_blocking(move || digest(&copy)).await {
+        Ok(md5) => md5,
+        // The blocking pool is shutting down: hash here instead.
+        Err(_) => digest(&data),
+    }
+}
 
 macro_rules! write_settings {
     ($self:expr, $req:expr) => {{
@@ -65,13 +86,9 @@ impl S3Storage {
         options: PutOptions,
     ) -> Result<ObjectMeta> {
         let part_size = multipart::base_part_size(self.config.part_size, options.size_hint);
-        // The first part's buffer counts against the driver's budget too.
-        let permit = self
-            .part_budget
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::backend(DRIVER, false, "part budget", e))?;
+        // The first part fills outside the driver's part budget (a writer
+        // that stalls holds no shared permit); it takes one when it is
+        // complete and about to be sent.
         let mut first = BytesMut::with_capacity(part_size as usize);
         let mut ended = false;
         let mut rest = None;
@@ -90,6 +107,12 @@ impl S3Storage {
                 }
             }
         }
+        let permit = self
+            .part_budget
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend(DRIVER, false, "part budget", e))?;
         if ended {
             let result = self.put_small(path, first.freeze(), options).await;
             drop(permit);
@@ -101,14 +124,8 @@ impl S3Storage {
                 .boxed();
         }
         let key = self.object_key(path);
-        let create = self
-            .client
-            .create_multipart_upload()
-            .bucket(self.bucket())
-            .key(&key)
-            .set_content_type(options.content_type.clone());
-        let created = write_settings!(self, create)
-            .send()
+        let created = self
+            .create_multipart(&key, options.content_type.clone())
             .await
             .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", &key), path.as_str()))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
@@ -135,15 +152,36 @@ impl S3Storage {
         Ok(meta.with_content_type(options.content_type))
     }
 
+    /// CreateMultipartUpload of `key` with the write settings, retried. A
+    /// retry after an answer was lost may leave the first upload behind,
+    /// unused: `cleanup_uploads` (or a lifecycle rule) aborts it.
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: Option<String>,
+    ) -> std::result::Result<
+        aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput,
+        aws_sdk_s3::error::SdkError<
+            aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
+            aws_sdk_s3::config::http::HttpResponse,
+        >,
+    > {
+        self.retrying("CreateMultipartUpload", key, || {
+            let create = self
+                .client
+                .create_multipart_upload()
+                .bucket(self.bucket())
+                .key(key)
+                .set_content_type(content_type.clone());
+            write_settings!(self, create).send()
+        })
+        .await
+    }
+
     /// Starts a multipart upload of `key` for copies and assembly.
     async fn start_multipart(&self, key: &str, path: &StoragePath) -> Result<S3Multipart> {
-        let create = self
-            .client
-            .create_multipart_upload()
-            .bucket(self.bucket())
-            .key(key);
-        let created = write_settings!(self, create)
-            .send()
+        let created = self
+            .create_multipart(key, None)
             .await
             .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", key), path.as_str()))?;
         Ok(S3Multipart {
@@ -197,16 +235,18 @@ impl S3Storage {
                 .await;
         }
         let from_key = self.object_key(from);
-        let request = self
-            .client
-            .copy_object()
-            .bucket(self.bucket())
-            .key(&to_key)
-            .copy_source(self.copy_source(&from_key));
-        write_settings!(self, request)
-            .send()
-            .await
-            .map_err(|e| from_sdk(e, self.op("CopyObject", &to_key), from.as_str()))?;
+        let copy_source = self.copy_source(&from_key);
+        self.retrying("CopyObject", &to_key, || {
+            let request = self
+                .client
+                .copy_object()
+                .bucket(self.bucket())
+                .key(&to_key)
+                .copy_source(&copy_source);
+            write_settings!(self, request).send()
+        })
+        .await
+        .map_err(|e| from_sdk(e, self.op("CopyObject", &to_key), from.as_str()))?;
         self.head_object(to).await
     }
 
@@ -416,24 +456,24 @@ impl S3Multipart {
         end: u64,
     ) -> Result<CompletedPart> {
         let s = &self.storage;
-        let mut request = s
-            .client
-            .upload_part_copy()
-            .bucket(s.bucket())
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .part_number(number as i32)
-            .copy_source(copy_source);
-        if end > start {
-            request = request.copy_source_range(format!("bytes={start}-{}", end - 1));
-        }
-        let out = request
-            .customize()
-            // Ceph RGW answers 411 to an UploadPartCopy without a length.
-            .mutate_request(|req| {
-                req.headers_mut().insert("content-length", "0");
+        let range = (end > start).then(|| format!("bytes={start}-{}", end - 1));
+        let out = s
+            .retrying("UploadPartCopy", &self.key, || {
+                s.client
+                    .upload_part_copy()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number as i32)
+                    .copy_source(copy_source)
+                    .set_copy_source_range(range.clone())
+                    .customize()
+                    // Ceph RGW answers 411 to an UploadPartCopy without a length.
+                    .mutate_request(|req| {
+                        req.headers_mut().insert("content-length", "0");
+                    })
+                    .send()
             })
-            .send()
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPartCopy", &self.key), source_key))?;
         let etag = out
@@ -449,21 +489,118 @@ impl S3Multipart {
     }
 }
 
+/// The number of parts an S3 multipart ETag says it has (`"<md5>-<n>"`),
+/// `None` for other ETags.
+fn etag_part_count(etag: &str) -> Option<usize> {
+    let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
+    n.parse().ok()
+}
+
+/// Whether the SDK client sends a request more than once itself (its retry
+/// is meant to be off; see `builder.rs`), so that an error it returns may
+/// follow an attempt whose answer was lost.
+fn sdk_retries(sdk: &aws_sdk_s3::Client) -> bool {
+    sdk.config()
+        .retry_config()
+        .is_some_and(|r| r.max_attempts() > 1)
+}
+
+impl S3Multipart {
+    /// AbortMultipartUpload, retried: `true` when it aborted the upload,
+    /// `false` when there was none (completed or aborted already).
+    async fn abort_upload(&self) -> Result<bool> {
+        let s = &self.storage;
+        let sent = s
+            .retrying("AbortMultipartUpload", &self.key, || {
+                s.client
+                    .abort_multipart_upload()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .send()
+            })
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => match from_sdk(
+                e,
+                s.op("AbortMultipartUpload", &self.key),
+                self.path.as_str(),
+            ) {
+                Error::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Whether the object at the key is this upload, completed after all:
+    /// a HEAD finds it with the parts' total size and, when its ETag has a
+    /// `-N` part count, with N equal to the number of parts.
+    async fn completed_after_all(&self, parts: &[CompletedPart]) -> Option<ObjectMeta> {
+        let s = &self.storage;
+        let expected: u64 = parts.iter().map(|p| p.size).sum();
+        let meta = match s.head_object(&self.path).await {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "no object after a CompleteMultipartUpload that found no upload");
+                return None;
+            }
+        };
+        let count = meta.etag.as_deref().and_then(etag_part_count);
+        if meta.size == expected && count.is_none_or(|n| n == parts.len()) {
+            s.retries
+                .counters
+                .completions_reconciled
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                key = %self.key,
+                size = meta.size,
+                parts = parts.len(),
+                "CompleteMultipartUpload found no upload on a retry; a HEAD shows an earlier \
+                 attempt completed it: reporting success"
+            );
+            Some(meta)
+        } else {
+            tracing::warn!(
+                key = %self.key,
+                size = meta.size,
+                expected_size = expected,
+                etag_parts = ?count,
+                parts = parts.len(),
+                "CompleteMultipartUpload found no upload, and the object at the key is not this \
+                 upload's"
+            );
+            None
+        }
+    }
+}
+
 #[async_trait]
 impl MultipartSink for S3Multipart {
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
         let s = &self.storage;
         let size = data.len() as u64;
+        // Computed once per part, sent with every attempt: the server
+        // refuses bytes damaged on the way (BadDigest) and the part is sent
+        // again from memory.
+        let md5 = if s.config.sends_content_md5() {
+            Some(content_md5(data.clone()).await)
+        } else {
+            None
+        };
         let out = s
-            .client
-            .upload_part()
-            .bucket(s.bucket())
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .part_number(number as i32)
-            .content_length(size as i64)
-            .body(SdkBody::from(data))
-            .send()
+            .retrying("UploadPart", &self.key, || {
+                s.client
+                    .upload_part()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number as i32)
+                    .content_length(size as i64)
+                    .set_content_md5(md5.clone())
+                    .body(SdkBody::from(data.clone()))
+                    .send()
+            })
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
         Ok(CompletedPart {
@@ -473,9 +610,13 @@ impl MultipartSink for S3Multipart {
         })
     }
 
+    /// CompleteMultipartUpload, retried (S3 may answer 200 with an
+    /// InternalError inside). A retry answered NoSuchUpload means an
+    /// earlier attempt whose answer was lost completed the upload, if a
+    /// HEAD confirms it; a failure with no attempt left is settled by an
+    /// abort (no upload to abort: confirmed with a HEAD likewise).
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
         let s = &self.storage;
-        let expected: u64 = parts.iter().map(|p| p.size).sum();
         let sdk_parts: Vec<SdkPart> = parts
             .iter()
             .map(|p| {
@@ -488,74 +629,70 @@ impl MultipartSink for S3Multipart {
         let body = CompletedMultipartUpload::builder()
             .set_parts(Some(sdk_parts))
             .build();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = s
-                .client
-                .complete_multipart_upload()
-                .bucket(s.bucket())
-                .key(&self.key)
-                .upload_id(&self.upload_id)
-                .multipart_upload(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => break,
-                Err(e) => {
-                    let err = from_sdk(
-                        e,
-                        s.op("CompleteMultipartUpload", &self.key),
-                        self.path.as_str(),
-                    );
-                    let code_no_such_upload = err.to_string().contains("NoSuchUpload");
-                    if attempt > 1 && code_no_such_upload {
-                        // An earlier attempt completed it after all.
-                        if let Ok(meta) = s.head_object(&self.path).await {
-                            if meta.size == expected {
-                                break;
-                            }
-                        }
+        let mut sent = 0u32;
+        let result = s
+            .retrying("CompleteMultipartUpload", &self.key, || {
+                sent += 1;
+                s.client
+                    .complete_multipart_upload()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .multipart_upload(body.clone())
+                    .send()
+            })
+            .await;
+        if let Err(e) = result {
+            let retried = sent > 1 || sdk_retries(&s.client);
+            if e.code() == Some("NoSuchUpload") && retried {
+                if let Some(meta) = self.completed_after_all(&parts).await {
+                    return Ok(meta);
+                }
+            } else if transient_cause(&e).is_some() {
+                // The last attempt's answer was lost: it may have completed
+                // the upload. An abort settles which: it either removes the
+                // upload (nothing becomes visible) or finds none.
+                if let Ok(false) = self.abort_upload().await {
+                    if let Some(meta) = self.completed_after_all(&parts).await {
+                        return Ok(meta);
                     }
-                    if err.is_retryable() && attempt < COMPLETE_ATTEMPTS {
-                        tracing::warn!(key = %self.key, error = %err, "retrying CompleteMultipartUpload");
-                        continue;
-                    }
-                    return Err(err);
                 }
             }
+            return Err(from_sdk(
+                e,
+                s.op("CompleteMultipartUpload", &self.key),
+                self.path.as_str(),
+            ));
         }
         // Some servers (Ceph RGW) answer with an empty ETag: read it back.
         s.head_object(&self.path).await
     }
 
     async fn abort(&self) -> Result<()> {
-        let s = &self.storage;
-        match s
-            .client
-            .abort_multipart_upload()
-            .bucket(s.bucket())
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match from_sdk(
-                e,
-                s.op("AbortMultipartUpload", &self.key),
-                self.path.as_str(),
-            ) {
-                Error::NotFound { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        self.abort_upload().await.map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{split, split_fixed};
+    use super::{etag_part_count, split, split_fixed};
+
+    #[test]
+    fn multipart_etags_tell_their_part_count() {
+        assert_eq!(
+            etag_part_count("\"9b2cf535f27731c974343645a3985328-12\""),
+            Some(12)
+        );
+        assert_eq!(
+            etag_part_count("9b2cf535f27731c974343645a3985328-1"),
+            Some(1)
+        );
+        assert_eq!(
+            etag_part_count("\"9b2cf535f27731c974343645a3985328\""),
+            None
+        );
+        assert_eq!(etag_part_count(""), None);
+    }
 
     #[test]
     fn split_fixed_keeps_full_parts_and_a_short_tail() {

@@ -69,7 +69,9 @@ impl StsSource {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StsConfig {
-    /// Everything about the bucket (every `S3Storage` key).
+    /// The bucket these credentials are for (every `S3Storage` key of the
+    /// location): `open_s3` builds the driver on it, and refused user keys
+    /// are diagnosed against it.
     pub s3: S3Config,
     /// The role to assume (`sts_role_arn`; `AWS_ROLE_ARN` for web identity
     /// from the environment). `None` only with [`StsSource::SdkDefaultChain`].
@@ -124,54 +126,52 @@ impl StsConfig {
     pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let parsed = Self::read(&mut params, &env);
-        params.finish()?;
-        Ok(parsed.expect("no problems means a complete config"))
+        params.finish_with(parsed)
     }
 
     /// Reads the keys; `env` looks up environment variables (a parameter so
     /// tests need not touch the process environment).
     pub fn read(params: &mut Params<'_>, env: &dyn Fn(&str) -> Option<String>) -> Option<Self> {
+        let s3 = S3Config::read(params);
+        Self::read_over(params, env, s3)
+    }
+
+    /// Reads the STS keys of a location whose S3 keys were read already
+    /// (`s3`, `None` when they had problems): how a CloudFront location with
+    /// STS keys gets its credentials. `None` when a problem was recorded.
+    pub fn read_over(
+        params: &mut Params<'_>,
+        env: &dyn Fn(&str) -> Option<String>,
+        s3: Option<S3Config>,
+    ) -> Option<Self> {
         let mut ok = true;
         let role_arn = params.string("sts_role_arn");
-        let user_access_key = params.string("sts_user_access_key");
-        let user_secret_key = params.secret("sts_user_secret_key");
+        let (user_access_key, user_secret_key) =
+            match params.key_pair("sts_user_access_key", "sts_user_secret_key") {
+                Some((ak, sk)) => (Some(ak), Some(sk)),
+                None => (None, None),
+            };
         let token_file = params.path("sts_web_identity_token_file");
-        let sts_endpoint = params.string("sts_endpoint_url");
+        let sts_endpoint = params
+            .http_url("sts_endpoint_url")
+            .map(|u| u.as_str().trim_end_matches('/').to_string());
         let sts_region = params.string("sts_region");
         let external_id = params.string("sts_external_id");
         let session_name = params.string("sts_session_name");
         let duration = params.u64("sts_duration_seconds");
         let margin = params.u64("sts_refresh_margin_seconds");
-        let s3 = S3Config::read(params);
 
         if params.has("s3_access_key") || params.has("s3_secret_key") {
             params.problem(
                 "s3_access_key",
-                "STSS3Storage signs with the assumed role's credentials, not s3_access_key; \
+                "with STS keys, requests are signed with the assumed role's credentials, not s3_access_key; \
                  put the IAM user's keys in sts_user_access_key and sts_user_secret_key",
-            );
-            ok = false;
-        }
-        if user_access_key.is_some() != user_secret_key.is_some() {
-            params.problem(
-                "sts_user_access_key",
-                "sts_user_access_key and sts_user_secret_key go together; give both or neither \
-                 (neither signs AssumeRole with the default credential chain)",
             );
             ok = false;
         }
         if let Some(arn) = &role_arn {
             if let Some(why) = role_arn_problem(arn) {
                 params.problem("sts_role_arn", why);
-                ok = false;
-            }
-        }
-        if let Some(url) = &sts_endpoint {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                params.problem(
-                    "sts_endpoint_url",
-                    format!("{url:?} must start with http:// or https://"),
-                );
                 ok = false;
             }
         }

@@ -1,4 +1,4 @@
-//! The credential provider behind `STSS3Storage`: aws-config's
+//! The credential provider behind [`crate::StsCredentials`]: aws-config's
 //! `AssumeRoleProvider` (or the web-identity provider of this crate, or the
 //! SDK's default chain), wrapped in [`TrackedProvider`], which counts STS
 //! calls, remembers the last expiry and turns STS failures into messages
@@ -20,10 +20,10 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
-use aws_sdk_sts::error::{DisplayErrorContext, SdkError};
 use stowage_core::{CredentialsFailure, CredentialsProblem};
 
 use crate::config::{StsConfig, StsSource};
+use crate::diagnosis::{diagnose_user_keys, explain, sdk_status};
 use crate::web_identity::WebIdentityProvider;
 
 /// What the provider has done so far, shared with the driver (for
@@ -32,11 +32,15 @@ use crate::web_identity::WebIdentityProvider;
 pub struct CredentialStats {
     loads: AtomicU64,
     failures: AtomicU64,
+    kept: AtomicU64,
     last: Mutex<LastLoad>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct LastLoad {
+    /// The last credentials STS gave (kept in use while a refresh fails
+    /// and they are still valid). `Credentials`' Debug shows no secret.
+    good: Option<Credentials>,
     expiry: Option<SystemTime>,
     access_key_prefix: Option<String>,
     error: Option<(CredentialsProblem, String)>,
@@ -51,6 +55,11 @@ impl CredentialStats {
     /// How many of those calls failed.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// How many failed refreshes kept the still-valid credentials in use.
+    pub fn kept_after_failure(&self) -> u64 {
+        self.kept.load(Ordering::Relaxed)
     }
 
     /// Expiry of the credentials obtained last.
@@ -81,25 +90,31 @@ pub(crate) struct TrackedProvider {
     inner: SharedCredentialsProvider,
     stats: Arc<CredentialStats>,
     describe: Describe,
+    /// The client cache's buffer: credentials are reloaded this long
+    /// before they expire.
+    refresh_margin: Duration,
 }
+
+/// The longest a kept set of credentials is handed out before STS is asked
+/// again, after a failed refresh.
+const RETRY_AFTER_FAILED_REFRESH: Duration = Duration::from_secs(30);
 
 /// What to say in messages about the credential source, and what is
 /// needed to tell wrong user keys from an untrusting role.
 #[derive(Debug, Clone)]
-struct Describe {
-    role: String,
-    mode: &'static str,
-    endpoint: String,
-    token_file: Option<String>,
+pub(crate) struct Describe {
+    pub(crate) role: String,
+    pub(crate) mode: &'static str,
+    pub(crate) endpoint: String,
+    pub(crate) token_file: Option<String>,
     /// With user keys: an STS client and an S3 client signing with them.
-    user_key_probe: Option<(aws_sdk_sts::Client, aws_sdk_s3::Client)>,
+    pub(crate) user_key_probe: Option<(aws_sdk_sts::Client, aws_sdk_s3::Client)>,
 }
 
 impl TrackedProvider {
     async fn load(&self) -> Result<Credentials, CredentialsError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.provide_credentials().await;
-        let mut last = self.stats.last.lock().expect("stats lock");
         match result {
             Ok(credentials) => {
                 tracing::info!(
@@ -108,30 +123,64 @@ impl TrackedProvider {
                     expires = ?credentials.expiry().map(chrono::DateTime::<chrono::Utc>::from),
                     "obtained role credentials from STS"
                 );
+                let mut last = self.stats.last.lock().expect("stats lock");
                 last.expiry = credentials.expiry();
                 last.access_key_prefix =
                     Some(credentials.access_key_id().chars().take(8).collect());
                 last.error = None;
+                last.good = Some(credentials.clone());
                 Ok(credentials)
             }
             Err(err) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                drop(last);
-                let (problem, mut message) = explain(&err, &self.describe);
+                let mut diagnosis = explain(&err, &self.describe);
                 if sdk_status(&err) == Some(403) {
                     if let Some(probe) = &self.describe.user_key_probe {
-                        message = format!("{message}; {}", diagnose_user_keys(probe).await);
+                        diagnosis.message =
+                            format!("{}; {}", diagnosis.message, diagnose_user_keys(probe).await);
                     }
                 }
                 let mut last = self.stats.last.lock().expect("stats lock");
-                tracing::warn!(role = %self.describe.role, "{message}");
-                last.error = Some((problem, message.clone()));
+                last.error = Some((diagnosis.problem, diagnosis.message.clone()));
+                if let Some(kept) = self.keep_valid(&last) {
+                    self.stats.kept.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        role = %self.describe.role,
+                        "refreshing role credentials failed, the current ones stay in use until \
+                         they expire and STS is asked again shortly: {}",
+                        diagnosis.message
+                    );
+                    return Ok(kept);
+                }
+                tracing::warn!(role = %self.describe.role, "{}", diagnosis.message);
                 Err(CredentialsError::provider_error(CredentialsFailure {
-                    problem,
-                    message,
+                    problem: diagnosis.problem,
+                    message: diagnosis.message,
+                    retryable: diagnosis.transient,
                 }))
             }
         }
+    }
+
+    /// After a failed refresh: the last credentials, when they are still
+    /// valid for a while, with an expiry the client cache treats as due
+    /// again within [`RETRY_AFTER_FAILED_REFRESH`] (at most half the time
+    /// they have left), so STS is asked again soon but not on every request,
+    /// and never after they really expire.
+    fn keep_valid(&self, last: &LastLoad) -> Option<Credentials> {
+        let good = last.good.as_ref()?;
+        let left = good.expiry()?.duration_since(SystemTime::now()).ok()?;
+        if left < Duration::from_secs(2) {
+            return None;
+        }
+        let retry_in = RETRY_AFTER_FAILED_REFRESH.min(left / 2);
+        Some(Credentials::new(
+            good.access_key_id(),
+            good.secret_access_key(),
+            good.session_token().map(str::to_string),
+            Some(SystemTime::now() + self.refresh_margin + retry_in),
+            "stowage-sts-kept",
+        ))
     }
 }
 
@@ -199,6 +248,7 @@ pub(crate) async fn provider(config: &StsConfig) -> (TrackedProvider, Arc<Creden
     let tracked = TrackedProvider {
         inner,
         stats: stats.clone(),
+        refresh_margin: config.refresh_margin,
         describe: Describe {
             role,
             mode: config.source.mode(),
@@ -250,42 +300,14 @@ fn user_key_probe(
     ))
 }
 
-/// After STS refused AssumeRole with HTTP 403: are the user keys wrong, or
-/// does the role not trust the user? AWS answers GetCallerIdentity for any
-/// valid keys; servers without it (Ceph RGW) are asked ListBuckets.
-async fn diagnose_user_keys(probe: &(aws_sdk_sts::Client, aws_sdk_s3::Client)) -> String {
-    let (sts, s3) = probe;
-    let keys_ok = match sts.get_caller_identity().send().await {
-        Ok(who) => Some(format!(
-            "the user keys are valid (they belong to {}), so the role's trust policy does not allow this user",
-            who.arn().unwrap_or("an IAM user")
-        )),
-        Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
-            Some(400) | Some(403) => None,
-            _ => match s3.list_buckets().send().await {
-                Ok(_) => Some(
-                    "the user keys are valid (S3 accepts them), so the role's trust policy does not allow this user"
-                        .to_string(),
-                ),
-                Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(403) => None,
-                Err(_) => {
-                    return "could not tell whether the user keys or the role's trust policy is at fault".into()
-                }
-            },
-        },
-    };
-    keys_ok.unwrap_or_else(|| {
-        "the user keys themselves are rejected: check sts_user_access_key and sts_user_secret_key".into()
-    })
-}
-
 /// The SDK configuration the STS client uses: region, endpoint, retries.
 /// Its credentials (for AssumeRole without user keys) are the default chain.
 async fn sts_sdk_config(config: &StsConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.sts_region.clone()))
         .retry_config(
-            aws_config::retry::RetryConfig::standard().with_max_attempts(config.s3.max_attempts),
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(config.s3.max_attempts.min(3)),
         )
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
@@ -297,152 +319,4 @@ async fn sts_sdk_config(config: &StsConfig) -> aws_config::SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
-}
-
-/// The cause of a credential failure, in words an operator can act on.
-fn explain(err: &CredentialsError, d: &Describe) -> (CredentialsProblem, String) {
-    let role = &d.role;
-    if let CredentialsError::CredentialsNotLoaded(_) = err {
-        return (
-            CredentialsProblem::Missing,
-            format!(
-                "no credentials to call STS with ({}): give sts_user_access_key and \
-                 sts_user_secret_key, or run where the default credential chain finds some",
-                DisplayErrorContext(err)
-            ),
-        );
-    }
-    // Our own web-identity provider already says precisely what is wrong
-    // with the token file.
-    if let Some(own) = find_source::<crate::web_identity::TokenFileError>(err) {
-        return (own.problem, own.to_string());
-    }
-    let status = sdk_status(err);
-    let text = DisplayErrorContext(err).to_string();
-    let code = [
-        "InvalidIdentityToken",
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-        "NoSuchEntity",
-        "MalformedPolicyDocument",
-    ]
-    .into_iter()
-    .find(|c| text.contains(c));
-    let dispatch = find_dispatch(err);
-    if let Some(kind) = dispatch {
-        return (
-            CredentialsProblem::Invalid,
-            format!(
-                "STS at {} is unreachable ({kind}); check sts_endpoint_url and the network",
-                d.endpoint
-            ),
-        );
-    }
-    let via = match d.mode {
-        "web-identity" => format!(
-            "the web identity token in {}",
-            d.token_file.as_deref().unwrap_or("the token file")
-        ),
-        "assume-role" => "the IAM user's keys".to_string(),
-        _ => "the profile's credentials".to_string(),
-    };
-    let (problem, message) = match (status, code) {
-        (_, Some("InvalidIdentityToken")) => (
-            CredentialsProblem::Invalid,
-            format!("STS rejected {via} for role {role} (InvalidIdentityToken): the issuer is not a trusted OIDC provider, or the signature or audience is wrong"),
-        ),
-        (_, Some("ExpiredTokenException" | "ExpiredToken")) => (
-            CredentialsProblem::Expired,
-            format!("STS says {via} has expired (role {role})"),
-        ),
-        (_, Some("InvalidClientTokenId" | "InvalidAccessKeyId")) => (
-            CredentialsProblem::Invalid,
-            format!("STS does not know the access key of {via} (InvalidClientTokenId): check sts_user_access_key"),
-        ),
-        (_, Some("SignatureDoesNotMatch")) => (
-            CredentialsProblem::Invalid,
-            format!("STS rejected the signature made with {via} (SignatureDoesNotMatch): check sts_user_secret_key"),
-        ),
-        (Some(404), _) | (_, Some("NoSuchEntity")) => (
-            CredentialsProblem::Invalid,
-            format!("role {role} does not exist (STS answered {}); check sts_role_arn", status.unwrap_or(404)),
-        ),
-        (Some(403), _) | (_, Some("AccessDenied")) => (
-            CredentialsProblem::Invalid,
-            format!("STS refused to let {via} assume role {role} (HTTP 403): the role does not exist, or its trust policy does not name this principal{}",
-                if d.mode == "assume-role" { " (or the external id is wrong)" } else { "" }),
-        ),
-        (Some(s), _) if s >= 500 => (
-            CredentialsProblem::Invalid,
-            format!("STS at {} failed with HTTP {s} while assuming role {role}", d.endpoint),
-        ),
-        (Some(s), _) => (
-            CredentialsProblem::Invalid,
-            format!("STS answered HTTP {s} while assuming role {role} with {via}: {}", first_line(&text)),
-        ),
-        (None, _) => (
-            CredentialsProblem::Invalid,
-            format!("could not assume role {role} with {via}: {}", first_line(&text)),
-        ),
-    };
-    (problem, message)
-}
-
-fn first_line(s: &str) -> String {
-    s.chars().take(300).collect()
-}
-
-/// The HTTP status of an STS answer inside `err`, if there was one.
-fn sdk_status(err: &CredentialsError) -> Option<u16> {
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
-    type Resp = aws_sdk_sts::config::http::HttpResponse;
-    if let Some(e) = find_source::<SdkError<AssumeRoleError, Resp>>(err) {
-        return e.raw_response().map(|r| r.status().as_u16());
-    }
-    if let Some(e) = find_source::<SdkError<AssumeRoleWithWebIdentityError, Resp>>(err) {
-        return e.raw_response().map(|r| r.status().as_u16());
-    }
-    None
-}
-
-/// `Some(reason)` when STS could not be reached at all.
-fn find_dispatch(err: &CredentialsError) -> Option<&'static str> {
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    use aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError;
-    type Resp = aws_sdk_sts::config::http::HttpResponse;
-    fn kind<E>(e: &SdkError<E, Resp>) -> Option<&'static str> {
-        match e {
-            SdkError::DispatchFailure(d) if d.is_timeout() => Some("timed out"),
-            SdkError::DispatchFailure(d) if d.is_io() => Some("connection failed"),
-            SdkError::DispatchFailure(_) => Some("request could not be sent"),
-            SdkError::TimeoutError(_) => Some("timed out"),
-            _ => None,
-        }
-    }
-    if let Some(e) = find_source::<SdkError<AssumeRoleError, Resp>>(err) {
-        return kind(e);
-    }
-    if let Some(e) = find_source::<SdkError<AssumeRoleWithWebIdentityError, Resp>>(err) {
-        return kind(e);
-    }
-    None
-}
-
-/// The first error of type `T` in `err`'s source chain.
-fn find_source<'a, T: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        current = e.source();
-    }
-    None
 }

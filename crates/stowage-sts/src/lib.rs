@@ -1,6 +1,7 @@
-//! The STS driver of stowage (Quay's `STSS3Storage`): the S3 driver with
-//! credentials of an assumed role, for registries that must not hold
-//! long-lived keys.
+//! STS credentials for the S3 driver of stowage: a credential source, not a
+//! storage type. Quay's `STSS3Storage` is an `S3Storage` with this source;
+//! a `CloudFrontedS3Storage` location with STS keys gets one too. For
+//! registries that must not hold long-lived keys.
 //!
 //! - `AssumeRole` signed with an IAM user's keys (`sts_user_access_key`,
 //!   `sts_user_secret_key`) or the default credential chain, through
@@ -17,20 +18,23 @@
 //!
 //! ```no_run
 //! # async fn demo() -> stowage_core::Result<()> {
-//! use stowage_s3::S3Config;
-//! use stowage_sts::{StsConfig, STSS3Storage};
+//! use std::sync::Arc;
+//! use stowage_s3::{S3Config, S3Storage};
+//! use stowage_sts::{StsConfig, StsCredentials};
 //! let s3 = S3Config::new("registry-bucket").with_region("eu-west-1");
-//! let storage = STSS3Storage::new(StsConfig::assume_role(s3, "arn:aws:iam::123456789012:role/quay")).await?;
+//! let sts = StsConfig::assume_role(s3.clone(), "arn:aws:iam::123456789012:role/quay");
+//! let storage = S3Storage::with_credential_source(s3, Arc::new(StsCredentials::new(sts).await)).await?;
 //! # Ok(()) }
 //! ```
 
 mod config;
 mod credentials;
+mod diagnosis;
 mod policy;
-mod storage;
+mod source;
 mod web_identity;
 
 pub use config::{StsConfig, StsSource};
 pub use credentials::CredentialStats;
 pub use policy::trust_policy;
-pub use storage::{STSS3Storage, DRIVER};
+pub use source::{open_s3, StsCredentials, SOURCE};

@@ -17,14 +17,25 @@
 //! |---------|--------------------------------------------|
 //! | always  | `LocalStorage`: files under `storage_path` |
 //! | `s3` (default) | `S3Storage`: an S3 bucket (AWS, Ceph RGW, Garage, MinIO) |
-//! | `sts` (default) | `STSS3Storage`: S3 with credentials of an assumed role |
+//! | `sts` (default) | `STSS3Storage`: S3 with credentials of an assumed role (and STS keys on CloudFront locations) |
 //! | `cloudfront` (default) | `CloudFrontedS3Storage`: S3 with CloudFront signed download URLs |
+//! | `s3` (default) | `RadosGWStorage`, `RHOCSStorage`, `IBMCloudStorage`: Quay's S3-compatible drivers, with Quay's keys, on the S3 driver |
+//!
+//! Locations of Quay drivers stowage does not implement (`AzureStorage`,
+//! `GoogleCloudStorage`, `SwiftStorage`, ...) and of unknown names are kept
+//! as [`DriverConfig::Unsupported`]: refused when used, blocking no other.
 
 mod factory;
 mod quay_config;
+#[cfg(feature = "s3")]
+mod quay_s3_compatible;
 
 pub use factory::{open, BUILT_IN_DRIVERS};
+#[cfg(feature = "cloudfront")]
+pub use quay_config::CloudFrontLocation;
 pub use quay_config::{DriverConfig, Location, StowageConfig, DEFAULT_LOCAL_PATH};
+#[cfg(feature = "s3")]
+pub use quay_s3_compatible::{read_s3_compatible, S3CompatibleDriver};
 
 #[cfg(feature = "cloudfront")]
 pub use stowage_cloudfront as cloudfront;

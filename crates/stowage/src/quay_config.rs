@@ -31,14 +31,48 @@ pub enum DriverConfig {
     /// Quay's `STSS3Storage`.
     #[cfg(feature = "sts")]
     Sts(Box<stowage_sts::StsConfig>),
-    /// Quay's `CloudFrontedS3Storage`.
+    /// Quay's `CloudFrontedS3Storage` (with STS credentials when the
+    /// location has `sts_*` keys).
     #[cfg(feature = "cloudfront")]
-    CloudFront(Box<stowage_cloudfront::CloudFrontConfig>),
+    CloudFront(Box<CloudFrontLocation>),
+    /// Quay's S3-compatible drivers (`RadosGWStorage`, `RHOCSStorage`,
+    /// `IBMCloudStorage`), read with Quay's keys and run on the S3 driver.
+    #[cfg(feature = "s3")]
+    S3Compatible {
+        /// Which of them the location names.
+        driver: crate::S3CompatibleDriver,
+        /// The S3 configuration the location runs on.
+        config: Box<stowage_s3::S3Config>,
+    },
+    /// A location whose driver stowage does not implement (Quay's
+    /// `AzureStorage`, `GoogleCloudStorage`, ..., or an unknown name). It
+    /// blocks no other location: it is refused only when selected, opened
+    /// or validated ([`Location::check_supported`]). Its parameters are not
+    /// kept: they may hold secrets.
+    Unsupported {
+        /// The driver name as the file gives it.
+        driver: String,
+    },
+}
+
+/// A `CloudFrontedS3Storage` location: the signing layer and its S3 bucket,
+/// and the STS credentials of that bucket when configured.
+#[cfg(feature = "cloudfront")]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CloudFrontLocation {
+    /// The CloudFront and S3 settings.
+    pub cloudfront: stowage_cloudfront::CloudFrontConfig,
+    /// STS credentials for the bucket (`sts_*` keys); `None`: the S3 keys
+    /// or the SDK's default chain.
+    #[cfg(feature = "sts")]
+    pub sts: Option<stowage_sts::StsConfig>,
 }
 
 impl DriverConfig {
-    /// Quay's name of the driver.
-    pub fn driver_name(&self) -> &'static str {
+    /// Quay's name of the driver (as the file gives it for an unsupported
+    /// one).
+    pub fn driver_name(&self) -> &str {
         match self {
             Self::Local(_) => "LocalStorage",
             #[cfg(feature = "s3")]
@@ -47,6 +81,9 @@ impl DriverConfig {
             Self::Sts(_) => "STSS3Storage",
             #[cfg(feature = "cloudfront")]
             Self::CloudFront(_) => "CloudFrontedS3Storage",
+            #[cfg(feature = "s3")]
+            Self::S3Compatible { driver, .. } => driver.quay_name(),
+            Self::Unsupported { driver } => driver.as_str(),
         }
     }
 }
@@ -58,6 +95,21 @@ pub struct Location {
     pub name: String,
     /// Its driver and parameters.
     pub driver: DriverConfig,
+}
+
+impl Location {
+    /// `Ok` when stowage can serve this location; for a driver it does not
+    /// implement, the refusal: [`Error::Config`] naming the driver, the
+    /// location with its key path and the drivers that are built in.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for [`DriverConfig::Unsupported`].
+    pub fn check_supported(&self) -> Result<()> {
+        match &self.driver {
+            DriverConfig::Unsupported { driver } => Err(unsupported_error(&self.name, driver)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// All configured locations, in file order, and the preferences.
@@ -98,14 +150,37 @@ impl StowageConfig {
             );
             Error::Config(errs)
         })?;
-        Self::parse(&text)
+        // Relative file names in the locations (key files, `*_file`
+        // secrets) are relative to the config file, as in Quay's config
+        // bundle.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::parse_with_base(&text, Some(dir.as_path()))
     }
 
-    /// Parses YAML or JSON text (JSON is YAML).
+    /// Parses YAML or JSON text (JSON is YAML). Relative file names in the
+    /// locations resolve against the current directory.
     ///
     /// # Errors
     /// [`Error::Config`] with every problem found.
     pub fn parse(text: &str) -> Result<Self> {
+        Self::parse_with_base(text, None)
+    }
+
+    /// Parses YAML or JSON text whose relative file names (key files,
+    /// `*_file` secrets, token files) resolve against `base_dir`, as those
+    /// of a config file do against its directory.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with every problem found.
+    pub fn parse_in(text: &str, base_dir: &Path) -> Result<Self> {
+        Self::parse_with_base(text, Some(base_dir))
+    }
+
+    fn parse_with_base(text: &str, base_dir: Option<&Path>) -> Result<Self> {
         let mut errs = ConfigErrors::default();
         let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
@@ -125,11 +200,15 @@ impl StowageConfig {
                 return Err(Error::Config(errs));
             }
         };
-        let config = Self::from_map(&root, &mut errs);
+        let config = Self::from_map(&root, base_dir, &mut errs);
         errs.into_result(config)
     }
 
-    fn from_map(root: &Map<String, Value>, errs: &mut ConfigErrors) -> Self {
+    fn from_map(
+        root: &Map<String, Value>,
+        base_dir: Option<&Path>,
+        errs: &mut ConfigErrors,
+    ) -> Self {
         for key in root.keys() {
             if key.starts_with("DISTRIBUTED_STORAGE_")
                 && ![STORAGE_CONFIG, PREFERENCE, DEFAULT_LOCATIONS].contains(&key.as_str())
@@ -148,7 +227,7 @@ impl StowageConfig {
             }
             Some(Value::Object(map)) => {
                 for (name, entry) in map {
-                    if let Some(loc) = parse_location(name, entry, errs) {
+                    if let Some(loc) = parse_location(name, entry, base_dir, errs) {
                         locations.push(loc);
                     }
                 }
@@ -173,13 +252,18 @@ impl StowageConfig {
     ///
     /// # Errors
     /// [`Error::Config`] naming the configured locations when there is none
-    /// by that name.
+    /// by that name, or naming the driver, the location and the built-in
+    /// drivers when stowage does not implement its driver
+    /// ([`Location::check_supported`]).
     pub fn location(&self, name: Option<&str>) -> Result<&Location> {
         let wanted = name.or(self.preference.first().map(String::as_str));
         let found = match wanted {
             Some(n) => self.locations.iter().find(|l| l.name == n),
             None => self.locations.first(),
         };
+        if let Some(location) = found {
+            location.check_supported()?;
+        }
         found.ok_or_else(|| {
             let names: Vec<&str> = self.locations.iter().map(|l| l.name.as_str()).collect();
             let mut errs = ConfigErrors::default();
@@ -203,7 +287,12 @@ fn map_keys(v: Option<&Value>) -> Vec<&str> {
     }
 }
 
-fn parse_location(name: &str, entry: &Value, errs: &mut ConfigErrors) -> Option<Location> {
+fn parse_location(
+    name: &str,
+    entry: &Value,
+    base_dir: Option<&Path>,
+    errs: &mut ConfigErrors,
+) -> Option<Location> {
     let key = format!("{STORAGE_CONFIG}.{name}");
     let Value::Array(items) = entry else {
         errs.push(key, "expected [DriverName, {parameters}]");
@@ -234,15 +323,23 @@ fn parse_location(name: &str, entry: &Value, errs: &mut ConfigErrors) -> Option<
             format!("expected 2 items, found {}", items.len()),
         );
     }
-    match parse_driver(driver, Params::new(format!("{key}[1]"), params)) {
+    let mut reader = Params::new(format!("{key}[1]"), params);
+    if let Some(dir) = base_dir {
+        reader = reader.with_base_dir(dir);
+    }
+    match parse_driver(driver, reader) {
         Ok(Some(config)) => Some(Location {
             name: name.to_string(),
             driver: config,
         }),
-        Ok(None) => {
-            errs.push(format!("{key}[0]"), unknown_driver_message(driver));
-            None
-        }
+        // Kept, without its parameters, and refused only when used: one
+        // location stowage cannot serve blocks no other.
+        Ok(None) => Some(Location {
+            name: name.to_string(),
+            driver: DriverConfig::Unsupported {
+                driver: driver.to_string(),
+            },
+        }),
         Err(problems) => {
             errs.extend(problems);
             None
@@ -250,13 +347,27 @@ fn parse_location(name: &str, entry: &Value, errs: &mut ConfigErrors) -> Option<
     }
 }
 
-fn unknown_driver_message(driver: &str) -> String {
+/// The refusal of location `name`, whose driver `driver` stowage does not
+/// implement (or this binary does not build in): names the driver, the
+/// location with its key path and the built-in drivers; never a parameter.
+pub(crate) fn unsupported_error(name: &str, driver: &str) -> Error {
     let built_in = crate::factory::BUILT_IN_DRIVERS.join(", ");
-    if crate::factory::KNOWN_DRIVERS.contains(&driver) {
-        format!("driver {driver:?} is not built into this binary; built in: {built_in}")
+    let what = if crate::factory::KNOWN_DRIVERS.contains(&driver) {
+        format!("driver {driver:?} is not built into this binary")
+    } else if crate::factory::QUAY_ONLY_DRIVERS.contains(&driver) {
+        format!("Quay driver {driver:?} is not supported by stowage")
     } else {
-        format!("unknown driver {driver:?}; built in: {built_in}")
-    }
+        format!("unknown driver {driver:?}")
+    };
+    let mut errs = ConfigErrors::default();
+    errs.push(
+        format!("{STORAGE_CONFIG}.{name}[0]"),
+        format!(
+            "{what} (location {name:?}); built in: {built_in}; the other locations of the \
+             file can be used"
+        ),
+    );
+    Error::Config(errs)
 }
 
 fn location_list(

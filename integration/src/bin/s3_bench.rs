@@ -42,6 +42,13 @@ async fn stowage_storage(env: &S3Env) -> stowage_s3::S3Storage {
     config.part_size = defaults.part_size;
     config.upload_concurrency = defaults.upload_concurrency;
     config.root = "stowage-bench".into();
+    // STOWAGE_BENCH_PART_CHECKSUM=md5|none measures what Content-MD5 costs
+    // (unset: the driver's default, `auto`: md5 on this plain-HTTP server).
+    match std::env::var("STOWAGE_BENCH_PART_CHECKSUM").as_deref() {
+        Ok("md5") => config.part_checksum = stowage_s3::PartChecksum::Md5,
+        Ok("none") => config.part_checksum = stowage_s3::PartChecksum::Off,
+        _ => {}
+    }
     stowage_s3::S3Storage::new(config).await.expect("driver")
 }
 

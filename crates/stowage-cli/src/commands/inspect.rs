@@ -3,13 +3,13 @@
 use futures::TryStreamExt;
 use stowage::{ObjectMeta, StorageExt};
 
-use super::storage_path;
+use super::{prefix_path, storage_path, strip_one_slash};
 use crate::context::Context;
 use crate::failure::Failure;
 
-/// `stowage ls [PREFIX] [--long]`, sorted by path.
+/// `stowage ls [PREFIX] [--long]`, sorted by path. `dir/` lists `dir`.
 pub(crate) async fn ls(ctx: &Context, prefix: Option<&str>, long: bool) -> Result<(), Failure> {
-    let prefix = prefix.map(storage_path).transpose()?;
+    let prefix = prefix.map(prefix_path).transpose()?;
     let storage = ctx.storage().await?;
     let mut all: Vec<ObjectMeta> = storage.list(prefix.as_ref()).try_collect().await?;
     all.sort_by(|a, b| a.path.cmp(&b.path));
@@ -56,11 +56,18 @@ pub(crate) async fn stat(ctx: &Context, path: &str, json: bool) -> Result<(), Fa
 }
 
 /// `stowage rm PATH [--recursive]`: a missing object is an error unless
-/// --recursive removed something below it.
+/// --recursive removed something below it. With --recursive, `dir/` (one
+/// trailing `/`) names only what is below `dir`, as `aws s3 rm --recursive`
+/// does: an object named `dir` itself stays.
 pub(crate) async fn rm(ctx: &Context, path: &str, recursive: bool) -> Result<(), Failure> {
-    let path = storage_path(path)?;
+    let only_below = recursive && strip_one_slash(path) != path;
+    let path = if recursive {
+        prefix_path(path)?
+    } else {
+        storage_path(path)?
+    };
     let storage = ctx.storage().await?;
-    let existed = storage.exists(&path).await?;
+    let existed = !only_below && storage.exists(&path).await?;
     if existed {
         storage.delete(&path).await?;
     }

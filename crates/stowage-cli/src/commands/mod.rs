@@ -35,11 +35,45 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             listen,
             state_dir,
             no_redirect,
-        } => serve::run(&ctx, listen, state_dir, !no_redirect).await,
+            limits,
+            security,
+        } => serve::run(&ctx, listen, state_dir, !no_redirect, limits, security).await,
     }
 }
 
 /// Parses a storage path argument.
 pub(crate) fn storage_path(arg: &str) -> Result<stowage::StoragePath, Failure> {
     Ok(stowage::StoragePath::parse(arg)?)
+}
+
+/// Parses a prefix argument (`ls`, `rm --recursive`): one trailing `/`
+/// means the prefix itself, as in `aws s3 ls dir/`; the rest of the rules
+/// are [`stowage::StoragePath`]'s (`dir//` is still refused). Objects
+/// never take this path: `StoragePath` keeps refusing a trailing `/`.
+pub(crate) fn prefix_path(arg: &str) -> Result<stowage::StoragePath, Failure> {
+    storage_path(strip_one_slash(arg))
+}
+
+/// `arg` without one trailing `/` (`dir/` is `dir`; `dir//` stays `dir/`,
+/// which the path rules refuse).
+pub(crate) fn strip_one_slash(arg: &str) -> &str {
+    arg.strip_suffix('/').unwrap_or(arg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_trailing_slash_names_the_prefix() {
+        assert_eq!(prefix_path("dir/").unwrap().as_str(), "dir");
+        assert_eq!(prefix_path("a/b/").unwrap().as_str(), "a/b");
+        assert_eq!(prefix_path("a/b").unwrap().as_str(), "a/b");
+        for bad in ["dir//", "/", "", "/abs/", "a//b/"] {
+            let e = prefix_path(bad).unwrap_err();
+            assert_eq!(e.code, crate::failure::USAGE, "{bad:?}");
+        }
+        // Objects stay strict.
+        assert!(storage_path("dir/").is_err());
+    }
 }

@@ -20,8 +20,14 @@ fn sign_failure(e: SignError) -> Failure {
     }
 }
 
-/// Prints the signed URL, or the cookies one per line.
+/// Prints the signed URL, or the cookies one per line. With `-` as the URL,
+/// signs every line of standard input (see `run_batch`).
 pub(crate) fn run(ctx: &Context, args: &SignArgs) -> Result<(), Failure> {
+    if args.url == "-" && args.cookies {
+        return Err(Failure::usage(
+            "--cookies signs one URL at a time; give the URL instead of -",
+        ));
+    }
     let signer = signer(ctx, args)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -32,7 +38,79 @@ pub(crate) fn run(ctx: &Context, args: &SignArgs) -> Result<(), Failure> {
         (None, Some(secs)) => now + secs as i64,
         (None, None) => now + 3600,
     };
-    let url = normalize_url(&args.url).map_err(sign_failure)?;
+    if args.url == "-" {
+        // Options wrong for every line are one usage error, not one per line.
+        args.ip
+            .as_deref()
+            .map(IpCidr::parse)
+            .transpose()
+            .map_err(sign_failure)?;
+        return run_batch(&signer, args, expires);
+    }
+    for line in sign_one(&signer, args, &args.url, expires)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `stowage sign ... -`: one URL per line of standard input, one signed URL
+/// per line of output, in order, with the key loaded once and the same
+/// options and expiry for every URL. Empty lines are skipped. A line that
+/// cannot be signed is reported on standard error with its line number and
+/// the others are still signed; the exit code is then 2 if any line was a
+/// bad URL or policy (as for a single URL), else 1 if signing itself failed.
+fn run_batch(signer: &CloudFrontSigner, args: &SignArgs, expires: i64) -> Result<(), Failure> {
+    use std::io::{BufRead, Write};
+
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let write_failed = |e: std::io::Error| Failure::failed(format!("cannot write: {e}"));
+    let (mut signed, mut failed, mut worst) = (0usize, 0usize, None::<u8>);
+    for (index, line) in stdin.lock().split(b'\n').enumerate() {
+        let line = line.map_err(|e| Failure::failed(format!("cannot read standard input: {e}")))?;
+        let number = index + 1;
+        let result = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => sign_one(signer, args, text.trim(), expires),
+            Err(_) => Err(Failure::usage("not UTF-8 text")),
+        };
+        match result {
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(out, "{l}").map_err(write_failed)?;
+                }
+                signed += 1;
+            }
+            Err(f) => {
+                // Keep what was signed so far in order with the message.
+                out.flush().map_err(write_failed)?;
+                eprintln!("stowage: line {number}: {}", f.message);
+                failed += 1;
+                worst = worst.max(Some(f.code));
+            }
+        }
+    }
+    out.flush().map_err(write_failed)?;
+    match worst {
+        None => Ok(()),
+        Some(code) => Err(Failure {
+            code,
+            message: format!(
+                "{failed} of {} lines could not be signed (each is named above)",
+                signed + failed
+            ),
+        }),
+    }
+}
+
+/// The output lines for one URL: the signed URL, or the cookies.
+fn sign_one(
+    signer: &CloudFrontSigner,
+    args: &SignArgs,
+    raw_url: &str,
+    expires: i64,
+) -> Result<Vec<String>, Failure> {
+    let url = normalize_url(raw_url).map_err(sign_failure)?;
     let source_ip = args
         .ip
         .as_deref()
@@ -57,28 +135,21 @@ pub(crate) fn run(ctx: &Context, args: &SignArgs) -> Result<(), Failure> {
         None => policy.is_canned(),
     };
     if args.cookies {
-        for (name, value) in signer
+        Ok(signer
             .signed_cookies(&policy, canned)
             .map_err(sign_failure)?
-        {
-            println!("{name}={value}");
-        }
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect())
     } else if canned {
-        println!(
-            "{}",
-            signer
-                .signed_url_canned(&url, expires)
-                .map_err(sign_failure)?
-        );
+        Ok(vec![signer
+            .signed_url_canned(&url, expires)
+            .map_err(sign_failure)?])
     } else {
-        println!(
-            "{}",
-            signer
-                .signed_url_custom(&url, &policy)
-                .map_err(sign_failure)?
-        );
+        Ok(vec![signer
+            .signed_url_custom(&url, &policy)
+            .map_err(sign_failure)?])
     }
-    Ok(())
 }
 
 fn signer(ctx: &Context, args: &SignArgs) -> Result<CloudFrontSigner, Failure> {
@@ -103,6 +174,7 @@ fn signer(ctx: &Context, args: &SignArgs) -> Result<CloudFrontSigner, Failure> {
             location.driver.driver_name()
         )));
     };
+    let c = &c.cloudfront;
     let entry = &c.keys[0];
     let key = PrivateKey::from_pem_file(&entry.private_key_file).map_err(sign_failure)?;
     Ok(CloudFrontSigner::new(&entry.key_id, key).with_hash(hash.unwrap_or(c.hash)))

@@ -1,11 +1,14 @@
 //! `stowage validate [--json]`: every location, or the one selected.
 
+use stowage::config::ConfigErrors;
 use stowage::{CheckStatus, Location, ValidationReport};
 
 use crate::context::Context;
 use crate::failure::Failure;
 
-/// Validates and prints; fails when any location has a failed check.
+/// Validates and prints; fails when any location has a failed check, and
+/// with a configuration error (exit code 2) when a location's driver is
+/// one stowage does not implement (the others are validated first).
 pub(crate) async fn run(ctx: &Context, json: bool) -> Result<(), Failure> {
     let locations: Vec<&Location> = match &ctx.location {
         Some(_) => vec![ctx.selected()?],
@@ -13,7 +16,30 @@ pub(crate) async fn run(ctx: &Context, json: bool) -> Result<(), Failure> {
     };
     let mut all_ok = true;
     let mut out = Vec::new();
+    let mut refused = ConfigErrors::default();
     for location in locations {
+        match location.check_supported() {
+            Ok(()) => {}
+            Err(stowage::Error::Config(errs)) => {
+                if json {
+                    out.push(serde_json::json!({
+                        "location": location.name,
+                        "driver": location.driver.driver_name(),
+                        "ok": false,
+                        "supported": false,
+                    }));
+                } else {
+                    println!(
+                        "location {} ({}): NOT SUPPORTED by stowage, not validated",
+                        location.name,
+                        location.driver.driver_name()
+                    );
+                }
+                refused.extend(errs);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
         let report = match stowage::open(location).await {
             Ok(storage) => storage.validate().await,
             Err(e) => {
@@ -31,6 +57,13 @@ pub(crate) async fn run(ctx: &Context, json: bool) -> Result<(), Failure> {
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    }
+    if !refused.is_empty() {
+        let mut failure = Failure::from(stowage::Error::Config(refused));
+        if !all_ok {
+            failure.message.push_str("\nand validation failed");
+        }
+        return Err(failure);
     }
     if all_ok {
         Ok(())

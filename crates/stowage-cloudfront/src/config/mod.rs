@@ -116,8 +116,7 @@ impl CloudFrontConfig {
     /// Every problem found, each naming its key.
     pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
         let parsed = Self::read(&mut params);
-        params.finish()?;
-        Ok(parsed.expect("no problems means a complete config"))
+        params.finish_with(parsed)
     }
 
     /// Reads the keys into `params`; `None` when a problem was recorded.
@@ -214,7 +213,7 @@ impl CloudFrontConfig {
             match (id, file) {
                 (Some(id), Some(file)) => keys.push(KeyEntry {
                     key_id: id.to_string(),
-                    private_key_file: PathBuf::from(file),
+                    private_key_file: params.resolve_path(file),
                 }),
                 _ => bad!(
                     params,

@@ -4,18 +4,13 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use stowage_core::upload::{CleanupReport, CompleteOptions, UploadState};
 use stowage_core::{
-    Capabilities, CheckStatus, DirectUrl, DownloadUrlOptions, Fallback, GetOptions, GetResult,
-    ListStream, Metric, ObjectMeta, PutOptions, Result, Storage, StoragePath, UploadUrlOptions,
-    UrlSource, ValidationReport, WriteStream,
+    DirectUrl, DownloadUrlOptions, Fallback, Metric, Result, Storage, StoragePath, UrlSource,
+    ValidationReport,
 };
-use stowage_s3::S3Storage;
+use stowage_s3::{CredentialSource, S3Storage};
 
 use super::aws_ranges::AwsIpRanges;
 use super::cache::{round_up, CacheKey, SignedUrlCache};
@@ -23,7 +18,7 @@ use super::counters::{Counters, Route};
 use crate::config::{CloudFrontConfig, PolicyKind};
 use crate::signer::{
     check_key_for_mode, encode_key_path, encode_query_component, CloudFrontSigner, IpCidr, Policy,
-    PrivateKey, SignError, SigningMode,
+    PrivateKey, SignError,
 };
 
 /// The driver name in reports and errors.
@@ -32,25 +27,25 @@ pub const DRIVER: &str = "cloudfront";
 /// The loaded signing keys: the first signs; the others are kept for
 /// rotation (validated at start, ready to take over).
 #[derive(Debug)]
-struct Keys {
-    signers: Vec<CloudFrontSigner>,
+pub(super) struct Keys {
+    pub(super) signers: Vec<CloudFrontSigner>,
 }
 
 /// S3 for data, CloudFront signed URLs for downloads (Quay's
 /// `CloudFrontedS3Storage`).
 #[derive(Debug, Clone)]
 pub struct CloudFrontedS3Storage {
-    s3: S3Storage,
-    inner: Arc<Inner>,
+    pub(super) s3: S3Storage,
+    pub(super) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    config: CloudFrontConfig,
-    keys: std::result::Result<Keys, SignError>,
-    aws_ranges: Option<AwsIpRanges>,
-    cache: SignedUrlCache,
-    counters: Counters,
+pub(super) struct Inner {
+    pub(super) config: CloudFrontConfig,
+    pub(super) keys: std::result::Result<Keys, SignError>,
+    pub(super) aws_ranges: Option<AwsIpRanges>,
+    pub(super) cache: SignedUrlCache,
+    pub(super) counters: Counters,
 }
 
 impl CloudFrontedS3Storage {
@@ -63,12 +58,26 @@ impl CloudFrontedS3Storage {
     /// As [`S3Storage::new`].
     pub async fn new(config: CloudFrontConfig) -> Result<Self> {
         let s3 = S3Storage::new(config.s3.clone()).await?;
-        Ok(Self::over(s3, config))
+        Ok(Self::layer(s3, config))
     }
 
-    /// The signing layer over an existing S3 driver (e.g. one with STS
-    /// credentials). Keys are read and parsed here, once.
-    pub fn over(s3: S3Storage, config: CloudFrontConfig) -> Self {
+    /// As [`CloudFrontedS3Storage::new`], with the S3 driver's credentials
+    /// from `source` (e.g. STS: S3 fallback URLs are then signed by the
+    /// session and never outlive it).
+    ///
+    /// # Errors
+    /// As [`S3Storage::new`].
+    pub async fn with_credential_source(
+        config: CloudFrontConfig,
+        source: Arc<dyn CredentialSource>,
+    ) -> Result<Self> {
+        let s3 = S3Storage::with_credential_source(config.s3.clone(), source).await?;
+        Ok(Self::layer(s3, config))
+    }
+
+    /// The signing layer over `s3`, built from `config.s3`. Keys are read
+    /// and parsed here, once.
+    fn layer(s3: S3Storage, config: CloudFrontConfig) -> Self {
         let keys = load_keys(&config);
         if let Err(e) = &keys {
             tracing::warn!(error = %e, "CloudFront signing unavailable; download URLs fall back to S3 presigned URLs");
@@ -208,174 +217,6 @@ impl CloudFrontedS3Storage {
         self.inner.cache.insert(key, signed.clone());
         Ok((signed, false))
     }
-
-    /// The report lines of the signing layer.
-    fn validate_signing(&self, report: &mut ValidationReport) -> bool {
-        let c = &self.inner.config;
-        report.fact("distribution", c.distribution_url.clone());
-        report.fact(
-            "signing mode",
-            if c.configured_mode == SigningMode::Auto {
-                format!("{} (auto, from the key id)", c.mode)
-            } else {
-                c.mode.to_string()
-            },
-        );
-        report.fact("key id", c.keys[0].key_id.clone());
-        report.fact("hash", c.hash.as_str());
-        report.fact(
-            "policy",
-            match (c.policy, c.restrict_to_client_ip) {
-                (PolicyKind::Canned, _) => "canned",
-                (PolicyKind::Custom, true) => "custom, restricted to the client IP",
-                (PolicyKind::Custom, false) => "custom",
-            },
-        );
-        if c.keys.len() > 1 {
-            let others: Vec<&str> = c.keys[1..].iter().map(|k| k.key_id.as_str()).collect();
-            report.fact("rotation keys", others.join(", "));
-        }
-        if let Some(r) = &self.inner.aws_ranges {
-            let (count, error) = r.status();
-            match error {
-                None => report.check(
-                    "aws ip ranges",
-                    CheckStatus::Ok,
-                    format!("{count} networks; clients inside AWS get S3 URLs"),
-                ),
-                Some(e) => report.check("aws ip ranges", CheckStatus::Degraded, e),
-            }
-        }
-        let keys = match &self.inner.keys {
-            Ok(k) => k,
-            Err(e) => {
-                report.fact("fallback in force", "S3 presigned URLs for every download");
-                report.check(
-                    "signing key",
-                    CheckStatus::Degraded,
-                    format!("{e}; download URLs fall back to S3 presigned URLs"),
-                );
-                return false;
-            }
-        };
-        report.fact("key type", keys.signers[0].key().kind().to_string());
-        report.fact("fallback in force", "none");
-        for signer in &keys.signers {
-            let url = format!("{}/_stowage_validate/probe", c.distribution_url);
-            let policy = Policy::canned(&url, Utc::now().timestamp() + 60);
-            let verified = signer.sign_policy(&policy).is_ok_and(|s| {
-                crate::signer::decode_cloudfront_base64(&s.signature).is_ok_and(|sig| {
-                    signer
-                        .key()
-                        .verify(s.policy_json.as_bytes(), &sig, signer.hash())
-                })
-            });
-            report.check(
-                format!("sign {}", signer.key_id()),
-                if verified {
-                    CheckStatus::Ok
-                } else {
-                    CheckStatus::Failed
-                },
-                if verified {
-                    format!(
-                        "signed a URL with the {} key and verified it with its public half",
-                        signer.key().kind()
-                    )
-                } else {
-                    "the signature did not verify with the key's public half".into()
-                },
-            );
-        }
-        true
-    }
-
-    /// Fetches a signed URL of a probe object through the distribution:
-    /// the only check that sees what the distribution trusts.
-    async fn validate_fetch(&self, report: &mut ValidationReport) {
-        let probe = match StoragePath::parse(format!(
-            "_stowage_validate/cloudfront-{}",
-            Utc::now().timestamp_micros()
-        )) {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let body = Bytes::from_static(b"stowage cloudfront probe");
-        if let Err(e) = self
-            .s3
-            .put(&probe, body.clone(), PutOptions::default())
-            .await
-        {
-            report.fail("fetch through CloudFront", &e);
-            return;
-        }
-        let c = &self.inner.config;
-        let options = DownloadUrlOptions::default().with_expires_in(Duration::from_secs(120));
-        let url = self.unsigned_url(&probe, &options);
-        let expires = Utc::now().timestamp() + 120;
-        let outcome = match self.signer() {
-            Ok(signer) => match signer.signed_url_canned(&url, expires) {
-                Ok(signed) => fetch(&signed).await,
-                Err(e) => Err(e.to_string()),
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        let _ = self.s3.delete(&probe).await;
-        match outcome {
-            Ok((200, got)) if got == body => report.check(
-                "fetch through CloudFront",
-                CheckStatus::Ok,
-                format!(
-                    "{} served a signed URL of a probe object",
-                    c.distribution_url
-                ),
-            ),
-            Ok((403, _)) => report.check(
-                "fetch through CloudFront",
-                CheckStatus::Failed,
-                format!(
-                    "{} answered 403 to a URL signed with {} ({} mode). Most often the \
-                     distribution does not trust this key id: one with trusted key groups \
-                     needs the id of a public key in one of its groups (K...); one with \
-                     trusted signers needs the root account's key pair id (APKA...). Else \
-                     the private key is not the one whose public half was uploaded, or the \
-                     origin refused CloudFront (bucket policy, origin access control)",
-                    c.distribution_url, c.keys[0].key_id, c.mode
-                ),
-            ),
-            Ok((status, _)) => report.check(
-                "fetch through CloudFront",
-                CheckStatus::Failed,
-                format!(
-                    "{} answered {status} to a signed URL of the probe object (expected 200 \
-                     with its bytes): check the distribution's origin is this bucket",
-                    c.distribution_url
-                ),
-            ),
-            Err(e) => report.check(
-                "fetch through CloudFront",
-                CheckStatus::Failed,
-                format!("cannot fetch through {}: {e}", c.distribution_url),
-            ),
-        }
-    }
-}
-
-async fn fetch(url: &str) -> std::result::Result<(u16, Bytes), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let response = client.get(url).send().await.map_err(|e| {
-        // The URL carries a signature: say where, not what.
-        format!("request failed ({})", e.without_url())
-    })?;
-    let status = response.status().as_u16();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    Ok((status, body))
 }
 
 fn load_keys(config: &CloudFrontConfig) -> std::result::Result<Keys, SignError> {
@@ -398,57 +239,20 @@ fn load_keys(config: &CloudFrontConfig) -> std::result::Result<Keys, SignError> 
     Ok(Keys { signers })
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl Storage for CloudFrontedS3Storage {
+impl stowage_core::forward::Wraps for CloudFrontedS3Storage {
+    type Inner = S3Storage;
+    fn wrapped(&self) -> &S3Storage {
+        &self.s3
+    }
+}
+
+stowage_core::forward_storage! {
+    impl Storage for CloudFrontedS3Storage;
+    forward [capabilities get put_stream put stat delete delete_prefix list copy upload_url
+             start_upload write_chunk complete_upload abort_upload cleanup_uploads];
+
     fn driver(&self) -> &'static str {
         DRIVER
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.s3.capabilities()
-    }
-
-    async fn get(&self, path: &StoragePath, options: GetOptions) -> Result<GetResult> {
-        self.s3.get(path, options).await
-    }
-
-    async fn put_stream(
-        &self,
-        path: &StoragePath,
-        data: WriteStream<'_>,
-        options: PutOptions,
-    ) -> Result<ObjectMeta> {
-        self.s3.put_stream(path, data, options).await
-    }
-
-    async fn put(
-        &self,
-        path: &StoragePath,
-        data: Bytes,
-        options: PutOptions,
-    ) -> Result<ObjectMeta> {
-        self.s3.put(path, data, options).await
-    }
-
-    async fn stat(&self, path: &StoragePath) -> Result<ObjectMeta> {
-        self.s3.stat(path).await
-    }
-
-    async fn delete(&self, path: &StoragePath) -> Result<()> {
-        self.s3.delete(path).await
-    }
-
-    async fn delete_prefix(&self, prefix: &StoragePath) -> Result<u64> {
-        self.s3.delete_prefix(prefix).await
-    }
-
-    fn list(&self, prefix: Option<&StoragePath>) -> ListStream<'_> {
-        self.s3.list(prefix)
-    }
-
-    async fn copy(&self, from: &StoragePath, to: &StoragePath) -> Result<ObjectMeta> {
-        self.s3.copy(from, to).await
     }
 
     /// A CloudFront signed URL; an S3 presigned URL when the client has no
@@ -499,45 +303,6 @@ impl Storage for CloudFrontedS3Storage {
                     .await
             }
         }
-    }
-
-    /// Always an S3 presigned PUT URL.
-    async fn upload_url(
-        &self,
-        path: &StoragePath,
-        options: &UploadUrlOptions,
-    ) -> Result<Option<DirectUrl>> {
-        self.s3.upload_url(path, options).await
-    }
-
-    async fn start_upload(&self) -> Result<UploadState> {
-        self.s3.start_upload().await
-    }
-
-    async fn write_chunk(
-        &self,
-        state: &UploadState,
-        offset: u64,
-        data: WriteStream<'_>,
-    ) -> Result<UploadState> {
-        self.s3.write_chunk(state, offset, data).await
-    }
-
-    async fn complete_upload(
-        &self,
-        state: &UploadState,
-        dest: &StoragePath,
-        options: CompleteOptions,
-    ) -> Result<ObjectMeta> {
-        self.s3.complete_upload(state, dest, options).await
-    }
-
-    async fn abort_upload(&self, state: &UploadState) -> Result<()> {
-        self.s3.abort_upload(state).await
-    }
-
-    async fn cleanup_uploads(&self, older_than: Duration) -> Result<CleanupReport> {
-        self.s3.cleanup_uploads(older_than).await
     }
 
     /// The signing layer's checks (mode, key id, key type, sign and verify,

@@ -1,18 +1,22 @@
 //! Private keys for signing: RSA (PKCS#1 or PKCS#8 PEM) and ECDSA P-256
 //! (SEC1 or PKCS#8 PEM), parsed once, with clear errors for encrypted PEM,
 //! public keys and key types CloudFront does not take.
+//!
+//! The PEM and the DER structure are read here, the same for both signing
+//! backends; the key material goes to the backend (aws-lc by default, the
+//! pure-Rust crates with the `pure-rust` feature), which checks and holds
+//! it. PEM text and DER read here live in [`Zeroizing`] buffers, wiped when
+//! dropped; the backends wipe their own copies when the key is dropped.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
-use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
-use rsa::traits::PublicKeyParts;
-use sha1::{Digest, Sha1};
-use sha2::Sha256;
+use base64::Engine;
+use zeroize::Zeroizing;
 
+use super::backend;
+use super::der;
 use super::SignError;
 
 /// The hash a signature is made over. CloudFront assumes SHA-1 unless the
@@ -68,41 +72,27 @@ impl fmt::Display for KeyKind {
     }
 }
 
-/// A parsed private key. `Debug` shows its kind only.
+/// A parsed private key, cheap to clone (clones share it). `Debug` shows
+/// its kind only. The key material is wiped from memory when the last clone
+/// is dropped.
 #[derive(Clone)]
-pub enum PrivateKey {
-    /// RSA, signing PKCS#1 v1.5 with blinding.
-    Rsa(Box<RsaKey>),
-    /// ECDSA P-256, DER-encoded signatures.
-    Ecdsa(p256::ecdsa::SigningKey),
+pub struct PrivateKey {
+    inner: Arc<Inner>,
 }
 
-/// An RSA key with its signers built once (one per hash).
-#[derive(Clone)]
-pub struct RsaKey {
-    sha1: rsa::pkcs1v15::SigningKey<Sha1>,
-    sha256: rsa::pkcs1v15::SigningKey<Sha256>,
-    bits: usize,
-}
-
-impl fmt::Debug for RsaKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RsaKey({} bits)", self.bits)
-    }
-}
-
-impl RsaKey {
-    fn new(key: rsa::RsaPrivateKey) -> Self {
-        Self {
-            bits: key.size() * 8,
-            sha1: rsa::pkcs1v15::SigningKey::new(key.clone()),
-            sha256: rsa::pkcs1v15::SigningKey::new(key),
-        }
-    }
-
-    fn public(&self) -> rsa::RsaPublicKey {
-        self.sha1.as_ref().to_public_key()
-    }
+/// The backend's key, with what is known about it from the DER.
+enum Inner {
+    Rsa {
+        key: Box<backend::RsaKey>,
+        bits: usize,
+        /// `SubjectPublicKeyInfo` DER.
+        public: Vec<u8>,
+    },
+    Ecdsa {
+        key: backend::EcdsaKey,
+        /// `SubjectPublicKeyInfo` DER.
+        public: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for PrivateKey {
@@ -111,14 +101,8 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// DER bytes of the OIDs we recognise inside PKCS#8, for precise errors.
-const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
-const OID_ED448: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x71];
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_DSA: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01];
-const OID_RSA_PSS: &[u8] = &[
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a,
-];
+const OTHER_CURVE: &str = "an EC key on a curve other than P-256; CloudFront takes ECDSA keys on \
+                           P-256 (prime256v1) only";
 
 impl PrivateKey {
     /// Reads and parses a PEM file.
@@ -126,10 +110,12 @@ impl PrivateKey {
     /// # Errors
     /// [`SignError::Key`] naming the file and what is wrong with it.
     pub fn from_pem_file(path: &Path) -> Result<Self, SignError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SignError::Key {
-            source_name: path.display().to_string(),
-            reason: format!("cannot read the private key file: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| SignError::Key {
+                source_name: path.display().to_string(),
+                reason: format!("cannot read the private key file: {e}"),
+            })?;
         Self::from_pem(&text).map_err(|e| match e {
             SignError::Key { reason, .. } => SignError::Key {
                 source_name: path.display().to_string(),
@@ -140,7 +126,8 @@ impl PrivateKey {
     }
 
     /// Parses PEM text: `RSA PRIVATE KEY` (PKCS#1), `EC PRIVATE KEY`
-    /// (SEC1) or `PRIVATE KEY` (PKCS#8, what OpenSSL 3 writes).
+    /// (SEC1, after an optional `EC PARAMETERS` block) or `PRIVATE KEY`
+    /// (PKCS#8, what OpenSSL 3 writes).
     ///
     /// # Errors
     /// [`SignError::Key`] saying what the text is and what to supply.
@@ -149,78 +136,62 @@ impl PrivateKey {
             source_name: "PEM text".into(),
             reason,
         };
-        let label = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("-----BEGIN ")
-                    .and_then(|r| r.strip_suffix("-----"))
-            })
+        let label = pem_label(text)
             .ok_or_else(|| err("not a PEM file (no -----BEGIN ...----- line)".into()))?;
         let decrypt_hint = "decrypt it first (openssl pkey -in key.pem -out plain.pem) \
                             and protect the plain file with file permissions";
-        match label {
-            "ENCRYPTED PRIVATE KEY" => Err(err(format!(
-                "the key is encrypted (PKCS#8 with a passphrase); {decrypt_hint}"
-            ))),
-            _ if text.contains("Proc-Type: 4,ENCRYPTED") => Err(err(format!(
-                "the key is encrypted (legacy PEM encryption); {decrypt_hint}"
-            ))),
-            "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => Err(err(format!(
-                "this is a {}, not a private key: give the private key; CloudFront holds the \
-                 public half",
-                label.to_lowercase()
-            ))),
-            "OPENSSH PRIVATE KEY" => Err(err(
-                "an OpenSSH key; convert it to PEM (ssh-keygen -p -m PEM -f key)".into(),
-            )),
-            "RSA PRIVATE KEY" => rsa::RsaPrivateKey::from_pkcs1_pem(text)
-                .map(|k| Self::Rsa(Box::new(RsaKey::new(k))))
-                .map_err(|e| err(format!("not a valid PKCS#1 RSA private key: {e}"))),
-            "EC PRIVATE KEY" => p256::SecretKey::from_sec1_pem(text)
-                .map(|k| Self::Ecdsa(k.into()))
-                .map_err(|e| {
-                    err(format!(
-                        "not a P-256 EC private key ({e}); CloudFront takes ECDSA keys on P-256 \
-                         (prime256v1) only"
-                    ))
-                }),
-            "PRIVATE KEY" => Self::from_pkcs8_pem(text).map_err(err),
-            other => Err(err(format!(
-                "a PEM block of type {other:?}; expected an RSA or P-256 private key"
-            ))),
-        }
-    }
-
-    fn from_pkcs8_pem(text: &str) -> Result<Self, String> {
-        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
-            return Ok(Self::Rsa(Box::new(RsaKey::new(key))));
-        }
-        if let Ok(key) = p256::ecdsa::SigningKey::from_pkcs8_pem(text) {
-            return Ok(Self::Ecdsa(key));
-        }
-        let der = pem_body(text).unwrap_or_default();
-        let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
-        Err(if has(OID_ED25519) || has(OID_ED448) {
-            "an EdDSA key; CloudFront signs with RSA 2048 or ECDSA P-256 keys only".into()
-        } else if has(OID_EC_PUBLIC_KEY) {
-            "an EC key on a curve other than P-256; CloudFront takes ECDSA keys on P-256 \
-             (prime256v1) only"
-                .into()
-        } else if has(OID_DSA) {
-            "a DSA key; CloudFront signs with RSA 2048 or ECDSA P-256 keys only".into()
-        } else if has(OID_RSA_PSS) {
-            "an RSA-PSS key; CloudFront needs a plain RSA key (PKCS#1 v1.5 signatures)".into()
-        } else {
-            "not a valid PKCS#8 RSA or P-256 private key".into()
+        let inner = match label {
+            "ENCRYPTED PRIVATE KEY" => {
+                return Err(err(format!(
+                    "the key is encrypted (PKCS#8 with a passphrase); {decrypt_hint}"
+                )))
+            }
+            _ if text.contains("Proc-Type: 4,ENCRYPTED") => {
+                return Err(err(format!(
+                    "the key is encrypted (legacy PEM encryption); {decrypt_hint}"
+                )))
+            }
+            "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => {
+                return Err(err(format!(
+                    "this is a {}, not a private key: give the private key; CloudFront holds \
+                     the public half",
+                    label.to_lowercase()
+                )))
+            }
+            "OPENSSH PRIVATE KEY" => {
+                return Err(err(
+                    "an OpenSSH key; convert it to PEM (ssh-keygen -p -m PEM -f key)".into(),
+                ))
+            }
+            "RSA PRIVATE KEY" => {
+                let der = pem_body(text, label).map_err(err)?;
+                Inner::rsa(&der)
+                    .map_err(|e| err(format!("not a valid PKCS#1 RSA private key: {e}")))?
+            }
+            "EC PRIVATE KEY" => {
+                let der = pem_body(text, label).map_err(err)?;
+                Inner::ec_sec1(&der).map_err(err)?
+            }
+            "PRIVATE KEY" => {
+                let der = pem_body(text, label).map_err(err)?;
+                Inner::pkcs8(&der).map_err(err)?
+            }
+            other => {
+                return Err(err(format!(
+                    "a PEM block of type {other:?}; expected an RSA or P-256 private key"
+                )))
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
         })
     }
 
     /// The key's kind and size.
     pub fn kind(&self) -> KeyKind {
-        match self {
-            Self::Rsa(k) => KeyKind::Rsa(k.bits),
-            Self::Ecdsa(_) => KeyKind::EcdsaP256,
+        match &*self.inner {
+            Inner::Rsa { bits, .. } => KeyKind::Rsa(*bits),
+            Inner::Ecdsa { .. } => KeyKind::EcdsaP256,
         }
     }
 
@@ -232,80 +203,138 @@ impl PrivateKey {
     /// [`SignError::Signing`] when the key cannot sign (should not happen
     /// with a key that parsed).
     pub fn sign(&self, message: &[u8], hash: HashAlgorithm) -> Result<Vec<u8>, SignError> {
-        let fail = |e: rsa::signature::Error| SignError::Signing(e.to_string());
-        let mut rng = rand::thread_rng();
-        match (self, hash) {
-            (Self::Rsa(key), HashAlgorithm::Sha1) => Ok(key
-                .sha1
-                .try_sign_with_rng(&mut rng, message)
-                .map_err(fail)?
-                .to_vec()),
-            (Self::Rsa(key), HashAlgorithm::Sha256) => Ok(key
-                .sha256
-                .try_sign_with_rng(&mut rng, message)
-                .map_err(fail)?
-                .to_vec()),
-            (Self::Ecdsa(key), hash) => {
-                let digest = digest(message, hash);
-                let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).map_err(fail)?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
+        match &*self.inner {
+            Inner::Rsa { key, .. } => key.sign(message, hash),
+            Inner::Ecdsa { key, .. } => key.sign(message, hash),
         }
+        .map_err(SignError::Signing)
     }
 
     /// Checks a signature with the public half (what CloudFront does).
     pub fn verify(&self, message: &[u8], signature: &[u8], hash: HashAlgorithm) -> bool {
-        match (self, hash) {
-            (Self::Rsa(key), HashAlgorithm::Sha1) => {
-                let verifier = rsa::pkcs1v15::VerifyingKey::<Sha1>::new(key.public());
-                rsa::pkcs1v15::Signature::try_from(signature)
-                    .is_ok_and(|s| verifier.verify(message, &s).is_ok())
-            }
-            (Self::Rsa(key), HashAlgorithm::Sha256) => {
-                let verifier = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.public());
-                rsa::pkcs1v15::Signature::try_from(signature)
-                    .is_ok_and(|s| verifier.verify(message, &s).is_ok())
-            }
-            (Self::Ecdsa(key), hash) => {
-                p256::ecdsa::Signature::from_der(signature).is_ok_and(|s| {
-                    key.verifying_key()
-                        .verify_prehash(&digest(message, hash), &s)
-                        .is_ok()
-                })
-            }
+        match &*self.inner {
+            Inner::Rsa { key, .. } => key.verify(message, signature, hash),
+            Inner::Ecdsa { key, .. } => key.verify(message, signature, hash),
         }
     }
 
     /// The public key as PEM (`-----BEGIN PUBLIC KEY-----`), what an
-    /// operator uploads to CloudFront.
+    /// operator uploads to CloudFront: byte for byte what `openssl pkey
+    /// -pubout` writes.
     pub fn public_key_pem(&self) -> String {
-        use rsa::pkcs8::{EncodePublicKey, LineEnding};
-        match self {
-            Self::Rsa(k) => k
-                .public()
-                .to_public_key_pem(LineEnding::LF)
-                .unwrap_or_default(),
-            Self::Ecdsa(k) => p256::PublicKey::from(k.verifying_key())
-                .to_public_key_pem(LineEnding::LF)
-                .unwrap_or_default(),
+        let spki = match &*self.inner {
+            Inner::Rsa { public, .. } | Inner::Ecdsa { public, .. } => public,
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+        let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 60);
+        pem.push_str("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            // Base64 is ASCII, so every chunk is valid UTF-8.
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+}
+
+impl Inner {
+    /// An RSA key from PKCS#1 `RSAPrivateKey` DER.
+    fn rsa(pkcs1: &[u8]) -> Result<Self, String> {
+        let public = der::rsa_public(pkcs1)
+            .ok_or_else(|| "the DER inside is not an RSAPrivateKey structure".to_string())?;
+        let key = Box::new(backend::RsaKey::new(pkcs1, &public.pkcs1)?);
+        Ok(Self::Rsa {
+            key,
+            bits: public.bits,
+            public: der::rsa_spki(&public.pkcs1),
+        })
+    }
+
+    /// A P-256 key from SEC1 `ECPrivateKey` or PKCS#8 DER.
+    fn ecdsa(bytes: &[u8]) -> Result<Self, String> {
+        let key = backend::EcdsaKey::new(bytes)?;
+        let public = der::p256_spki(&key.public_point());
+        Ok(Self::Ecdsa { key, public })
+    }
+
+    /// `EC PRIVATE KEY`: SEC1, the curve named inside (when it is).
+    fn ec_sec1(bytes: &[u8]) -> Result<Self, String> {
+        if der::sec1_curve(bytes).is_some_and(|curve| curve != der::OID_P256) {
+            return Err(OTHER_CURVE.into());
+        }
+        Self::ecdsa(bytes).map_err(|e| {
+            format!(
+                "not a valid P-256 EC private key ({e}); CloudFront takes ECDSA keys on P-256 \
+                 (prime256v1) only"
+            )
+        })
+    }
+
+    /// `PRIVATE KEY`: PKCS#8, whose algorithm says what the key is.
+    fn pkcs8(bytes: &[u8]) -> Result<Self, String> {
+        let info = der::pkcs8(bytes)
+            .ok_or_else(|| "not a valid PKCS#8 RSA or P-256 private key".to_string())?;
+        match info.algorithm {
+            der::OID_RSA_ENCRYPTION => Self::rsa(info.private_key)
+                .map_err(|e| format!("not a valid PKCS#8 RSA private key: {e}")),
+            der::OID_EC_PUBLIC_KEY if info.parameters == Some(der::OID_P256) => {
+                Self::ecdsa(bytes).map_err(|e| format!("not a valid PKCS#8 P-256 private key: {e}"))
+            }
+            der::OID_EC_PUBLIC_KEY => Err(OTHER_CURVE.into()),
+            der::OID_ED25519 | der::OID_ED448 => {
+                Err("an EdDSA key; CloudFront signs with RSA 2048 or ECDSA P-256 keys only".into())
+            }
+            der::OID_DSA => {
+                Err("a DSA key; CloudFront signs with RSA 2048 or ECDSA P-256 keys only".into())
+            }
+            der::OID_RSA_PSS => Err(
+                "an RSA-PSS key; CloudFront needs a plain RSA key (PKCS#1 v1.5 signatures)".into(),
+            ),
+            _ => Err(
+                "a PKCS#8 key of an algorithm CloudFront does not take; it signs with RSA \
+                      2048 or ECDSA P-256 keys only"
+                    .into(),
+            ),
         }
     }
 }
 
-fn digest(message: &[u8], hash: HashAlgorithm) -> Vec<u8> {
-    match hash {
-        HashAlgorithm::Sha1 => Sha1::digest(message).to_vec(),
-        HashAlgorithm::Sha256 => Sha256::digest(message).to_vec(),
-    }
+/// The label of the first PEM block that is not `EC PARAMETERS` (which
+/// `openssl ecparam -genkey` writes before the key).
+fn pem_label(text: &str) -> Option<&str> {
+    text.lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("-----BEGIN ")
+                .and_then(|r| r.strip_suffix("-----"))
+        })
+        .find(|label| *label != "EC PARAMETERS")
 }
 
-fn pem_body(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let body: String = text
-        .lines()
-        .filter(|l| !l.starts_with("-----") && !l.contains(':'))
-        .collect();
+/// The DER between `-----BEGIN {label}-----` and `-----END {label}-----`,
+/// skipping RFC 1421 header lines (`Name: value`).
+fn pem_body(text: &str, label: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut lines = text.lines().map(str::trim).skip_while(|l| *l != begin);
+    lines.next();
+    let mut body = Zeroizing::new(String::with_capacity(text.len()));
+    let mut ended = false;
+    for line in lines {
+        if line == end {
+            ended = true;
+            break;
+        }
+        if !line.contains(':') {
+            body.push_str(line);
+        }
+    }
+    if !ended {
+        return Err(format!("the PEM block has no {end} line"));
+    }
     base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .ok()
+        .decode(body.as_bytes())
+        .map(Zeroizing::new)
+        .map_err(|e| format!("the base64 between the PEM lines does not decode: {e}"))
 }

@@ -9,15 +9,39 @@
 //! assert!(signed.contains("Key-Pair-Id=K2JCJMDEHXQW5F"));
 //! # Ok(()) }
 //! ```
+//!
+//! Signatures are made by one of two backends, chosen at build time (see
+//! [`SIGNING_BACKEND`]): aws-lc through aws-lc-rs (the default feature
+//! `aws-lc`), or the pure-Rust `rsa`/`p256` crates (feature `pure-rust`,
+//! which wins when both are on). Keys, errors and output are the same.
 
+#[cfg(all(feature = "aws-lc", not(feature = "pure-rust")))]
+mod backend_aws_lc;
+#[cfg(feature = "pure-rust")]
+mod backend_pure;
+mod der;
 mod key;
 mod key_id;
 mod policy;
 mod url;
 
+#[cfg(all(feature = "aws-lc", not(feature = "pure-rust")))]
+use backend_aws_lc as backend;
+#[cfg(feature = "pure-rust")]
+use backend_pure as backend;
+
+#[cfg(not(any(feature = "aws-lc", feature = "pure-rust")))]
+compile_error!(
+    "stowage-cloudfront needs a signing backend: the `aws-lc` feature (default) or `pure-rust`"
+);
+
 use std::sync::Arc;
 
-pub use key::{HashAlgorithm, KeyKind, PrivateKey, RsaKey};
+/// The signing backend this build uses: `"aws-lc"` (default) or
+/// `"pure-rust"` (the `pure-rust` feature).
+pub const SIGNING_BACKEND: &str = backend::NAME;
+
+pub use key::{HashAlgorithm, KeyKind, PrivateKey};
 pub(crate) use key_id::resolve_mode;
 pub use key_id::{check_key_for_mode, mode_of_id, KeyIdShape, SigningMode};
 pub use policy::{IpCidr, Policy};

@@ -313,6 +313,23 @@ pub async fn remove_chunk_objects<S: Storage + ?Sized>(
     Ok(())
 }
 
+/// The moment `older_than` before now: what was last touched before it is
+/// stale. Never panics or wraps: an age reaching past the earliest time
+/// chrono represents (`Duration::MAX`, a million years) gives
+/// [`DateTime::<Utc>::MIN_UTC`], before which nothing was written, so
+/// nothing counts as stale.
+pub fn cutoff_for(older_than: Duration) -> DateTime<Utc> {
+    cutoff_before(Utc::now(), older_than)
+}
+
+/// [`cutoff_for`] from a given `now`.
+fn cutoff_before(now: DateTime<Utc>, older_than: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(older_than)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Removes chunk objects of uploads whose newest chunk is older than
 /// `older_than`. The generic [`Storage::cleanup_uploads`].
 ///
@@ -323,8 +340,7 @@ pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
     older_than: Duration,
 ) -> Result<CleanupReport> {
     let area = StoragePath::parse(UPLOADS_AREA).expect("valid");
-    let cutoff =
-        Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let cutoff = cutoff_for(older_than);
     let mut newest: HashMap<String, (Option<DateTime<Utc>>, Vec<StoragePath>)> = HashMap::new();
     let mut listing = storage.list(Some(&area));
     while let Some(meta) = listing.try_next().await? {
@@ -351,6 +367,34 @@ pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cutoffs_never_overflow() {
+        let now = Utc::now();
+        assert_eq!(
+            cutoff_before(now, Duration::from_secs(3600)),
+            now - chrono::Duration::hours(1)
+        );
+        assert_eq!(cutoff_before(now, Duration::ZERO), now);
+        // Past what chrono can represent, or past Duration's own range.
+        for huge in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(400_000 * 365 * 24 * 3600),
+        ] {
+            assert_eq!(
+                cutoff_before(now, huge),
+                DateTime::<Utc>::MIN_UTC,
+                "{huge:?}"
+            );
+            // The public helper takes the same path.
+            assert_eq!(cutoff_for(huge), DateTime::<Utc>::MIN_UTC, "{huge:?}");
+        }
+        // Large but representable: a real moment in the past.
+        let old = cutoff_before(now, Duration::from_secs(1000 * 365 * 24 * 3600));
+        assert!(old > DateTime::<Utc>::MIN_UTC && old < now);
+    }
 
     #[test]
     fn state_round_trips_and_rejects_tampering() {

@@ -7,9 +7,10 @@ use axum::body::Body;
 use axum::http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use stowage::{ByteRange, DownloadUrlOptions, ErrorKind, GetOptions, ObjectMeta, Sha256Digest};
+use stowage::{ByteRange, DownloadUrlOptions, ErrorKind, GetOptions, ObjectMeta};
 
 use super::{empty, location, DIGEST_HEADER};
+use crate::digest::Digest;
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::layout;
 use crate::registry::Registry;
@@ -17,7 +18,7 @@ use crate::registry::Registry;
 impl Registry {
     /// Whether `repo` may serve the blob: its layer link exists. A missing
     /// link is `BLOB_UNKNOWN`; a storage failure stays a storage failure.
-    async fn check_link(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult<()> {
+    async fn check_link(&self, repo: &str, digest: &Digest) -> RegistryResult<()> {
         match self.storage.stat(&layout::layer_link(repo, digest)).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Err(RegistryError::new(
@@ -33,7 +34,7 @@ impl Registry {
     pub(crate) async fn linked_blob(
         &self,
         repo: &str,
-        digest: &Sha256Digest,
+        digest: &Digest,
     ) -> RegistryResult<ObjectMeta> {
         let blob = async {
             self.storage
@@ -52,7 +53,7 @@ impl Registry {
     async fn with_link<T>(
         &self,
         repo: &str,
-        digest: &Sha256Digest,
+        digest: &Digest,
         lookup: impl std::future::Future<Output = RegistryResult<T>>,
     ) -> RegistryResult<T> {
         let link = self.check_link(repo, digest);
@@ -71,7 +72,7 @@ impl Registry {
     }
 
     /// `HEAD /v2/<name>/blobs/<digest>`.
-    pub(crate) async fn head_blob(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult {
+    pub(crate) async fn head_blob(&self, repo: &str, digest: &Digest) -> RegistryResult {
         let meta = self.linked_blob(repo, digest).await?;
         let mut response = empty(StatusCode::OK, &[(DIGEST_HEADER, digest.to_string())]);
         let h = response.headers_mut();
@@ -90,7 +91,7 @@ impl Registry {
     pub(crate) async fn get_blob(
         &self,
         repo: &str,
-        digest: &Sha256Digest,
+        digest: &Digest,
         headers: &HeaderMap,
         client_ip: Option<IpAddr>,
     ) -> RegistryResult {
@@ -153,7 +154,10 @@ impl Registry {
         let served = result.range.clone();
         let mut response = Response::new(Body::from_stream(result.stream));
         let h = response.headers_mut();
-        h.insert(CONTENT_LENGTH, HeaderValue::from(served.end - served.start));
+        h.insert(
+            CONTENT_LENGTH,
+            HeaderValue::from(served.end.saturating_sub(served.start)),
+        );
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),

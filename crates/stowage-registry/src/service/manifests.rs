@@ -1,16 +1,20 @@
 //! Manifests by tag or digest: `PUT` (referenced blobs and manifests must be
-//! in the repository), `GET`, `HEAD`, `DELETE`. OCI and Docker v2 media types.
+//! in the repository, except non-distributable layers), `GET`, `HEAD`,
+//! `DELETE`. OCI and Docker v2 media types; sha256 or sha512 digests; a
+//! manifest with a `subject` is recorded for the referrers API and answered
+//! with `OCI-Subject`.
 
 use axum::body::Body;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use stowage::{ErrorKind, PutOptions, Sha256Digest, StorageExt, StoragePath};
+use stowage::{ErrorKind, PutOptions, StorageExt, StoragePath};
 
 use super::{empty, internal, location, DIGEST_HEADER};
+use crate::digest::Digest;
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::layout;
 use crate::names::{is_tag, parse_digest};
@@ -30,6 +34,24 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The `OCI-Subject` header: the subject of a manifest just put.
+const SUBJECT_HEADER: HeaderName = HeaderName::from_static("oci-subject");
+
+/// Whether a layer need not be in the registry: a non-distributable
+/// ("foreign") layer, whose bytes live elsewhere and which clients fetch
+/// from its `urls` (OCI `...layer.nondistributable.v1.tar[+gzip|+zstd]`,
+/// Docker `...rootfs.foreign.diff.tar[.gzip]`), or any layer that carries
+/// `urls`. The spec lets registries accept such manifests without the blobs.
+fn is_foreign_layer(layer: &Value) -> bool {
+    let media_type = layer.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.foreign.")
+        || layer
+            .get("urls")
+            .and_then(Value::as_array)
+            .is_some_and(|urls| !urls.is_empty())
+}
 
 fn invalid(message: impl Into<String>) -> RegistryError {
     RegistryError::new(ErrorCode::ManifestInvalid, message)
@@ -71,12 +93,15 @@ fn media_type(header: Option<&str>, doc: &Value) -> Result<String, RegistryError
     }
 }
 
-/// The digests a manifest refers to: blobs (config and layers) and, for an
-/// index, child manifests.
+/// The digests a manifest refers to: blobs (config and layers, except
+/// non-distributable ones) and, for an index, child manifests.
 fn references(media_type: &str, doc: &Value) -> Result<(Vec<String>, Vec<String>), RegistryError> {
     let digests = |list: Option<&Value>, what: &str| -> Result<Vec<String>, RegistryError> {
         let mut out = Vec::new();
         for item in list.and_then(Value::as_array).into_iter().flatten() {
+            if what == "layers" && is_foreign_layer(item) {
+                continue;
+            }
             let d = item
                 .get("digest")
                 .and_then(Value::as_str)
@@ -100,8 +125,8 @@ fn references(media_type: &str, doc: &Value) -> Result<(Vec<String>, Vec<String>
 
 impl Registry {
     /// The digest `reference` names in `repo` (a tag is looked up).
-    async fn resolve(&self, repo: &str, reference: &str) -> RegistryResult<Sha256Digest> {
-        if reference.starts_with("sha256:") || reference.contains(':') {
+    async fn resolve(&self, repo: &str, reference: &str) -> RegistryResult<Digest> {
+        if reference.contains(':') {
             return parse_digest(reference);
         }
         if !is_tag(reference) {
@@ -137,24 +162,36 @@ impl Registry {
                     format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
                 )
             })?;
-        let digest = Sha256Digest::of(&bytes);
-        let tag = if is_tag(reference) {
-            Some(reference)
+        // By tag, the manifest is known by its SHA-256; by digest, by the
+        // digest named (sha256 or sha512), which must be its own.
+        let (digest, tag) = if is_tag(reference) {
+            (Digest::sha256_of(&bytes), Some(reference))
         } else {
             let named = parse_digest(reference)?;
-            if named != digest {
+            let actual = named.of_same_algorithm(&bytes);
+            if named != actual {
                 return Err(RegistryError::new(
                     ErrorCode::DigestInvalid,
-                    format!("the manifest's digest is {digest}, not {named}"),
+                    format!("the manifest's digest is {actual}, not {named}"),
                 ));
             }
-            None
+            (named, None)
         };
         let doc: Value =
             serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let media_type = media_type(content_type, &doc)?;
         let (blobs, manifests) = references(&media_type, &doc)?;
+        let subject = match doc.get("subject") {
+            None | Some(Value::Null) => None,
+            Some(s) => {
+                let d = s
+                    .get("digest")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("the subject has no digest"))?;
+                Some(parse_digest(d)?)
+            }
+        };
         // The referenced blobs are checked a few at a time. A storage
         // failure wins over an unknown blob (the client is not told a blob
         // is missing when storage could not be asked); among unknown
@@ -163,8 +200,8 @@ impl Registry {
             .iter()
             .map(|d| parse_digest(d))
             .collect::<RegistryResult<Vec<_>>>()?;
-        let checked: Vec<(Sha256Digest, RegistryResult<_>)> = futures::stream::iter(digests)
-            .map(|digest: Sha256Digest| async move {
+        let checked: Vec<(Digest, RegistryResult<_>)> = futures::stream::iter(digests)
+            .map(|digest: Digest| async move {
                 let checked = self.linked_blob(repo, &digest).await;
                 (digest, checked)
             })
@@ -202,18 +239,42 @@ impl Registry {
                 .await
                 .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestInvalid))
         };
+        let size = bytes.len();
         put(layout::blob(&digest), bytes).await?;
-        put(layout::revision(repo, &digest), media_type.into()).await?;
+        put(layout::revision(repo, &digest), media_type.clone().into()).await?;
+        if let Some(subject) = &subject {
+            let descriptor = super::referrers::descriptor(&media_type, &digest, size, &doc);
+            self.record_referrer(repo, subject, &digest, &descriptor)
+                .await?;
+        }
         if let Some(tag) = tag {
             put(layout::tag(repo, tag), digest.to_string().into()).await?;
         }
-        Ok(empty(
-            StatusCode::CREATED,
-            &[
-                location(format!("/v2/{repo}/manifests/{digest}")),
-                (DIGEST_HEADER, digest.to_string()),
-            ],
-        ))
+        let mut headers = vec![
+            location(format!("/v2/{repo}/manifests/{digest}")),
+            (DIGEST_HEADER, digest.to_string()),
+        ];
+        if let Some(subject) = subject {
+            headers.push((SUBJECT_HEADER, subject.to_string()));
+        }
+        Ok(empty(StatusCode::CREATED, &headers))
+    }
+
+    /// The subject of manifest `digest`, read from its stored bytes (`None`
+    /// when it has none, or is gone).
+    async fn subject_of(&self, digest: &Digest) -> RegistryResult<Option<Digest>> {
+        let bytes = match self.storage.get_bytes(&layout::blob(digest)).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(RegistryError::storage(e, ErrorCode::ManifestUnknown)),
+        };
+        let subject = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|doc| {
+                let d = doc.get("subject")?.get("digest")?.as_str()?.to_string();
+                Digest::parse(&d).ok()
+            });
+        Ok(subject)
     }
 
     async fn exists(&self, path: &StoragePath) -> RegistryResult<bool> {
@@ -292,6 +353,9 @@ impl Registry {
             .try_collect()
             .await
             .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))?;
+        if let Some(subject) = self.subject_of(&digest).await? {
+            self.forget_referrer(repo, &subject, &digest).await?;
+        }
         for tag in tags {
             let points = match self.storage.get_bytes(&tag).await {
                 Ok(points) => points,
@@ -311,6 +375,40 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn foreign_layers_need_no_blob() {
+        let layer = |media: &str, urls: Value| serde_json::json!({"mediaType": media, "digest": "sha256:x", "size": 1, "urls": urls});
+        for (media, urls, foreign) in [
+            (
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                Value::Null,
+                true,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Value::Null,
+                true,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                serde_json::json!(["https://x/y"]),
+                true,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                serde_json::json!([]),
+                false,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                Value::Null,
+                false,
+            ),
+        ] {
+            assert_eq!(is_foreign_layer(&layer(media, urls)), foreign, "{media}");
+        }
+    }
 
     #[test]
     fn media_types() {

@@ -1,8 +1,9 @@
 //! What each route does, on the `Storage` trait: blobs, uploads, manifests,
-//! tags. Handlers return responses or [`RegistryError`]s.
+//! referrers, tags. Handlers return responses or [`RegistryError`]s.
 
 pub(crate) mod blobs;
 pub(crate) mod manifests;
+pub(crate) mod referrers;
 pub(crate) mod tags;
 pub(crate) mod uploads;
 
@@ -18,12 +19,7 @@ use crate::errors::RegistryError;
 /// A request body as a stream for the storage.
 pub(crate) fn body_stream(body: Body) -> WriteStream<'static> {
     body.into_data_stream()
-        .map_err(|e| stowage::Error::Backend {
-            driver: "registry",
-            retryable: false,
-            message: format!("reading the request body: {e}"),
-            source: None,
-        })
+        .map_err(|e| stowage::Error::input_stream("reading the request body", e))
         .boxed()
 }
 

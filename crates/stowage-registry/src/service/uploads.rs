@@ -2,18 +2,27 @@
 //! mount with `?mount=&from=`), chunks (`PATCH` with `Content-Range`),
 //! finish (`PUT ?digest=`), status (`GET`), cancel (`DELETE`). The upload's
 //! state is the trait's serializable `UploadState`, kept in the upload store
-//! between requests.
+//! between requests (by default in the storage, so any replica continues
+//! any upload).
+//!
+//! sha256 digests are checked from the upload's running hash (no re-read);
+//! sha512 digests while a monolithic upload streams in, and for a chunked
+//! upload by assembling it at a temporary path, reading it back once, and
+//! copying it into place only when it matches.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_RANGE, RANGE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
-use stowage::{CompleteOptions, PutOptions, Sha256Digest, WriteStream};
+use stowage::{CompleteOptions, GetOptions, PutOptions, StoragePath, UploadState, WriteStream};
 
 use super::{body_stream, empty, location, upload_range, DIGEST_HEADER, UPLOAD_UUID};
+use crate::digest::{digest_of_stream, verified, Digest};
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::layout;
 use crate::names::parse_digest;
@@ -24,8 +33,31 @@ fn upload_url(repo: &str, id: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/{id}")
 }
 
-fn blob_url(repo: &str, digest: &Sha256Digest) -> String {
+fn blob_url(repo: &str, digest: &Digest) -> String {
     format!("/v2/{repo}/blobs/{digest}")
+}
+
+/// 416 for a chunk that does not start where the upload stands, with the
+/// `Range` received so far and where to continue.
+fn out_of_order(repo: &str, id: &str, size: u64, start: u64) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::RangeInvalid,
+        format!("chunk starts at {start}, but the upload has {size} bytes"),
+    )
+    .with_header(RANGE, upload_range(size))
+    .with_header(axum::http::header::LOCATION, upload_url(repo, id))
+    .with_header(UPLOAD_UUID, id.to_string())
+}
+
+/// 416 for a `Content-Range` that is not two byte positions.
+fn bad_content_range(value: &str) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::RangeInvalid,
+        format!(
+            "bad Content-Range {value:?}: expected <start>-<end>, \
+             byte positions with end >= start"
+        ),
+    )
 }
 
 /// The body as a stream, or `None` when it is empty.
@@ -35,8 +67,84 @@ async fn non_empty(body: Body) -> Option<WriteStream<'static>> {
     Some(stream.boxed())
 }
 
+/// How much an upload may still grow: the limit on blob sizes and whether
+/// a stream went past it.
+#[derive(Debug, Default)]
+struct SizeLimit {
+    /// Bytes the blob may still take; `None`: no limit.
+    room: Option<u64>,
+    /// Set once a stream carried more than `room`.
+    exceeded: Arc<AtomicBool>,
+}
+
+impl SizeLimit {
+    /// The room left for an upload of `max` bytes at most standing at
+    /// `offset`.
+    fn new(max: Option<u64>, offset: u64) -> Self {
+        Self {
+            room: max.map(|max| max.saturating_sub(offset)),
+            exceeded: Arc::default(),
+        }
+    }
+
+    /// Whether `bytes` more fit.
+    fn fits(&self, bytes: u64) -> bool {
+        self.room.is_none_or(|room| bytes <= room)
+    }
+
+    /// `data`, failing as soon as it carries more than the room left (the
+    /// chunk in flight is dropped by the storage, as for any failed write).
+    fn limit(&self, data: WriteStream<'static>) -> WriteStream<'static> {
+        let Some(room) = self.room else {
+            return data;
+        };
+        let exceeded = self.exceeded.clone();
+        let mut seen: u64 = 0;
+        data.map(move |chunk| -> stowage::Result<bytes::Bytes> {
+            let chunk = chunk?;
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen > room {
+                exceeded.store(true, Ordering::Release);
+                return Err(stowage::Error::backend(
+                    "registry",
+                    false,
+                    "the upload is larger than the registry's limit",
+                    format!("more than {room} bytes"),
+                ));
+            }
+            Ok(chunk)
+        })
+        .boxed()
+    }
+
+    /// Whether a stream went past the limit.
+    fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Acquire)
+    }
+}
+
+/// 413 `SIZE_INVALID`: the blob would be larger than `max`.
+fn too_large(max: Option<u64>) -> RegistryError {
+    RegistryError::new(
+        ErrorCode::SizeInvalid,
+        format!(
+            "blob uploads are limited to {} bytes on this registry",
+            max.unwrap_or(u64::MAX)
+        ),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+/// The `Content-Length` header, when it is a number.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl Registry {
-    async fn link_blob(&self, repo: &str, digest: &Sha256Digest) -> RegistryResult<()> {
+    async fn link_blob(&self, repo: &str, digest: &Digest) -> RegistryResult<()> {
         self.storage
             .put(
                 &layout::layer_link(repo, digest),
@@ -48,7 +156,7 @@ impl Registry {
             .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
     }
 
-    fn created(repo: &str, digest: &Sha256Digest) -> Response {
+    fn created(repo: &str, digest: &Digest) -> Response {
         empty(
             StatusCode::CREATED,
             &[
@@ -90,17 +198,39 @@ impl Registry {
         }
         if let Some(d) = param("digest") {
             let digest = parse_digest(d)?;
+            let limit = SizeLimit::new(self.max_upload_size, 0);
             let data = non_empty(body)
                 .await
                 .unwrap_or_else(|| futures::stream::empty().boxed());
+            // SHA-256 is checked by the storage; another algorithm by the
+            // stream itself, which fails at its end on a mismatch so that
+            // nothing is stored.
+            let mismatch = Arc::new(AtomicBool::new(false));
+            let (data, options) = match digest {
+                Digest::Sha256(d) => (
+                    limit.limit(data),
+                    PutOptions::default().with_expected_digest(d),
+                ),
+                other => (
+                    verified(limit.limit(data), other, mismatch.clone()),
+                    PutOptions::default(),
+                ),
+            };
             self.storage
-                .put_stream(
-                    &layout::blob(&digest),
-                    data,
-                    PutOptions::default().with_expected_digest(digest),
-                )
+                .put_stream(&layout::blob(&digest), data, options)
                 .await
-                .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUploadInvalid))?;
+                .map_err(|e| {
+                    if limit.exceeded() {
+                        too_large(self.max_upload_size)
+                    } else if mismatch.load(Ordering::Acquire) {
+                        RegistryError::new(
+                            ErrorCode::DigestInvalid,
+                            format!("the content's digest is not {digest}"),
+                        )
+                    } else {
+                        RegistryError::storage(e, ErrorCode::BlobUploadInvalid)
+                    }
+                })?;
             self.link_blob(repo, &digest).await?;
             return Ok(Self::created(repo, &digest));
         }
@@ -119,7 +249,10 @@ impl Registry {
 
     /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk. A chunk that
     /// does not start where the upload stands is refused with 416 and the
-    /// `Range` received so far.
+    /// `Range` received so far; one that would take the blob past the
+    /// size limit with 413 (its `Content-Range` or `Content-Length` says so
+    /// before a byte is read, else the stream is cut when it gets there),
+    /// and the upload stays where it was.
     pub(crate) async fn patch_upload(
         &self,
         repo: &str,
@@ -131,48 +264,53 @@ impl Registry {
         let _guard = lock.lock().await;
         let mut record = self.uploads.get(repo, id).await?;
         let size = record.state.size;
-        let out_of_order = |start: u64| {
-            RegistryError::new(
-                ErrorCode::RangeInvalid,
-                format!("chunk starts at {start}, but the upload has {size} bytes"),
-            )
-            .with_header(RANGE, upload_range(size))
-            .with_header(axum::http::header::LOCATION, upload_url(repo, id))
-            .with_header(UPLOAD_UUID, id.to_string())
-        };
+        let limit = SizeLimit::new(self.max_upload_size, size);
         if let Some(value) = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
-            let start = parse_content_range_start(value).ok_or_else(|| {
-                RegistryError::new(
-                    ErrorCode::RangeInvalid,
-                    format!("bad Content-Range {value:?}: expected <start>-<end>"),
-                )
-            })?;
+            let (start, end) =
+                parse_content_range(value).ok_or_else(|| bad_content_range(value))?;
             if start != size {
-                return Err(out_of_order(start));
+                return Err(out_of_order(repo, id, size, start));
+            }
+            // end - start + 1 bytes, computed without overflow.
+            let length = end.map(|end| (end - start).saturating_add(1));
+            if length.is_some_and(|n| !limit.fits(n)) {
+                return Err(too_large(self.max_upload_size));
             }
         }
+        if content_length(headers).is_some_and(|n| !limit.fits(n)) {
+            return Err(too_large(self.max_upload_size));
+        }
         if let Some(data) = non_empty(body).await {
-            record.state = self
+            let state = self
                 .storage
-                .write_chunk(&record.state, size, data)
+                .write_chunk(&record.state, size, limit.limit(data))
                 .await
                 .map_err(|e| match e {
-                    stowage::Error::OffsetMismatch { got, .. } => out_of_order(got),
+                    _ if limit.exceeded() => too_large(self.max_upload_size),
+                    stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
                     other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
                 })?;
-            self.uploads.put(&record).await?;
+            let next = UploadRecord {
+                repository: record.repository.clone(),
+                state,
+            };
+            self.uploads.advance(&record, &next).await?;
+            record = next;
         }
         Ok(Self::accepted(repo, &record))
     }
 
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any),
     /// then assembly at the blob's path with the digest checked. A wrong
-    /// digest stores nothing and cancels the upload.
+    /// digest stores nothing and cancels the upload. A last chunk whose
+    /// `Content-Range` does not start where the upload stands gets 416 (with
+    /// `Location` and the `Range` received), and the upload stays.
     pub(crate) async fn finish_upload(
         &self,
         repo: &str,
         id: &str,
         query: &[(String, String)],
+        headers: &HeaderMap,
         body: Body,
     ) -> RegistryResult {
         let digest = query
@@ -186,23 +324,43 @@ impl Registry {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let mut record = self.uploads.get(repo, id).await?;
-        if let Some(data) = non_empty(body).await {
-            let size = record.state.size;
-            record.state = self
-                .storage
-                .write_chunk(&record.state, size, data)
-                .await
-                .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUploadInvalid))?;
-            self.uploads.put(&record).await?;
+        let size = record.state.size;
+        if let Some(value) = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+            let (start, _) = parse_content_range(value).ok_or_else(|| bad_content_range(value))?;
+            if start != size {
+                return Err(out_of_order(repo, id, size, start));
+            }
         }
-        let done = self
-            .storage
-            .complete_upload(
-                &record.state,
-                &layout::blob(&digest),
-                CompleteOptions::default().with_expected_digest(digest),
-            )
-            .await;
+        if let Some(data) = non_empty(body).await {
+            let limit = SizeLimit::new(self.max_upload_size, size);
+            let state = self
+                .storage
+                .write_chunk(&record.state, size, limit.limit(data))
+                .await
+                .map_err(|e| match e {
+                    _ if limit.exceeded() => too_large(self.max_upload_size),
+                    stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
+                    other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
+                })?;
+            let next = UploadRecord {
+                repository: record.repository.clone(),
+                state,
+            };
+            self.uploads.advance(&record, &next).await?;
+            record = next;
+        }
+        let done = match digest {
+            Digest::Sha256(d) => self
+                .storage
+                .complete_upload(
+                    &record.state,
+                    &layout::blob(&digest),
+                    CompleteOptions::default().with_expected_digest(d),
+                )
+                .await
+                .map(|_| ()),
+            other => self.complete_verified(&record.state, &other).await,
+        };
         match done {
             Ok(_) => {}
             Err(e @ stowage::Error::DigestMismatch { .. }) => {
@@ -215,6 +373,43 @@ impl Registry {
         self.link_blob(repo, &digest).await?;
         self.uploads.remove(id).await?;
         Ok(Self::created(repo, &digest))
+    }
+
+    /// Completes an upload whose digest the storage cannot check from its
+    /// running hash (sha512): assembles it at a temporary path of its own,
+    /// reads it back hashing, and copies it to the blob's path only when it
+    /// matches; the temporary object is removed either way (and by the
+    /// stale-upload cleanup, should the process die meanwhile).
+    async fn complete_verified(&self, state: &UploadState, digest: &Digest) -> stowage::Result<()> {
+        let temp = StoragePath::parse(format!(
+            "{}/{}-{}",
+            layout::verify_area(),
+            state.id,
+            uuid::Uuid::new_v4().simple()
+        ))
+        .expect("a valid path");
+        self.storage
+            .complete_upload(state, &temp, CompleteOptions::default())
+            .await?;
+        let checked = async {
+            let read = self.storage.get(&temp, GetOptions::default()).await?;
+            let actual = digest_of_stream(read.stream, digest).await?;
+            if actual != *digest {
+                return Err(stowage::Error::DigestMismatch {
+                    expected: digest.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            self.storage
+                .copy(&temp, &layout::blob(digest))
+                .await
+                .map(|_| ())
+        }
+        .await;
+        if let Err(e) = self.storage.delete(&temp).await {
+            tracing::warn!(error = %e.chain(), "a checked upload's temporary object stays until the next cleanup");
+        }
+        checked
     }
 
     /// `GET /v2/<name>/blobs/uploads/<id>`.
@@ -239,41 +434,141 @@ impl Registry {
     }
 
     /// Removes uploads untouched for longer than `older_than`: their records
-    /// and their temporary data, then whatever the driver finds stale.
+    /// and their temporary data, then whatever the driver finds stale. Safe
+    /// when several replicas run it at once: removing what another replica
+    /// removed already succeeds.
     pub async fn cleanup(&self, older_than: std::time::Duration) -> u64 {
         let mut removed = 0;
-        for record in self.uploads.stale(older_than) {
-            if self.storage.abort_upload(&record.state).await.is_ok()
-                && self.uploads.remove(&record.state.id).await.is_ok()
-            {
-                removed += 1;
+        let stale = match self.uploads.stale(older_than).await {
+            Ok(stale) => stale,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "listing stale upload records failed");
+                Vec::new()
+            }
+        };
+        for (id, record) in stale {
+            if let Some(record) = &record {
+                if let Err(e) = self.storage.abort_upload(&record.state).await {
+                    tracing::warn!(upload = %id, error = %e.chain(), "removing a stale upload's data failed; the next cleanup tries again");
+                    continue;
+                }
+            }
+            match self.uploads.remove(&id).await {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(upload = %id, error = %e.message, "removing a stale upload record failed")
+                }
             }
         }
+        self.cleanup_verify_area(older_than).await;
         match self.storage.cleanup_uploads(older_than).await {
             Ok(report) => tracing::info!(records = removed, ?report, "cleaned up stale uploads"),
             Err(e) => tracing::warn!(error = %e.chain(), "cleanup of stale uploads failed"),
         }
         removed
     }
+
+    /// Removes sha512 uploads' temporary objects older than `older_than`
+    /// (left by a process that died while checking one).
+    async fn cleanup_verify_area(&self, older_than: std::time::Duration) {
+        use futures::TryStreamExt;
+        let Some(cutoff) = chrono::Duration::from_std(older_than)
+            .ok()
+            .and_then(|age| chrono::Utc::now().checked_sub_signed(age))
+        else {
+            return;
+        };
+        let old: Result<Vec<StoragePath>, _> = self
+            .storage
+            .list(Some(&layout::verify_area()))
+            .try_filter(|m| futures::future::ready(m.last_modified.is_some_and(|t| t < cutoff)))
+            .map_ok(|m| m.path)
+            .try_collect()
+            .await;
+        match old {
+            Ok(old) => {
+                for path in old {
+                    if let Err(e) = self.storage.delete(&path).await {
+                        tracing::warn!(error = %e.chain(), "removing a stale temporary object failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e.chain(), "listing stale temporary objects failed"),
+        }
+    }
 }
 
-/// The start of a `Content-Range: <start>-<end>` (also `bytes <start>-<end>/<size>`).
-fn parse_content_range_start(value: &str) -> Option<u64> {
+/// A `Content-Range: <start>-<end>` (also `bytes <start>-<end>/<size>`):
+/// the first byte position and, when given, the last (`end >= start`).
+/// Digits only, and no arithmetic that can overflow: a position that does
+/// not fit a `u64` is refused.
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let v = value.trim();
     let v = v.strip_prefix("bytes").map(str::trim_start).unwrap_or(v);
     let v = v.strip_prefix('=').unwrap_or(v).trim();
-    let (start, _) = v.split_once('-')?;
-    start.trim().parse().ok()
+    let v = v.split_once('/').map_or(v, |(range, _)| range).trim();
+    let (start, end) = v.split_once('-')?;
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let start = number(start)?;
+    let end = match end.trim() {
+        "" => None,
+        text => Some(number(text).filter(|end| *end >= start)?),
+    };
+    Some((start, end))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn content_range_forms() {
-        use super::parse_content_range_start as p;
-        assert_eq!(p("0-99"), Some(0));
-        assert_eq!(p("100-199"), Some(100));
-        assert_eq!(p("bytes 100-199/*"), Some(100));
+        use super::parse_content_range as p;
+        assert_eq!(p("0-99"), Some((0, Some(99))));
+        assert_eq!(p("100-199"), Some((100, Some(199))));
+        assert_eq!(p("bytes 100-199/*"), Some((100, Some(199))));
+        assert_eq!(p("bytes=100-199/500"), Some((100, Some(199))));
+        assert_eq!(p("100-"), Some((100, None)));
         assert_eq!(p("x"), None);
+        assert_eq!(p("-5"), None);
+        assert_eq!(p("+5-6"), None);
+        assert_eq!(p("9-2"), None);
+        assert_eq!(p("1-2-3"), None);
+        // Positions at and past u64::MAX: no overflow, no panic.
+        assert_eq!(p("0-18446744073709551615"), Some((0, Some(u64::MAX))));
+        assert_eq!(p("0-18446744073709551616"), None);
+        assert_eq!(p("99999999999999999999999-1"), None);
+    }
+
+    #[tokio::test]
+    async fn size_limits_count_every_byte() {
+        use super::SizeLimit;
+        use futures::{StreamExt, TryStreamExt};
+        let limit = SizeLimit::new(Some(10), 4);
+        assert!(limit.fits(6));
+        assert!(!limit.fits(7));
+        assert!(SizeLimit::new(None, u64::MAX).fits(u64::MAX));
+        assert!(!SizeLimit::new(Some(10), 20).fits(1));
+        let chunks = |sizes: &'static [usize]| {
+            futures::stream::iter(
+                sizes
+                    .iter()
+                    .map(|n| Ok::<_, stowage::Error>(bytes::Bytes::from(vec![0u8; *n]))),
+            )
+            .boxed()
+        };
+        let ok: Vec<bytes::Bytes> = limit.limit(chunks(&[3, 3])).try_collect().await.unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(!limit.exceeded());
+        let over = limit
+            .limit(chunks(&[3, 3, 1]))
+            .try_collect::<Vec<_>>()
+            .await;
+        assert!(over.is_err());
+        assert!(limit.exceeded());
     }
 }

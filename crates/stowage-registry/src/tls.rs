@@ -1,0 +1,126 @@
+//! HTTPS: a certificate chain and its private key from PEM files, served
+//! with rustls on the aws-lc-rs provider (the crypto library the AWS SDK
+//! already links; no second one). TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A server certificate and key, ready to serve.
+#[derive(Clone)]
+pub struct TlsConfig {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").finish_non_exhaustive()
+    }
+}
+
+/// A certificate or key file that cannot be used; names the file (never
+/// the key's bytes).
+#[derive(Debug)]
+pub struct TlsError {
+    file: PathBuf,
+    message: String,
+}
+
+impl TlsError {
+    fn new(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    /// The file at fault.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl TlsConfig {
+    /// The certificate chain in `cert` (PEM, the server's certificate
+    /// first, then intermediates) and its private key in `key` (PEM:
+    /// PKCS#8, PKCS#1 RSA or SEC1 EC).
+    ///
+    /// # Errors
+    /// A file that cannot be read, holds no certificate or key, or a key
+    /// that does not belong to the certificate; the error names the file.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let cert_pem = std::fs::read(cert)
+            .map_err(|e| TlsError::new(cert, format!("cannot read the certificate file: {e}")))?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::new(cert, format!("not a PEM certificate chain: {e}")))?;
+        if certs.is_empty() {
+            return Err(TlsError::new(
+                cert,
+                "no certificate found (expected PEM blocks \"BEGIN CERTIFICATE\")",
+            ));
+        }
+        let key_pem = std::fs::read(key)
+            .map_err(|e| TlsError::new(key, format!("cannot read the key file: {e}")))?;
+        let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            TlsError::new(
+                key,
+                format!("no private key found (expected a PEM PKCS#8, RSA or EC private key): {e}"),
+            )
+        })?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::new(cert, format!("TLS set-up failed: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(certs, private_key)
+            .map_err(|e| {
+                TlsError::new(
+                    key,
+                    format!(
+                        "the key cannot serve the certificate in {}: {e}",
+                        cert.display()
+                    ),
+                )
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+
+    /// The acceptor that runs handshakes on accepted connections.
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let err = TlsConfig::from_pem_files(&missing, &junk).unwrap_err();
+        assert_eq!(err.file(), missing.as_path());
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        let err = TlsConfig::from_pem_files(&junk, &missing).unwrap_err();
+        assert_eq!(err.file(), junk.as_path());
+        assert!(err.to_string().contains("no certificate"), "{err}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Where the S3 driver's credentials come from, when not from the
+//! configuration's static keys or the SDK's default chain: a
+//! [`CredentialSource`] hands the client an SDK credentials provider and
+//! tells `validate()`, `metrics()` and presigning what it knows.
+//!
+//! stowage-sts provides the STS source (AssumeRole, web identity); any
+//! S3-based composition (plain S3, S3 behind CloudFront) takes one through
+//! [`crate::S3Storage::with_credential_source`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use stowage_core::{Metric, ValidationReport};
+
+pub use aws_sdk_s3::config::SharedCredentialsProvider;
+
+/// A source of credentials for the S3 client, with what it can report.
+///
+/// The client caches what [`CredentialSource::provider`] returns and loads
+/// new credentials [`CredentialSource::refresh_margin`] before they expire,
+/// one load for all concurrent requests.
+#[async_trait]
+pub trait CredentialSource: Debug + Send + Sync + 'static {
+    /// A short name for reports and logs, e.g. `sts`.
+    fn name(&self) -> &'static str;
+
+    /// The SDK provider the S3 client loads credentials from.
+    fn provider(&self) -> SharedCredentialsProvider;
+
+    /// How long before expiry the client's cache loads new credentials.
+    fn refresh_margin(&self) -> Duration;
+
+    /// Checks the source (e.g. assumes the role once) and adds facts and
+    /// checks to `report`. `false` when the credentials cannot be had, so
+    /// the S3 checks that would only repeat the failure are skipped.
+    async fn validate(&self, report: &mut ValidationReport) -> bool;
+
+    /// Counters of the source (calls, failures), appended to the driver's.
+    fn metrics(&self) -> Vec<Metric> {
+        Vec::new()
+    }
+
+    /// When the credentials in use expire, if they do: presigned URLs are
+    /// never given a longer life than this.
+    fn expiry(&self) -> Option<SystemTime> {
+        None
+    }
+}
+
+/// The source shared by the client and the driver.
+pub(crate) type SharedSource = Arc<dyn CredentialSource>;

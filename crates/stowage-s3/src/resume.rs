@@ -1,0 +1,310 @@
+//! Reads that resume: when a GetObject body breaks mid-stream (connection
+//! reset, closed early, or silent for `s3_request_timeout_seconds`), the
+//! driver asks again for the bytes not yet delivered (`Range` from the next
+//! byte to the end of what was asked for, `If-Match` the first response's
+//! ETag) and the stream goes on where it stopped. A caller sees one
+//! uninterrupted stream.
+//!
+//! If the object changed in between, the server answers 412 (or, for a
+//! server that ignores `If-Match`, another ETag): the stream ends with an
+//! error, and never mixes bytes of two versions.
+//!
+//! Budget: failures in a row without a byte delivered in between count
+//! against the retry policy (`s3_max_attempts`, `s3_retry_timeout_seconds`
+//! from the first failure of the run); each byte delivered starts a fresh
+//! budget, so a long download over a flaky link is not cut short by
+//! failures spread over hours. Every resumption is logged at warn and
+//! counted (`stowage_s3_read_resumes_total`).
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use stowage_core::{Error, Result, StoragePath};
+
+use crate::error::{from_sdk, DRIVER};
+use crate::retry::transient_cause;
+use crate::S3Storage;
+
+/// Where a streamed read stands.
+struct Reader {
+    storage: S3Storage,
+    path: StoragePath,
+    key: String,
+    /// The first response's ETag, pinned with `If-Match` on every
+    /// resumption; `None` when the server sent none (no resumption).
+    etag: Option<String>,
+    /// Absolute offset of the next byte to deliver.
+    next: u64,
+    /// Absolute end (exclusive) of the bytes asked for; `None` when the
+    /// response had no length (no resumption).
+    end: Option<u64>,
+    /// Bytes to drop at the start of the current body (a resumption the
+    /// server answered from an earlier offset than asked).
+    skip: u64,
+    body: SdkBody,
+    /// When the current run of failures began and how many it has: reset
+    /// by every byte delivered.
+    streak: Option<(Instant, u32)>,
+}
+
+/// The body of a GetObject answer as a stream that resumes after a break.
+/// `start..end` are the absolute offsets `body` covers (`end` from the
+/// answer's Content-Length); `etag` is the answer's ETag.
+pub(crate) fn resuming_stream(
+    storage: S3Storage,
+    path: StoragePath,
+    key: String,
+    etag: Option<String>,
+    start: u64,
+    end: Option<u64>,
+    body: SdkBody,
+) -> stowage_core::ByteStream {
+    let reader = Reader {
+        storage,
+        path,
+        key,
+        etag,
+        next: start,
+        end,
+        skip: 0,
+        body,
+        streak: None,
+    };
+    stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// The first offset of a `Content-Range: bytes START-END/SIZE` value.
+fn range_start(content_range: &str) -> Option<u64> {
+    content_range
+        .trim()
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Reader {
+    fn what(&self) -> String {
+        format!("s3://{}/{}", self.storage.bucket(), self.key)
+    }
+
+    /// The next bytes, resuming as often as the policy allows; `None` at
+    /// the end of what was asked for.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        let idle = self.storage.config.request_timeout;
+        loop {
+            let cause = match tokio::time::timeout(idle, self.body.try_next()).await {
+                Ok(Ok(Some(mut chunk))) => {
+                    if self.skip > 0 {
+                        let dropped = self.skip.min(chunk.len() as u64);
+                        let _ = chunk.split_to(dropped as usize);
+                        self.skip -= dropped;
+                    }
+                    if let Some(end) = self.end {
+                        let room = end.saturating_sub(self.next);
+                        if chunk.len() as u64 > room {
+                            chunk.truncate(room as usize);
+                        }
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    self.next += chunk.len() as u64;
+                    self.streak = None;
+                    return Ok(Some(chunk));
+                }
+                Ok(Ok(None)) => match self.end {
+                    Some(end) if self.next < end => format!(
+                        "the body ended at byte {}, {} bytes early",
+                        self.next,
+                        end - self.next
+                    ),
+                    _ => return Ok(None),
+                },
+                Ok(Err(e)) => format!("the body broke: {}", DisplayErrorContext(&e)),
+                Err(_) => format!("no byte arrived for {} s", idle.as_secs()),
+            };
+            self.body = self.resume(cause).await?;
+        }
+    }
+
+    /// Asks for the bytes not yet delivered, pinned to the first ETag.
+    async fn resume(&mut self, first_cause: String) -> Result<SdkBody> {
+        let what = self.what();
+        let (Some(etag), Some(end)) = (self.etag.clone(), self.end) else {
+            return Err(Error::Backend {
+                driver: DRIVER,
+                retryable: true,
+                message: format!(
+                    "reading {what}: {first_cause} (the answer had no ETag or length, so the \
+                     read cannot resume)"
+                ),
+                operation: None,
+                source: None,
+            });
+        };
+        let retries = self.storage.retries.clone();
+        let policy = retries.policy;
+        let mut cause = first_cause;
+        loop {
+            let (since, failures) = {
+                let streak = self.streak.get_or_insert_with(|| (Instant::now(), 0));
+                streak.1 += 1;
+                *streak
+            };
+            let wait = policy.backoff(failures);
+            if !policy.allows_another(failures, since, wait) {
+                if policy.max_attempts > 1 {
+                    retries.counters.count_exhausted();
+                }
+                tracing::warn!(
+                    operation = "GetObject",
+                    key = %self.key,
+                    attempts = failures,
+                    offset = self.next,
+                    cause = %cause,
+                    "S3 read failed after its whole retry budget"
+                );
+                return Err(Error::Backend {
+                    driver: DRIVER,
+                    retryable: true,
+                    message: format!(
+                        "reading {what}: {cause} (gave up at byte {} after {failures} attempts \
+                         to resume)",
+                        self.next
+                    ),
+                    operation: None,
+                    source: None,
+                });
+            }
+            retries
+                .counters
+                .read_resumes
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                operation = "GetObject",
+                key = %self.key,
+                attempt = failures,
+                offset = self.next,
+                backoff_ms = wait.as_millis() as u64,
+                cause = %cause,
+                "resuming S3 read from the next byte"
+            );
+            tokio::time::sleep(wait).await;
+            let sent = self
+                .storage
+                .client
+                .get_object()
+                .bucket(self.storage.bucket())
+                .key(&self.key)
+                .range(format!("bytes={}-{}", self.next, end - 1))
+                .if_match(&etag)
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    // A server that ignores If-Match still says which
+                    // version it sent.
+                    if let Some(now) = out.e_tag() {
+                        if now != etag {
+                            return Err(self.changed(&etag, Some(now)));
+                        }
+                    }
+                    // Without a Content-Range the server sent the whole
+                    // object (it ignored the Range).
+                    let start = out.content_range().and_then(range_start).unwrap_or(0);
+                    if start > self.next {
+                        return Err(Error::Backend {
+                            driver: DRIVER,
+                            retryable: false,
+                            message: format!(
+                                "reading {what}: asked to resume at byte {}, the server answered \
+                                 from byte {start}",
+                                self.next
+                            ),
+                            operation: None,
+                            source: None,
+                        });
+                    }
+                    self.skip = self.next - start;
+                    return Ok(out.body);
+                }
+                Err(e) => {
+                    let status = e.raw_response().map(|r| r.status().as_u16());
+                    // 412: If-Match failed, another version is there;
+                    // 404: the object is gone.
+                    if matches!(status, Some(412 | 404)) || e.code() == Some("PreconditionFailed") {
+                        let now = (status == Some(404)).then_some("deleted");
+                        return Err(self.changed(&etag, now));
+                    }
+                    match transient_cause(&e) {
+                        Some(c) => cause = c,
+                        None => {
+                            return Err(from_sdk(
+                                e,
+                                self.storage.op("GetObject", &self.key),
+                                self.path.as_str(),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The error of a read whose object was replaced while being read.
+    fn changed(&self, etag: &str, now: Option<&str>) -> Error {
+        self.storage
+            .retries
+            .counters
+            .reads_changed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            key = %self.key,
+            offset = self.next,
+            etag = %etag,
+            "an S3 object changed while being read; the read ends with an error"
+        );
+        let now = now.map(|n| format!(", now {n}")).unwrap_or_default();
+        Error::Backend {
+            driver: DRIVER,
+            retryable: false,
+            message: format!(
+                "reading {}: the object changed while it was being read (ETag was {etag}{now}); \
+                 the bytes delivered, up to offset {}, were all of the old version and none of \
+                 the new one is mixed in",
+                self.what(),
+                self.next
+            ),
+            operation: None,
+            source: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_start;
+
+    #[test]
+    fn content_range_start() {
+        assert_eq!(range_start("bytes 100-199/1000"), Some(100));
+        assert_eq!(range_start("bytes 0-0/1"), Some(0));
+        assert_eq!(range_start("bytes */1000"), None);
+        assert_eq!(range_start("items 1-2/3"), None);
+    }
+}

@@ -1,0 +1,548 @@
+//! The driver's retry policy: which failures are worth another attempt,
+//! how long to wait before it, and how many attempts and how much time one
+//! request may use. Every retry is logged at warn and counted.
+//!
+//! One policy for every request the driver sends; the SDK's own retry is
+//! off (one attempt per SDK call), so attempts do not multiply and the time
+//! budget holds. What is retried (see [`transient_cause`]):
+//!
+//! - connection errors (refused, reset, closed early) and timeouts;
+//! - responses that broke while being read;
+//! - HTTP 500, 502, 503, 504, 408 and 429;
+//! - the codes `SlowDown`, `Throttling`, `ThrottlingException`,
+//!   `RequestTimeout`, `InternalError`, `ServiceUnavailable` (also inside a
+//!   200 answer, as S3 sends for CompleteMultipartUpload and copies);
+//! - `BadDigest`, `InvalidDigest` (Garage's code for a mismatch; the
+//!   driver's own Content-MD5 is always well-formed),
+//!   `XAmzContentSHA256Mismatch` and `IncompleteBody`: the bytes were
+//!   damaged or cut in transit (the server checked them against the
+//!   Content-MD5 or the signed SHA-256), and the driver sends them again
+//!   from memory.
+//!
+//! Never retried: any other 4xx (denied, not found, invalid argument,
+//! NoSuchUpload, PreconditionFailed): sending the same request again cannot
+//! change the answer. Credential failures are left to the credential source.
+//!
+//! Waits are "full jitter" exponential backoff: before retry `n` the driver
+//! sleeps a uniformly random time between zero and
+//! `min(max_backoff, base_backoff x 2^(n-1))`, so many clients throttled at
+//! once do not come back in step.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_types::retry::ErrorKind as SdkErrorKind;
+use rand::Rng;
+use stowage_core::{CredentialsFailure, Metric};
+
+use crate::{S3Config, S3Storage};
+
+/// First backoff cap: the first retry waits up to this long.
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+/// Largest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// How often and for how long the driver sends a request again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetryPolicy {
+    /// Attempts per request, the first included (`s3_max_attempts`).
+    pub(crate) max_attempts: u32,
+    /// Time budget of one request, from its first attempt: no attempt
+    /// starts after it is spent (`s3_retry_timeout_seconds`).
+    pub(crate) timeout: Duration,
+    /// The cap of the first backoff; doubled for each further retry.
+    pub(crate) base_backoff: Duration,
+    /// The largest cap of a backoff.
+    pub(crate) max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The policy `config` asks for.
+    pub(crate) fn from_config(config: &S3Config) -> Self {
+        Self {
+            max_attempts: config.max_attempts.max(1),
+            timeout: config.retry_timeout,
+            base_backoff: BASE_BACKOFF,
+            max_backoff: MAX_BACKOFF,
+        }
+    }
+
+    /// The longest wait after `failures` failed attempts (1-based):
+    /// `base_backoff x 2^(failures-1)`, at most `max_backoff`.
+    pub(crate) fn backoff_cap(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.base_backoff
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_backoff)
+    }
+
+    /// A random wait between zero and [`RetryPolicy::backoff_cap`] (full
+    /// jitter).
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let cap = self.backoff_cap(failures);
+        let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        if cap_nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(rand::thread_rng().gen_range(0..=cap_nanos))
+    }
+
+    /// Whether another attempt may start after `failures` failed ones,
+    /// the first of which started at `started`, with `wait` to sleep first.
+    pub(crate) fn allows_another(&self, failures: u32, started: Instant, wait: Duration) -> bool {
+        failures < self.max_attempts && started.elapsed() + wait <= self.timeout
+    }
+}
+
+/// How many operations [`OPERATIONS`] names.
+const OPERATION_COUNT: usize = 14;
+
+/// The operations whose retries are counted separately (label
+/// `operation` of `stowage_s3_retries_total`); others count as `other`.
+const OPERATIONS: [&str; OPERATION_COUNT] = [
+    "AbortMultipartUpload",
+    "CompleteMultipartUpload",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "DeleteObject",
+    "DeleteObjects",
+    "GetObject",
+    "HeadObject",
+    "ListMultipartUploads",
+    "ListObjectsV2",
+    "PutBucketCors",
+    "PutObject",
+    "UploadPart",
+    "UploadPartCopy",
+];
+
+/// What the retry policy did, for `Storage::metrics()`.
+#[derive(Debug, Default)]
+pub(crate) struct RetryCounters {
+    /// Retries by operation ([`OPERATIONS`], then `other`).
+    retries: [AtomicU64; OPERATION_COUNT + 1],
+    /// Requests that failed with a transient error after their budget was
+    /// spent.
+    exhausted: AtomicU64,
+    /// GetObject bodies that broke and were asked for again from the next
+    /// byte.
+    pub(crate) read_resumes: AtomicU64,
+    /// Reads that ended with an error because the object changed (ETag)
+    /// between the first response and a resumption.
+    pub(crate) reads_changed: AtomicU64,
+    /// CompleteMultipartUpload calls answered NoSuchUpload on a retry and
+    /// found completed (by an earlier attempt) with a HEAD.
+    pub(crate) completions_reconciled: AtomicU64,
+}
+
+impl RetryCounters {
+    /// Counts one retry of `operation`.
+    pub(crate) fn count_retry(&self, operation: &str) {
+        let i = OPERATIONS
+            .iter()
+            .position(|o| *o == operation)
+            .unwrap_or(OPERATION_COUNT);
+        self.retries[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request that gave up with its budget spent.
+    pub(crate) fn count_exhausted(&self) {
+        self.exhausted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// All retries so far, every operation together.
+    #[cfg(test)]
+    pub(crate) fn total_retries(&self) -> u64 {
+        self.retries.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The retry policy of one driver and its counters, shared by all clones
+/// of an [`S3Storage`] (it holds one in an `Arc`).
+#[derive(Debug)]
+pub(crate) struct Retries {
+    /// The policy.
+    pub(crate) policy: RetryPolicy,
+    /// What it did.
+    pub(crate) counters: RetryCounters,
+}
+
+impl Retries {
+    /// The policy of `config`, with counters at zero.
+    pub(crate) fn new(config: &S3Config) -> Arc<Self> {
+        Arc::new(Self {
+            policy: RetryPolicy::from_config(config),
+            counters: RetryCounters::default(),
+        })
+    }
+
+    /// The counters as metric samples: `stowage_s3_retries_total{operation}`,
+    /// `stowage_s3_retries_exhausted_total`, `stowage_s3_read_resumes_total`,
+    /// `stowage_s3_reads_changed_total`,
+    /// `stowage_s3_completions_reconciled_total`.
+    pub(crate) fn metrics(&self) -> Vec<Metric> {
+        let c = &self.counters;
+        let mut out: Vec<Metric> = OPERATIONS
+            .iter()
+            .copied()
+            .chain(std::iter::once("other"))
+            .zip(c.retries.iter())
+            .map(|(op, n)| {
+                Metric::counter(
+                    "stowage_s3_retries_total",
+                    "S3 requests sent again after a transient failure (connection error, timeout, \
+                     5xx, throttling), by operation.",
+                    n.load(Ordering::Relaxed),
+                )
+                .with_label("operation", op)
+            })
+            .collect();
+        out.push(Metric::counter(
+            "stowage_s3_retries_exhausted_total",
+            "S3 requests that failed with a transient error after using their whole retry \
+             budget (s3_max_attempts, s3_retry_timeout_seconds).",
+            c.exhausted.load(Ordering::Relaxed),
+        ));
+        out.push(Metric::counter(
+            "stowage_s3_read_resumes_total",
+            "Object reads whose body broke and was asked for again from the next byte.",
+            c.read_resumes.load(Ordering::Relaxed),
+        ));
+        out.push(Metric::counter(
+            "stowage_s3_reads_changed_total",
+            "Object reads that ended with an error because the object was replaced while \
+             being read.",
+            c.reads_changed.load(Ordering::Relaxed),
+        ));
+        out.push(Metric::counter(
+            "stowage_s3_completions_reconciled_total",
+            "CompleteMultipartUpload retries answered NoSuchUpload and confirmed complete by a \
+             HEAD (an earlier attempt had completed the upload).",
+            c.completions_reconciled.load(Ordering::Relaxed),
+        ));
+        out
+    }
+}
+
+/// Why a failed request may succeed when sent again; `None` when sending
+/// it again cannot change the answer.
+pub(crate) fn transient_cause<E>(err: &SdkError<E, HttpResponse>) -> Option<String>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // A credential source that failed said what is wrong; retrying a
+    // credential failure is the source's business, not the request's.
+    if CredentialsFailure::find(err).is_some() {
+        return None;
+    }
+    match err {
+        SdkError::ConstructionFailure(_) => None,
+        SdkError::TimeoutError(_) => Some("timed out".into()),
+        SdkError::DispatchFailure(d) => {
+            if d.is_timeout() {
+                Some("timed out".into())
+            } else if d.is_io() {
+                Some(format!("connection error: {}", detail(err)))
+            } else if d.is_user() {
+                None
+            } else {
+                match d.as_other() {
+                    Some(
+                        SdkErrorKind::TransientError
+                        | SdkErrorKind::ThrottlingError
+                        | SdkErrorKind::ServerError,
+                    ) => Some(format!("connection error: {}", detail(err))),
+                    _ => None,
+                }
+            }
+        }
+        SdkError::ResponseError(r) => {
+            let status = r.raw().status().as_u16();
+            (status < 400 || retryable_status(status))
+                .then(|| format!("broken response (HTTP {status}): {}", detail(err)))
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let code = err.code().unwrap_or("");
+            (retryable_status(status) || retryable_code(code)).then(|| {
+                if code.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    format!("HTTP {status} {code}")
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Statuses worth another attempt.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Error codes worth another attempt, whatever the status.
+fn retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestTimeout"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "BadDigest"
+            | "InvalidDigest"
+            | "XAmzContentSHA256Mismatch"
+            | "IncompleteBody"
+    )
+}
+
+/// The error with its sources, short enough for a log line.
+fn detail<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: std::error::Error + 'static,
+{
+    DisplayErrorContext(err)
+        .to_string()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// Sends a request until it succeeds, fails with an error that another
+/// attempt cannot change, or `policy`'s budget (attempts and time) is
+/// spent; sleeps a jittered backoff between attempts. `f` builds and sends
+/// one attempt. Each retry is logged at warn (operation, key, attempt,
+/// cause) and counted in `counters`.
+///
+/// # Errors
+/// The last attempt's error.
+///
+/// # Cancel safety
+/// Dropping the future drops the attempt in flight; the request may or may
+/// not have reached the server.
+pub(crate) async fn retry<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    counters: &RetryCounters,
+    operation: &'static str,
+    key: &str,
+    mut f: F,
+) -> Result<T, SdkError<E, HttpResponse>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let err = match f().await {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        let Some(cause) = transient_cause(&err) else {
+            return Err(err);
+        };
+        let wait = policy.backoff(attempt);
+        if !policy.allows_another(attempt, started, wait) {
+            if policy.max_attempts > 1 {
+                counters.count_exhausted();
+                tracing::warn!(
+                    operation,
+                    key = %key,
+                    attempts = attempt,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    cause = %cause,
+                    "S3 request failed after its whole retry budget"
+                );
+            }
+            return Err(err);
+        }
+        counters.count_retry(operation);
+        tracing::warn!(
+            operation,
+            key = %key,
+            attempt,
+            backoff_ms = wait.as_millis() as u64,
+            cause = %cause,
+            "retrying S3 request"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+impl S3Storage {
+    /// [`retry`] with this driver's policy and counters.
+    ///
+    /// # Errors
+    /// The last attempt's error.
+    pub(crate) async fn retrying<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        f: F,
+    ) -> Result<T, SdkError<E, HttpResponse>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        retry(
+            &self.retries.policy,
+            &self.retries.counters,
+            operation,
+            key,
+            f,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::head_object::HeadObjectError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn policy(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            timeout: Duration::from_secs(60),
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(4),
+        }
+    }
+
+    fn service_error(status: u16, code: &str) -> SdkError<HeadObjectError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).build();
+        let raw = HttpResponse::new(status.try_into().expect("a status code"), SdkBody::empty());
+        SdkError::service_error(HeadObjectError::generic(meta), raw)
+    }
+
+    fn io_error() -> SdkError<HeadObjectError, HttpResponse> {
+        SdkError::dispatch_failure(ConnectorError::io(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ))))
+    }
+
+    #[test]
+    fn transient_failures_are_retried_and_final_ones_not() {
+        for (status, code) in [
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (200, "InternalError"),
+            (502, ""),
+            (504, ""),
+            (429, ""),
+            (400, "RequestTimeout"),
+            (400, "BadDigest"),
+            (400, "XAmzContentSHA256Mismatch"),
+            (400, "InvalidDigest"),
+            (503, "ServiceUnavailable"),
+        ] {
+            assert!(
+                transient_cause(&service_error(status, code)).is_some(),
+                "{status} {code}"
+            );
+        }
+        for (status, code) in [
+            (404, "NoSuchUpload"),
+            (404, "NoSuchKey"),
+            (403, "AccessDenied"),
+            (400, "InvalidArgument"),
+            (412, "PreconditionFailed"),
+            (416, "InvalidRange"),
+            (400, "InvalidPart"),
+        ] {
+            assert!(
+                transient_cause(&service_error(status, code)).is_none(),
+                "{status} {code}"
+            );
+        }
+        assert!(transient_cause(&io_error())
+            .unwrap()
+            .contains("connection error"));
+        let timeout: SdkError<HeadObjectError, HttpResponse> =
+            SdkError::timeout_error("attempt timeout");
+        assert!(transient_cause(&timeout).is_some());
+        let construction: SdkError<HeadObjectError, HttpResponse> =
+            SdkError::construction_failure("bad input");
+        assert!(transient_cause(&construction).is_none());
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_cap() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            timeout: Duration::from_secs(180),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+        };
+        assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
+        assert_eq!(p.backoff_cap(2), Duration::from_millis(200));
+        assert_eq!(p.backoff_cap(5), Duration::from_millis(1600));
+        assert_eq!(p.backoff_cap(9), Duration::from_secs(15));
+        assert_eq!(p.backoff_cap(1000), Duration::from_secs(15));
+        for n in 1..20 {
+            assert!(p.backoff(n) <= p.backoff_cap(n));
+        }
+        let started = Instant::now();
+        assert!(p.allows_another(9, started, Duration::ZERO));
+        assert!(!p.allows_another(10, started, Duration::ZERO));
+        assert!(!p.allows_another(1, started, Duration::from_secs(181)));
+    }
+
+    #[tokio::test]
+    async fn retries_until_success_and_counts() {
+        let counters = RetryCounters::default();
+        let mut calls = 0;
+        let result: Result<u32, _> = retry(&policy(5), &counters, "HeadObject", "k", || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(service_error(503, "SlowDown"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(counters.total_retries(), 2);
+        assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn stops_at_a_final_error_and_at_the_attempt_budget() {
+        let counters = RetryCounters::default();
+        let mut calls = 0;
+        let result: Result<(), _> = retry(&policy(5), &counters, "HeadObject", "k", || {
+            calls += 1;
+            async { Err(service_error(403, "AccessDenied")) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls, 1, "a 403 is not sent again");
+
+        let mut calls = 0;
+        let result: Result<(), _> = retry(&policy(4), &counters, "UploadPart", "k", || {
+            calls += 1;
+            async { Err(io_error()) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls, 4, "max_attempts counts the first attempt");
+        assert_eq!(counters.total_retries(), 3);
+        assert_eq!(counters.exhausted.load(Ordering::Relaxed), 1);
+    }
+}
