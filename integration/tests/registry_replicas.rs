@@ -53,7 +53,7 @@ fn cluster(n: usize) -> (tempfile::TempDir, Vec<Stowage>, Haproxy) {
         .map(|i| {
             Stowage::start(
                 &dir.path().join(format!("replica{i}")),
-                Some(&config),
+                Some(config.as_path()),
                 &[],
                 false,
                 &[],

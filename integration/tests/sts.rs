@@ -410,5 +410,5 @@ async fn large_assembly_and_copy_work_with_session_credentials() {
         storage.get_bytes(&p).await.unwrap()
     );
     storage.delete_prefix(&path("assembled")).await.unwrap();
-    stowage_core::testkit::assert_left_nothing(&storage).await;
+    stowage_core::testkit::assert_left_nothing(&storage.storage).await;
 }

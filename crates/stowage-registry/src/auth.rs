@@ -497,7 +497,6 @@ impl Authenticator for HtpasswdAuth {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-    use base64::Engine as _;
 
     fn basic(user: &str, password: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

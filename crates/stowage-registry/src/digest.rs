@@ -140,7 +140,6 @@ enum Algorithm {
 }
 
 /// A running hash of either algorithm.
-#[derive(Debug, Clone)]
 enum Hasher {
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),

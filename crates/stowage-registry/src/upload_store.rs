@@ -29,7 +29,10 @@
 //! record's running hash, and the storage assembles exactly the chunks
 //! that record lists (each chunk under a key of its own, which the core's
 //! upload code guarantees), so a race never stores a blob whose bytes differ
-//! from its digest.
+//! from its digest. As a second line of defence, an upload found with more
+//! than one record at completion (a writer raced another) is checked by
+//! reading the assembled bytes back before they are stored
+//! (`UploadStore::get_contested`).
 //!
 //! After a record is written, the record it replaced is deleted (best
 //! effort; a reader that listed it and finds it gone lists again). Removing
@@ -130,8 +133,9 @@ impl UploadStore {
         .expect("ids are hex")
     }
 
-    /// The path of the newest record of upload `id`, if any.
-    async fn newest(&self, id: &str) -> Result<Option<StoragePath>, RegistryError> {
+    /// The path of the newest record of upload `id`, if any, and how many
+    /// records the upload has.
+    async fn newest(&self, id: &str) -> Result<(Option<StoragePath>, usize), RegistryError> {
         let paths: Vec<StoragePath> = self
             .storage
             .list(Some(&self.area(id)))
@@ -139,27 +143,33 @@ impl UploadStore {
             .try_collect()
             .await
             .map_err(storage_error)?;
-        Ok(paths
+        let records: Vec<(String, StoragePath)> = paths
             .into_iter()
             .filter_map(|p| {
                 let name = p.as_str().rsplit('/').next()?.to_string();
                 record_key(&name)?;
                 Some((name, p))
             })
+            .collect();
+        let count = records.len();
+        let newest = records
+            .into_iter()
             .max_by(|(a, _), (b, _)| {
                 let (ka, kb) = (record_key(a), record_key(b));
                 ka.cmp(&kb)
             })
-            .map(|(_, p)| p))
+            .map(|(_, p)| p);
+        Ok((newest, count))
     }
 
-    /// The current record of upload `id`, whatever its repository.
-    async fn current(&self, id: &str) -> Result<Option<UploadRecord>, RegistryError> {
+    /// The current record of upload `id`, whatever its repository, and how
+    /// many records the upload has.
+    async fn current(&self, id: &str) -> Result<Option<(UploadRecord, usize)>, RegistryError> {
         if !valid_id(id) {
             return Ok(None);
         }
         for _ in 0..LOOKUP_ATTEMPTS {
-            let Some(path) = self.newest(id).await? else {
+            let (Some(path), count) = self.newest(id).await? else {
                 return Ok(None);
             };
             let bytes = match self.storage.get_bytes(&path).await {
@@ -181,7 +191,7 @@ impl UploadStore {
                     "upload record filed under another upload's id",
                 ));
             }
-            return Ok(Some(record));
+            return Ok(Some((record, count)));
         }
         Err(RegistryError::new(
             ErrorCode::Unknown,
@@ -195,6 +205,21 @@ impl UploadStore {
     /// `BLOB_UPLOAD_UNKNOWN` when there is none (or it belongs to another
     /// repository); a 500 when the storage fails.
     pub async fn get(&self, repository: &str, id: &str) -> Result<UploadRecord, RegistryError> {
+        self.get_contested(repository, id)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// As [`UploadStore::get`], and whether the upload has more than one
+    /// record: normally a writer deletes the record it replaced, so a
+    /// second one means another writer took part (two requests raced on
+    /// the upload), and completion should not trust the chunk objects
+    /// without checking what they hold.
+    pub(crate) async fn get_contested(
+        &self,
+        repository: &str,
+        id: &str,
+    ) -> Result<(UploadRecord, bool), RegistryError> {
         let unknown = || {
             RegistryError::new(
                 ErrorCode::BlobUploadUnknown,
@@ -202,7 +227,7 @@ impl UploadStore {
             )
         };
         match self.current(id).await? {
-            Some(record) if record.repository == repository => Ok(record),
+            Some((record, count)) if record.repository == repository => Ok((record, count > 1)),
             _ => Err(unknown()),
         }
     }
@@ -298,10 +323,10 @@ impl UploadStore {
         drop(listing);
         let mut out = Vec::new();
         for (id, modified) in newest {
-            if !modified.is_some_and(|m| m < cutoff) {
+            if modified.is_none_or(|m| m >= cutoff) {
                 continue;
             }
-            let record = self.current(&id).await.ok().flatten();
+            let record = self.current(&id).await.ok().flatten().map(|(r, _)| r);
             out.push((id, record));
         }
         Ok(out)

@@ -283,7 +283,7 @@ async fn wrong_digest_stores_nothing() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(!api
             .storage
-            .exists(&stowage_registry::layout::blob(&digest))
+            .exists(&stowage_registry::layout::blob(digest))
             .await
             .unwrap());
     }
@@ -417,7 +417,7 @@ async fn manifests_tags_mount_and_delete() {
     // The blob stays (another manifest may use it).
     assert!(api
         .storage
-        .get_bytes(&stowage_registry::layout::blob(&layer))
+        .get_bytes(&stowage_registry::layout::blob(layer))
         .await
         .is_ok());
 }
@@ -949,7 +949,7 @@ mod hostile_clients {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error_code(&body), "SIZE_INVALID");
         assert!(!storage
-            .exists(&stowage_registry::layout::blob(&big))
+            .exists(&stowage_registry::layout::blob(big))
             .await
             .unwrap());
         let ten = &eleven[..10];
@@ -1105,7 +1105,7 @@ mod hostile_clients {
         let digest = Sha256Digest::of(&big);
         storage
             .put(
-                &stowage_registry::layout::blob(&digest),
+                &stowage_registry::layout::blob(digest),
                 big.clone().into(),
                 Default::default(),
             )
@@ -1113,7 +1113,7 @@ mod hostile_clients {
             .unwrap();
         storage
             .put(
-                &stowage_registry::layout::layer_link("app", &digest),
+                &stowage_registry::layout::layer_link("app", digest),
                 digest.to_string().into(),
                 Default::default(),
             )
@@ -1336,7 +1336,7 @@ mod production {
         for d in [wrong, Digest::sha512_of(b"these bytes")] {
             assert!(!api
                 .storage
-                .exists(&stowage_registry::layout::blob(&d))
+                .exists(&stowage_registry::layout::blob(d))
                 .await
                 .unwrap());
         }
@@ -1382,7 +1382,7 @@ mod production {
         assert_eq!(error_code(&body), "DIGEST_INVALID");
         assert!(!api
             .storage
-            .exists(&stowage_registry::layout::blob(&wrong))
+            .exists(&stowage_registry::layout::blob(wrong))
             .await
             .unwrap());
         let (r, _) = api.call("GET", &location).await;
@@ -1859,7 +1859,7 @@ mod production {
         let check = |digest: Sha256Digest| {
             let storage = storage.clone();
             async move {
-                let path = stowage_registry::layout::blob(&digest);
+                let path = stowage_registry::layout::blob(digest);
                 if let Ok(bytes) = storage.get_bytes(&path).await {
                     assert_eq!(
                         Sha256Digest::of(&bytes),

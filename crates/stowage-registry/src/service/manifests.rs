@@ -226,7 +226,7 @@ impl Registry {
         }
         for d in manifests {
             let child = parse_digest(&d)?;
-            if !self.exists(&layout::revision(repo, &child)).await? {
+            if !self.exists(&layout::revision(repo, child)).await? {
                 return Err(RegistryError::new(
                     ErrorCode::ManifestBlobUnknown,
                     format!("manifest {d} referenced by the index is unknown to {repo}"),
@@ -240,8 +240,8 @@ impl Registry {
                 .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestInvalid))
         };
         let size = bytes.len();
-        put(layout::blob(&digest), bytes).await?;
-        put(layout::revision(repo, &digest), media_type.clone().into()).await?;
+        put(layout::blob(digest), bytes).await?;
+        put(layout::revision(repo, digest), media_type.clone().into()).await?;
         if let Some(subject) = &subject {
             let descriptor = super::referrers::descriptor(&media_type, &digest, size, &doc);
             self.record_referrer(repo, subject, &digest, &descriptor)
@@ -294,7 +294,7 @@ impl Registry {
         let digest = self.resolve(repo, reference).await?;
         let media_type = self
             .storage
-            .get_bytes(&layout::revision(repo, &digest))
+            .get_bytes(&layout::revision(repo, digest))
             .await
             .map_err(|e| match e {
                 stowage::Error::NotFound { .. } => unknown(repo, reference),
@@ -302,7 +302,7 @@ impl Registry {
             })?;
         let bytes = self
             .storage
-            .get_bytes(&layout::blob(&digest))
+            .get_bytes(&layout::blob(digest))
             .await
             .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))?;
         let mut response = Response::new(if head {
@@ -342,7 +342,7 @@ impl Registry {
             return Ok(empty(StatusCode::ACCEPTED, &[]));
         }
         let digest = parse_digest(reference)?;
-        let revision = layout::revision(repo, &digest);
+        let revision = layout::revision(repo, digest);
         if !self.exists(&revision).await? {
             return Err(unknown(repo, reference));
         }

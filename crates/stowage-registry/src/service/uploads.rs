@@ -217,7 +217,7 @@ impl Registry {
                 ),
             };
             self.storage
-                .put_stream(&layout::blob(&digest), data, options)
+                .put_stream(&layout::blob(digest), data, options)
                 .await
                 .map_err(|e| {
                     if limit.exceeded() {
@@ -323,7 +323,7 @@ impl Registry {
         let digest = parse_digest(digest)?;
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
-        let mut record = self.uploads.get(repo, id).await?;
+        let (mut record, contested) = self.uploads.get_contested(repo, id).await?;
         let size = record.state.size;
         if let Some(value) = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
             let (start, _) = parse_content_range(value).ok_or_else(|| bad_content_range(value))?;
@@ -349,17 +349,30 @@ impl Registry {
             self.uploads.advance(&record, &next).await?;
             record = next;
         }
+        // sha256 is checked from the running hash and the chunks are
+        // assembled straight into place, unless another writer raced on the
+        // upload (more than one record): then, as for sha512, the assembled
+        // bytes are read back and checked before they are stored.
         let done = match digest {
-            Digest::Sha256(d) => self
+            Digest::Sha256(d) if !contested => self
                 .storage
                 .complete_upload(
                     &record.state,
-                    &layout::blob(&digest),
+                    &layout::blob(digest),
                     CompleteOptions::default().with_expected_digest(d),
                 )
                 .await
                 .map(|_| ()),
-            other => self.complete_verified(&record.state, &other).await,
+            Digest::Sha256(d) => {
+                tracing::info!(upload = %id, "another writer raced on this upload: checking the assembled bytes");
+                let options = CompleteOptions::default().with_expected_digest(d);
+                self.complete_verified(&record.state, &digest, options)
+                    .await
+            }
+            other => {
+                self.complete_verified(&record.state, &other, CompleteOptions::default())
+                    .await
+            }
         };
         match done {
             Ok(_) => {}
@@ -376,11 +389,17 @@ impl Registry {
     }
 
     /// Completes an upload whose digest the storage cannot check from its
-    /// running hash (sha512): assembles it at a temporary path of its own,
-    /// reads it back hashing, and copies it to the blob's path only when it
-    /// matches; the temporary object is removed either way (and by the
-    /// stale-upload cleanup, should the process die meanwhile).
-    async fn complete_verified(&self, state: &UploadState, digest: &Digest) -> stowage::Result<()> {
+    /// running hash (sha512), or whose chunk objects another writer may
+    /// have touched: assembles it at a temporary path of its own (with
+    /// `options`), reads it back hashing, and copies it to the blob's path
+    /// only when it matches; the temporary object is removed either way
+    /// (and by the stale-upload cleanup, should the process die meanwhile).
+    async fn complete_verified(
+        &self,
+        state: &UploadState,
+        digest: &Digest,
+        options: CompleteOptions,
+    ) -> stowage::Result<()> {
         let temp = StoragePath::parse(format!(
             "{}/{}-{}",
             layout::verify_area(),
@@ -388,9 +407,7 @@ impl Registry {
             uuid::Uuid::new_v4().simple()
         ))
         .expect("a valid path");
-        self.storage
-            .complete_upload(state, &temp, CompleteOptions::default())
-            .await?;
+        self.storage.complete_upload(state, &temp, options).await?;
         let checked = async {
             let read = self.storage.get(&temp, GetOptions::default()).await?;
             let actual = digest_of_stream(read.stream, digest).await?;
