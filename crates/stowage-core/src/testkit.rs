@@ -36,7 +36,8 @@ macro_rules! conformance_tests {
             missing_objects, list_pages_past_1000_keys, list_and_delete_prefix_are_segment_wise,
             copy_object, digest_mismatch_stores_nothing, failed_stream_stores_nothing,
             dropped_write_stores_nothing, chunked_upload_many_chunks_resumed_from_json,
-            chunked_upload_wrong_offset, chunked_upload_digest_mismatch,
+            chunked_upload_wrong_offset, racing_writers_at_one_offset_never_corrupt,
+            chunked_upload_digest_mismatch,
             chunked_upload_cancel_leaves_nothing, chunked_upload_empty_and_single_chunk,
             cleanup_removes_only_stale_uploads, concurrent_writes, concurrent_chunked_uploads,
             large_streamed_object, direct_urls_match_capabilities, validate_passes
@@ -71,6 +72,7 @@ pub async fn run_all(storage: &dyn Storage) {
     dropped_write_stores_nothing(storage).await;
     chunked_upload_many_chunks_resumed_from_json(storage).await;
     chunked_upload_wrong_offset(storage).await;
+    racing_writers_at_one_offset_never_corrupt(storage).await;
     chunked_upload_digest_mismatch(storage).await;
     chunked_upload_cancel_leaves_nothing(storage).await;
     chunked_upload_empty_and_single_chunk(storage).await;
@@ -532,6 +534,65 @@ pub async fn chunked_upload_wrong_offset(s: &dyn Storage) {
         .await
         .unwrap();
     assert_eq!(s.get_bytes(&dest).await.unwrap(), "hello world");
+    s.delete(&dest).await.unwrap();
+}
+
+/// Two writers race on the same offset of one upload (two registry
+/// replicas, a retried PATCH): each gets a state recording its own chunk,
+/// and completing either stores exactly that writer's bytes, whose digest
+/// the state holds. Never a blob whose bytes differ from its digest.
+pub async fn racing_writers_at_one_offset_never_corrupt(s: &dyn Storage) {
+    let start = s.start_upload().await.unwrap();
+    let first = s
+        .write_chunk(&start, 0, stream_of(vec![Bytes::from_static(b"head ")]))
+        .await
+        .unwrap();
+    let (a, b) = futures::join!(
+        s.write_chunk(&first, 5, stream_of(vec![Bytes::from(vec![b'a'; 3000])])),
+        s.write_chunk(&first, 5, stream_of(vec![Bytes::from(vec![b'b'; 2000])])),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(
+        a.chunk_path(1),
+        b.chunk_path(1),
+        "racing writes of one offset are stored apart"
+    );
+    // B's write finished too, but A's state completes: A's bytes only.
+    let dest = p("race/blob");
+    let digest = a.digest();
+    s.complete_upload(
+        &a,
+        &dest,
+        CompleteOptions::default().with_expected_digest(digest),
+    )
+    .await
+    .unwrap();
+    let stored = s.get_bytes(&dest).await.unwrap();
+    let mut expected = b"head ".to_vec();
+    expected.extend(vec![b'a'; 3000]);
+    assert_eq!(stored.len(), expected.len());
+    assert!(stored == expected, "the stored bytes are A's");
+    assert_eq!(crate::Sha256Digest::of(&stored), digest);
+    // B's state no longer completes into a corrupt blob: its chunk 0 may be
+    // gone with A's completion, so it fails, or it stores B's own bytes.
+    let dest_b = p("race/blob-b");
+    match s
+        .complete_upload(
+            &b,
+            &dest_b,
+            CompleteOptions::default().with_expected_digest(b.digest()),
+        )
+        .await
+    {
+        Ok(_) => {
+            let got = s.get_bytes(&dest_b).await.unwrap();
+            assert_eq!(crate::Sha256Digest::of(&got), b.digest());
+            s.delete(&dest_b).await.unwrap();
+        }
+        Err(_) => {
+            let _ = s.abort_upload(&b).await;
+        }
+    }
     s.delete(&dest).await.unwrap();
 }
 

@@ -42,6 +42,13 @@ pub struct UploadState {
     pub size: u64,
     /// Sizes of the stored chunks, in order.
     pub chunks: Vec<u64>,
+    /// A random tag per stored chunk, part of its object's key, so that a
+    /// racing or retried write of the same offset (another replica, a
+    /// retried PATCH) stores its bytes under another key and never replaces
+    /// a chunk this state records; assembly reads exactly these objects.
+    /// Empty in states written before tags existed (keys without a tag).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_tags: Vec<String>,
     /// Running SHA-256 of the bytes received.
     pub sha256: ResumableSha256,
 }
@@ -61,6 +68,7 @@ impl UploadState {
             started_at: Utc::now(),
             size: 0,
             chunks: Vec::new(),
+            chunk_tags: Vec::new(),
             sha256: ResumableSha256::default(),
         }
     }
@@ -97,6 +105,12 @@ impl UploadState {
         if !self.sha256.is_consistent() {
             return bad("hash state is corrupt");
         }
+        if !self.chunk_tags.is_empty()
+            && (self.chunk_tags.len() != self.chunks.len()
+                || !self.chunk_tags.iter().all(|t| valid_tag(t)))
+        {
+            return bad("chunk tags must be one per chunk, 16 lowercase hex digits each");
+        }
         Ok(())
     }
 
@@ -110,10 +124,14 @@ impl UploadState {
         StoragePath::parse(format!("{UPLOADS_AREA}/{}", self.id)).expect("id was checked")
     }
 
-    /// The temporary object of chunk `index`.
+    /// The temporary object of chunk `index`: `_uploads/<id>/<index>-<tag>`
+    /// (without a tag for states written before tags existed).
     pub fn chunk_path(&self, index: usize) -> StoragePath {
-        StoragePath::parse(format!("{UPLOADS_AREA}/{}/{index:06}", self.id))
-            .expect("id was checked")
+        let name = match self.chunk_tags.get(index) {
+            Some(tag) => format!("{UPLOADS_AREA}/{}/{index:06}-{tag}", self.id),
+            None => format!("{UPLOADS_AREA}/{}/{index:06}", self.id),
+        };
+        StoragePath::parse(name).expect("id and tags were checked")
     }
 
     /// The state as JSON.
@@ -189,7 +207,15 @@ pub async fn write_chunk_object<S: Storage + ?Sized>(
         })
         .boxed();
     let index = state.chunks.len();
-    let path = state.chunk_path(index);
+    // A fresh tag: the chunk's key is this write's own.
+    let mut next = state.clone();
+    if next.chunk_tags.len() == index {
+        next.chunk_tags.push(new_tag());
+    } else {
+        // An untagged (older) state continues untagged.
+        next.chunk_tags.clear();
+    }
+    let path = next.chunk_path(index);
     let mut data = data.peekable();
     // An empty chunk stores nothing.
     if std::pin::Pin::new(&mut data).peek().await.is_none() {
@@ -199,15 +225,26 @@ pub async fn write_chunk_object<S: Storage + ?Sized>(
         .put_stream(&path, data.boxed(), PutOptions::default())
         .await?;
     let (sha256, written) = hasher.lock().expect("hasher lock").clone();
-    let mut next = state.clone();
     if written == 0 {
         storage.delete(&path).await?;
-        return Ok(next);
+        return Ok(state.clone());
     }
     next.size += written;
     next.chunks.push(written);
     next.sha256 = sha256;
     Ok(next)
+}
+
+fn new_tag() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..16].to_string()
+}
+
+fn valid_tag(tag: &str) -> bool {
+    tag.len() == 16
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Checks the expected digest against the state, before any byte moves.
