@@ -30,8 +30,13 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "advisory audit"
+integration/audit.sh
+
 step "unit, local driver and CLI tests"
 cargo test --no-fail-fast --workspace --exclude stowage-integration
+# The opt-in pure-Rust signer passes the same signer tests.
+cargo test --no-fail-fast -p stowage-cloudfront --features pure-rust
 
 step "build integration tests and the stowage binary they drive"
 cargo build -p stowage-cli
@@ -41,6 +46,8 @@ step "CloudFront signer against botocore and openssl; stowage serve on the local
 local_failed=0
 python3 integration/cloudfront/test_edge_verifier.py || local_failed=1
 bash integration/registry/selftest.sh || local_failed=1
+cargo test --no-fail-fast -p stowage-integration --features stowage-cloudfront/pure-rust \
+  --test cloudfront_signer || local_failed=1
 cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local \
   --test registry_auth_tls || local_failed=1
 

@@ -7,7 +7,8 @@
 #   - Python: boto3 (server set-up, botocore oracle, CloudFront edge verifier),
 #     pyjwt + cryptography (OIDC tests, edge verifier), oras (registry client)
 #   - garage 2.5.0 via cargo into $STOWAGE_TOOLS_DIR (default /opt/stowage-ci);
-#     that build takes about 9 minutes on 2 cores, so the binary is reused.
+#     that build takes about 9 minutes on 2 cores, so the binary is reused;
+#     cargo-audit the same way (about 7 minutes).
 set -euo pipefail
 TOOLS=${STOWAGE_TOOLS_DIR:-/opt/stowage-ci}
 GARAGE_VERSION=2.5.0
@@ -61,5 +62,12 @@ else
   command -v cargo >/dev/null || { echo "install: cargo is needed to build garage" >&2; exit 1; }
   say "cargo install garage $GARAGE_VERSION into $TOOLS (about 9 minutes on 2 cores)"
   cargo install garage --locked --version "$GARAGE_VERSION" --root "$TOOLS"
+fi
+# 4. cargo-audit (the advisory audit in test-all.sh), built once.
+if [ -x "$TOOLS/bin/cargo-audit" ]; then
+  say "cargo-audit: present ($("$TOOLS/bin/cargo-audit" audit --version 2>/dev/null | head -n1))"
+else
+  say "cargo install cargo-audit into $TOOLS (about 7 minutes on 2 cores)"
+  cargo install cargo-audit --locked --root "$TOOLS"
 fi
 say "done"

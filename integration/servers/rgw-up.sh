@@ -87,7 +87,10 @@ paxos propose interval = 0.1
 osd data = $BASE/osd/ceph-\$id
 osd objectstore = memstore
 memstore device bytes = 8589934592
-osd max object name len = 256
+# S3 keys go up to 1,024 bytes and RGW prefixes them with the bucket marker;
+# the memstore has no file-name limit (256, the ext4 advice, refuses keys of
+# about 200 bytes with an opaque 500, e.g. a registry's sha512 link keys).
+osd max object name len = 2048
 osd max object namespace len = 64
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT

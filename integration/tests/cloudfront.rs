@@ -99,7 +99,7 @@ async fn signed_url_through_the_edge_gives_the_bytes_for_special_keys() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(signed.source, UrlSource::CloudFrontSigned, "{key}");
+        assert_eq!(signed.source, UrlSource::CdnSigned, "{key}");
         assert!(signed.fallback.is_none());
         assert!(signed.url.starts_with(&edge.url), "{}", signed.url);
         let (status, body, headers) = fetch(&signed.url, CLIENT).await;
@@ -365,10 +365,7 @@ async fn clients_without_address_or_inside_aws_go_straight_to_s3() {
     }
     assert_eq!(storage.route_count(Route::NoClientIp), 1);
     assert_eq!(storage.route_count(Route::ClientInAws), 1);
-    assert_eq!(
-        url(&storage, &path).await.source,
-        UrlSource::CloudFrontSigned
-    );
+    assert_eq!(url(&storage, &path).await.source, UrlSource::CdnSigned);
 
     // Uploads always get S3 presigned PUT URLs.
     let upload = storage

@@ -85,7 +85,7 @@ async fn signed_urls_pass_the_edge_and_fallback_urls_carry_the_session() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(signed.source, UrlSource::CloudFrontSigned);
+    assert_eq!(signed.source, UrlSource::CdnSigned);
     assert_eq!(fetch(&signed.url).await, (200, body.clone()));
 
     // A key the driver cannot load: S3 presigned URLs signed by the

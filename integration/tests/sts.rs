@@ -5,6 +5,7 @@
 //! that wait for a real expiry are in `sts_expiry.rs`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -411,4 +412,51 @@ async fn large_assembly_and_copy_work_with_session_credentials() {
     );
     storage.delete_prefix(&path("assembled")).await.unwrap();
     stowage_core::testkit::assert_left_nothing(&storage.storage).await;
+}
+
+/// A refresh that fails inside the refresh margin (the token file emptied,
+/// as a botched rotation would) keeps the still-valid session in use: the
+/// requests succeed, STS is not asked on every request, the failure is
+/// counted; once the token is good again a later refresh takes.
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_valid_session_in_use() {
+    let env = StsEnv::get();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, env.mint_token("blip", 600)).unwrap();
+    let mut config = env.web_identity_config("sts-blip", &file);
+    // Sessions of 120 s refreshed 110 s before their end: due for refresh
+    // 10 s after they are issued, valid for 110 s more.
+    config.duration = Duration::from_secs(120);
+    config.refresh_margin = Duration::from_secs(110);
+    let storage = open(config).await;
+    let p = path("blip/a");
+    storage
+        .put(&p, Bytes::from_static(b"one"), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(storage.credential_stats().sts_calls(), 1);
+    std::fs::write(&file, "").unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for i in 0..10 {
+        storage
+            .put(&p, Bytes::from(format!("write {i}")), PutOptions::default())
+            .await
+            .expect("the still-valid session keeps working");
+    }
+    let stats = storage.credential_stats();
+    assert!(
+        stats.kept_after_failure() >= 1,
+        "the failed refresh was counted"
+    );
+    assert!(
+        stats.sts_calls() <= 3,
+        "STS is asked again after a pause, not on every request: {} calls",
+        stats.sts_calls()
+    );
+    let metrics = storage.metrics();
+    assert!(metrics
+        .iter()
+        .any(|m| m.name == "stowage_sts_kept_after_failure_total"));
+    storage.delete(&p).await.unwrap();
 }

@@ -113,8 +113,9 @@ impl UploadUrlOptions {
 pub enum UrlSource {
     /// An S3 (SigV4) presigned URL.
     S3Presigned,
-    /// A CloudFront signed URL.
-    CloudFrontSigned,
+    /// A URL signed for a CDN in front of the storage (the CloudFront layer's
+    /// signed URLs).
+    CdnSigned,
 }
 
 impl UrlSource {
@@ -122,7 +123,7 @@ impl UrlSource {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::S3Presigned => "s3_presigned",
-            Self::CloudFrontSigned => "cloudfront_signed",
+            Self::CdnSigned => "cdn_signed",
         }
     }
 }

@@ -241,11 +241,12 @@ impl S3Config {
             }
             c.region = region;
         }
-        let endpoint_url = params.string("endpoint_url");
+        let endpoint_given = params.has("endpoint_url");
+        let endpoint_url = params.http_url("endpoint_url");
         let host = params.string("host");
         let port = params.u64("port");
         c.endpoint = match (endpoint_url, host) {
-            (Some(_), Some(_)) => {
+            (_, Some(_)) if endpoint_given => {
                 bad(
                     params,
                     "host",
@@ -253,26 +254,25 @@ impl S3Config {
                 );
                 None
             }
-            (Some(url), None) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bad(
-                        params,
-                        "endpoint_url",
-                        format!("{url:?} must start with http:// or https://"),
-                    );
-                }
-                Some(url.trim_end_matches('/').to_string())
-            }
+            (Some(url), _) => Some(url.as_str().trim_end_matches('/').to_string()),
             (None, Some(host)) => {
                 let base = if host.contains("://") {
-                    host
+                    host.clone()
                 } else {
                     format!("https://{host}")
                 };
-                Some(match port {
-                    Some(p) => format!("{}:{p}", base.trim_end_matches('/')),
-                    None => base,
-                })
+                match url::Url::parse(&base) {
+                    Ok(mut url) if url.host().is_some() => {
+                        if let Some(p) = port.and_then(|p| u16::try_from(p).ok()) {
+                            let _ = url.set_port(Some(p));
+                        }
+                        Some(url.as_str().trim_end_matches('/').to_string())
+                    }
+                    _ => {
+                        bad(params, "host", format!("{host:?} is not a host name"));
+                        None
+                    }
+                }
             }
             (None, None) => {
                 if port.is_some() {
@@ -485,9 +485,10 @@ fn normalize_root(root: &str) -> String {
 }
 
 fn is_aws_endpoint(endpoint: &str) -> bool {
-    let host = endpoint.split("://").nth(1).unwrap_or(endpoint);
-    let host = host.split(['/', ':']).next().unwrap_or(host);
-    host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn")
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
 }
 
 fn bucket_problem(b: &str) -> Option<&'static str> {

@@ -29,18 +29,27 @@
 //! # Ok(()) }
 //! ```
 
+// Set-up and the driver type.
 mod builder;
 mod config;
 mod credentials;
 mod error;
-pub mod iam;
-mod maintenance;
-mod objects;
-mod presign;
-mod resume;
 mod retry;
 mod storage;
-mod upload;
+// What the driver does, one concern per file.
+mod cleanup;
+mod copies;
+mod deletes;
+mod listing;
+mod multipart;
+mod presign;
+mod reads;
+mod resume;
+mod setup;
+mod validation;
+mod writes;
+// The least-privilege IAM policy of these calls.
+pub mod iam;
 
 pub use config::{PartChecksum, S3Config, ServerSideEncryption};
 pub use credentials::{CredentialSource, SharedCredentialsProvider};

@@ -112,7 +112,13 @@ pub(crate) struct Describe {
 }
 
 impl TrackedProvider {
-    async fn load(&self) -> Result<Credentials, CredentialsError> {
+    /// Asks STS now, reporting a failure as it is (no kept credentials):
+    /// what `validate` uses.
+    pub(crate) async fn load_fresh(&self) -> Result<Credentials, CredentialsError> {
+        self.load(false).await
+    }
+
+    async fn load(&self, keep_on_failure: bool) -> Result<Credentials, CredentialsError> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.provide_credentials().await;
         match result {
@@ -142,7 +148,7 @@ impl TrackedProvider {
                 }
                 let mut last = self.stats.last.lock().expect("stats lock");
                 last.error = Some((diagnosis.problem, diagnosis.message.clone()));
-                if let Some(kept) = self.keep_valid(&last) {
+                if let Some(kept) = self.keep_valid(&last).filter(|_| keep_on_failure) {
                     self.stats.kept.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         role = %self.describe.role,
@@ -189,7 +195,7 @@ impl ProvideCredentials for TrackedProvider {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(self.load())
+        future::ProvideCredentials::new(self.load(true))
     }
 }
 

@@ -109,7 +109,7 @@ impl CredentialSource for StsCredentials {
                 .clone()
                 .unwrap_or_else(|| format!("AWS ({})", c.sts_region)),
         );
-        match self.provider.provide_credentials().await {
+        match self.provider.load_fresh().await {
             Ok(creds) => {
                 let expiry = creds
                     .expiry()

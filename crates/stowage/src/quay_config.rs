@@ -182,7 +182,7 @@ impl StowageConfig {
 
     fn parse_with_base(text: &str, base_dir: Option<&Path>) -> Result<Self> {
         let mut errs = ConfigErrors::default();
-        let yaml: serde_yaml::Value = match serde_yaml::from_str(text) {
+        let yaml: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 errs.push("<file>", format!("not valid YAML or JSON: {e}"));

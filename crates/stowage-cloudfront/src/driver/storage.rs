@@ -291,7 +291,7 @@ stowage_core::forward_storage! {
                     signed,
                     options.method,
                     expires_at,
-                    UrlSource::CloudFrontSigned,
+                    UrlSource::CdnSigned,
                 )))
             }
             Err(e) => {
@@ -404,7 +404,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(a.source, UrlSource::CloudFrontSigned);
+        assert_eq!(a.source, UrlSource::CdnSigned);
         assert_eq!(a.url, b.url);
         assert_eq!(storage.route_count(Route::Signed), 1);
         assert_eq!(storage.route_count(Route::Cached), 1);

@@ -1,0 +1,347 @@
+//! S3 multipart uploads: starting one, the part uploads and copies, and
+//! completion with its reconciliation (a retried CompleteMultipartUpload
+//! that finds the upload gone checks the object is there, whole) and abort;
+//! the `MultipartSink` the core writer drives.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use bytes::Bytes;
+use stowage_core::multipart::{CompletedPart, MultipartSink};
+use stowage_core::{Error, ObjectMeta, Result, StoragePath};
+
+use crate::error::from_sdk;
+use crate::retry::transient_cause;
+use crate::writes::content_md5;
+use crate::S3Storage;
+
+impl S3Storage {
+    /// CreateMultipartUpload of `key` with the write settings, retried. A
+    /// retry after an answer was lost may leave the first upload behind,
+    /// unused: `cleanup_uploads` (or a lifecycle rule) aborts it.
+    pub(crate) async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: Option<String>,
+    ) -> std::result::Result<
+        aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput,
+        aws_sdk_s3::error::SdkError<
+            aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
+            aws_sdk_s3::config::http::HttpResponse,
+        >,
+    > {
+        self.retrying("CreateMultipartUpload", key, || {
+            let create = self
+                .client
+                .create_multipart_upload()
+                .bucket(self.bucket())
+                .key(key)
+                .set_content_type(content_type.clone());
+            self.with_write_settings_create(create).send()
+        })
+        .await
+    }
+
+    /// Starts a multipart upload of `key` for copies and assembly.
+    pub(crate) async fn start_multipart(
+        &self,
+        key: &str,
+        path: &StoragePath,
+    ) -> Result<S3Multipart> {
+        let created = self
+            .create_multipart(key, None)
+            .await
+            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", key), path.as_str()))?;
+        Ok(S3Multipart {
+            storage: self.clone(),
+            path: path.clone(),
+            key: key.to_string(),
+            upload_id: created.upload_id().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// One started S3 multipart upload.
+pub(crate) struct S3Multipart {
+    pub(crate) storage: S3Storage,
+    pub(crate) path: StoragePath,
+    pub(crate) key: String,
+    pub(crate) upload_id: String,
+}
+
+impl S3Multipart {
+    pub(crate) async fn copy_part(
+        &self,
+        number: u32,
+        source_key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let source = s.copy_source(source_key);
+        match self
+            .copy_part_from(number, &source, source_key, start, end)
+            .await
+        {
+            // Ceph RGW decodes the copy source of UploadPartCopy twice, so a
+            // key with '%' is not found; the source was seen before the
+            // copy started, so try again with '%' encoded once more.
+            Err(Error::NotFound { .. }) if source_key.contains('%') => {
+                let twice = source.replace("%25", "%2525");
+                self.copy_part_from(number, &twice, source_key, start, end)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) async fn copy_part_from(
+        &self,
+        number: u32,
+        copy_source: &str,
+        source_key: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let range = (end > start).then(|| format!("bytes={start}-{}", end - 1));
+        let out = s
+            .retrying("UploadPartCopy", &self.key, || {
+                s.client
+                    .upload_part_copy()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number as i32)
+                    .copy_source(copy_source)
+                    .set_copy_source_range(range.clone())
+                    .customize()
+                    // Ceph RGW answers 411 to an UploadPartCopy without a length.
+                    .mutate_request(|req| {
+                        req.headers_mut().insert("content-length", "0");
+                    })
+                    .send()
+            })
+            .await
+            .map_err(|e| from_sdk(e, s.op("UploadPartCopy", &self.key), source_key))?;
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or_default()
+            .to_string();
+        Ok(CompletedPart {
+            number,
+            etag,
+            size: end - start,
+        })
+    }
+}
+
+/// The number of parts an S3 multipart ETag says it has (`"<md5>-<n>"`),
+/// `None` for other ETags.
+fn etag_part_count(etag: &str) -> Option<usize> {
+    let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
+    n.parse().ok()
+}
+
+/// Whether the SDK client sends a request more than once itself (its retry
+/// is meant to be off; see `builder.rs`), so that an error it returns may
+/// follow an attempt whose answer was lost.
+fn sdk_retries(sdk: &aws_sdk_s3::Client) -> bool {
+    sdk.config()
+        .retry_config()
+        .is_some_and(|r| r.max_attempts() > 1)
+}
+
+impl S3Multipart {
+    /// AbortMultipartUpload, retried: `true` when it aborted the upload,
+    /// `false` when there was none (completed or aborted already).
+    pub(crate) async fn abort_upload(&self) -> Result<bool> {
+        let s = &self.storage;
+        let sent = s
+            .retrying("AbortMultipartUpload", &self.key, || {
+                s.client
+                    .abort_multipart_upload()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .send()
+            })
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => match from_sdk(
+                e,
+                s.op("AbortMultipartUpload", &self.key),
+                self.path.as_str(),
+            ) {
+                Error::NotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Whether the object at the key is this upload, completed after all:
+    /// a HEAD finds it with the parts' total size and, when its ETag has a
+    /// `-N` part count, with N equal to the number of parts.
+    pub(crate) async fn completed_after_all(&self, parts: &[CompletedPart]) -> Option<ObjectMeta> {
+        let s = &self.storage;
+        let expected: u64 = parts.iter().map(|p| p.size).sum();
+        let meta = match s.head_object(&self.path).await {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "no object after a CompleteMultipartUpload that found no upload");
+                return None;
+            }
+        };
+        let count = meta.etag.as_deref().and_then(etag_part_count);
+        if meta.size == expected && count.is_none_or(|n| n == parts.len()) {
+            s.retries
+                .counters
+                .completions_reconciled
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                key = %self.key,
+                size = meta.size,
+                parts = parts.len(),
+                "CompleteMultipartUpload found no upload on a retry; a HEAD shows an earlier \
+                 attempt completed it: reporting success"
+            );
+            Some(meta)
+        } else {
+            tracing::warn!(
+                key = %self.key,
+                size = meta.size,
+                expected_size = expected,
+                etag_parts = ?count,
+                parts = parts.len(),
+                "CompleteMultipartUpload found no upload, and the object at the key is not this \
+                 upload's"
+            );
+            None
+        }
+    }
+}
+
+#[async_trait]
+impl MultipartSink for S3Multipart {
+    async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let size = data.len() as u64;
+        // Computed once per part, sent with every attempt: the server
+        // refuses bytes damaged on the way (BadDigest) and the part is sent
+        // again from memory.
+        let md5 = if s.config.sends_content_md5() {
+            Some(content_md5(data.clone()).await)
+        } else {
+            None
+        };
+        let out = s
+            .retrying("UploadPart", &self.key, || {
+                s.client
+                    .upload_part()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number as i32)
+                    .content_length(size as i64)
+                    .set_content_md5(md5.clone())
+                    .body(SdkBody::from(data.clone()))
+                    .send()
+            })
+            .await
+            .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
+        Ok(CompletedPart {
+            number,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            size,
+        })
+    }
+
+    /// CompleteMultipartUpload, retried (S3 may answer 200 with an
+    /// InternalError inside). A retry answered NoSuchUpload means an
+    /// earlier attempt whose answer was lost completed the upload, if a
+    /// HEAD confirms it; a failure with no attempt left is settled by an
+    /// abort (no upload to abort: confirmed with a HEAD likewise).
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+        let s = &self.storage;
+        let sdk_parts: Vec<SdkPart> = parts
+            .iter()
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let body = CompletedMultipartUpload::builder()
+            .set_parts(Some(sdk_parts))
+            .build();
+        let mut sent = 0u32;
+        let result = s
+            .retrying("CompleteMultipartUpload", &self.key, || {
+                sent += 1;
+                s.client
+                    .complete_multipart_upload()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .multipart_upload(body.clone())
+                    .send()
+            })
+            .await;
+        if let Err(e) = result {
+            let retried = sent > 1 || sdk_retries(&s.client);
+            if e.code() == Some("NoSuchUpload") && retried {
+                if let Some(meta) = self.completed_after_all(&parts).await {
+                    return Ok(meta);
+                }
+            } else if transient_cause(&e).is_some() {
+                // The last attempt's answer was lost: it may have completed
+                // the upload. An abort settles which: it either removes the
+                // upload (nothing becomes visible) or finds none.
+                if let Ok(false) = self.abort_upload().await {
+                    if let Some(meta) = self.completed_after_all(&parts).await {
+                        return Ok(meta);
+                    }
+                }
+            }
+            return Err(from_sdk(
+                e,
+                s.op("CompleteMultipartUpload", &self.key),
+                self.path.as_str(),
+            ));
+        }
+        // Some servers (Ceph RGW) answer with an empty ETag: read it back.
+        s.head_object(&self.path).await
+    }
+
+    async fn abort(&self) -> Result<()> {
+        self.abort_upload().await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_part_count;
+
+    #[test]
+    fn multipart_etags_tell_their_part_count() {
+        assert_eq!(
+            etag_part_count("\"9b2cf535f27731c974343645a3985328-12\""),
+            Some(12)
+        );
+        assert_eq!(
+            etag_part_count("9b2cf535f27731c974343645a3985328-1"),
+            Some(1)
+        );
+        assert_eq!(
+            etag_part_count("\"9b2cf535f27731c974343645a3985328\""),
+            None
+        );
+        assert_eq!(etag_part_count(""), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! Writes: one PutObject for small objects, else the concurrent,
+//! bounded-memory multipart writer of core fed by [`crate::multipart`]; the
+//! write settings (SSE, storage class) and part checksums every write uses.
+
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{ServerSideEncryption as SdkSse, StorageClass};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use stowage_core::multipart::{self, MultipartOptions};
+use stowage_core::{Error, ObjectMeta, PutOptions, Result, StoragePath, WriteStream};
+
+use crate::error::{from_sdk, DRIVER};
+use crate::multipart::S3Multipart;
+use crate::{S3Storage, ServerSideEncryption};
+
+/// Bodies at least this large have their MD5 computed on a blocking
+/// thread, not on the async workers.
+const MD5_INLINE_LIMIT: usize = 256 * 1024;
+
+/// The Content-MD5 header value of `data`: the base64 of its MD5 digest.
+/// Large bodies are hashed on a blocking thread (about 25 ms per 16 MiB).
+pub(crate) async fn content_md5(data: Bytes) -> String {
+    fn digest(data: &[u8]) -> String {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
+    }
+    if data.len() < MD5_INLINE_LIMIT {
+        return digest(&data);
+    }
+    let copy = data.clone();
+    match tokio::task::spawn_blocking(move || digest(&copy)).await {
+        Ok(md5) => md5,
+        // The blocking pool is shutting down: hash here instead.
+        Err(_) => digest(&data),
+    }
+}
+
+macro_rules! write_settings {
+    ($self:expr, $req:expr) => {{
+        let c = &$self.config;
+        let req = match &c.sse {
+            ServerSideEncryption::None => $req,
+            ServerSideEncryption::Aes256 => $req.server_side_encryption(SdkSse::Aes256),
+            ServerSideEncryption::Kms { key_id } => $req
+                .server_side_encryption(SdkSse::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
+        };
+        req.set_storage_class(c.storage_class.as_deref().map(StorageClass::from))
+    }};
+}
+
+impl S3Storage {
+    pub(crate) fn with_write_settings_put(
+        &self,
+        req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        write_settings!(self, req)
+    }
+
+    pub(crate) fn with_write_settings_create(
+        &self,
+        req: aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+    ) -> aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder
+    {
+        write_settings!(self, req)
+    }
+
+    pub(crate) fn with_write_settings_copy(
+        &self,
+        req: aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder,
+    ) -> aws_sdk_s3::operation::copy_object::builders::CopyObjectFluentBuilder {
+        write_settings!(self, req)
+    }
+
+    /// One PUT when the stream fits in one part, else a multipart upload.
+    pub(crate) async fn write_stream(
+        &self,
+        path: &StoragePath,
+        mut data: WriteStream<'_>,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let part_size = multipart::base_part_size(self.config.part_size, options.size_hint);
+        // The first part fills outside the driver's part budget (a writer
+        // that stalls holds no shared permit); it takes one when it is
+        // complete and about to be sent.
+        let mut first = BytesMut::with_capacity(part_size as usize);
+        let mut ended = false;
+        let mut rest = None;
+        while first.len() < part_size as usize {
+            match data.try_next().await? {
+                Some(mut chunk) => {
+                    let room = part_size as usize - first.len();
+                    if chunk.len() > room {
+                        rest = Some(chunk.split_off(room));
+                    }
+                    first.extend_from_slice(&chunk);
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let permit = self
+            .part_budget
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::backend(DRIVER, false, "part budget", e))?;
+        if ended {
+            let result = self.put_small(path, first.freeze(), options).await;
+            drop(permit);
+            return result;
+        }
+        if let Some(rest) = rest {
+            data = futures::stream::once(async move { Ok(rest) })
+                .chain(data)
+                .boxed();
+        }
+        let key = self.object_key(path);
+        let created = self
+            .create_multipart(&key, options.content_type.clone())
+            .await
+            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", &key), path.as_str()))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let sink = Arc::new(S3Multipart {
+            storage: self.clone(),
+            path: path.clone(),
+            key,
+            upload_id,
+        });
+        let options_mp = MultipartOptions {
+            part_size,
+            concurrency: self.config.upload_concurrency,
+            budget: Some(self.part_budget.clone()),
+            initial_permit: Some(permit),
+        };
+        let meta = multipart::write_multipart(
+            sink,
+            first.freeze(),
+            data,
+            options_mp,
+            options.expected_digest,
+        )
+        .await?;
+        Ok(meta.with_content_type(options.content_type))
+    }
+
+    pub(crate) async fn put_small(
+        &self,
+        path: &StoragePath,
+        data: Bytes,
+        options: PutOptions,
+    ) -> Result<ObjectMeta> {
+        if let Some(expected) = options.expected_digest {
+            let actual = stowage_core::Sha256Digest::of(&data);
+            if actual != expected {
+                return Err(Error::DigestMismatch {
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        let key = self.object_key(path);
+        let size = data.len() as u64;
+        // The server refuses bytes damaged on the way (BadDigest), and the
+        // request is sent again from `data`.
+        let md5 = if self.config.sends_content_md5() {
+            Some(content_md5(data.clone()).await)
+        } else {
+            None
+        };
+        let out = self
+            .retrying("PutObject", &key, || {
+                let request = self
+                    .client
+                    .put_object()
+                    .bucket(self.bucket())
+                    .key(&key)
+                    .content_length(size as i64)
+                    .set_content_md5(md5.clone())
+                    .body(SdkBody::from(data.clone()))
+                    .set_content_type(options.content_type.clone());
+                self.with_write_settings_put(request).send()
+            })
+            .await
+            .map_err(|e| from_sdk(e, self.op("PutObject", &key), path.as_str()))?;
+        Ok(ObjectMeta::new(path.clone(), size)
+            .with_etag(out.e_tag().map(str::to_string))
+            .with_content_type(options.content_type))
+    }
+}
