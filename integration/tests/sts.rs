@@ -416,8 +416,8 @@ async fn large_assembly_and_copy_work_with_session_credentials() {
 
 /// A refresh that fails inside the refresh margin (the token file emptied,
 /// as a botched rotation would) keeps the still-valid session in use: the
-/// requests succeed, STS is not asked on every request, the failure is
-/// counted; once the token is good again a later refresh takes.
+/// requests succeed, STS is not asked on every request (at most once per
+/// 30 s), the failure is counted and shown in the metrics.
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_valid_session_in_use() {
     let env = StsEnv::get();
@@ -425,10 +425,10 @@ async fn a_failed_refresh_keeps_the_valid_session_in_use() {
     let file = dir.path().join("token");
     std::fs::write(&file, env.mint_token("blip", 600)).unwrap();
     let mut config = env.web_identity_config("sts-blip", &file);
-    // Sessions of 120 s refreshed 110 s before their end: due for refresh
-    // 10 s after they are issued, valid for 110 s more.
+    // Sessions of 120 s refreshed at most 119 s before their end: the
+    // client's cache asks for new ones between 1 and 61 s after issue.
     config.duration = Duration::from_secs(120);
-    config.refresh_margin = Duration::from_secs(110);
+    config.refresh_margin = Duration::from_secs(119);
     let storage = open(config).await;
     let p = path("blip/a");
     storage
@@ -437,26 +437,33 @@ async fn a_failed_refresh_keeps_the_valid_session_in_use() {
         .unwrap();
     assert_eq!(storage.credential_stats().sts_calls(), 1);
     std::fs::write(&file, "").unwrap();
-    tokio::time::sleep(Duration::from_secs(12)).await;
-    for i in 0..10 {
+    // Write until the cache has tried (and failed) to refresh.
+    let started = std::time::Instant::now();
+    while storage.credential_stats().kept_after_failure() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(75),
+            "no refresh was tried within the session's first 75 s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        storage
+            .put(&p, Bytes::from_static(b"again"), PutOptions::default())
+            .await
+            .expect("the still-valid session keeps working");
+    }
+    let calls = storage.credential_stats().sts_calls();
+    for i in 0..20 {
         storage
             .put(&p, Bytes::from(format!("write {i}")), PutOptions::default())
             .await
             .expect("the still-valid session keeps working");
     }
-    let stats = storage.credential_stats();
     assert!(
-        stats.kept_after_failure() >= 1,
-        "the failed refresh was counted"
+        storage.credential_stats().sts_calls() <= calls + 1,
+        "STS is asked again after a pause, not on every request"
     );
-    assert!(
-        stats.sts_calls() <= 3,
-        "STS is asked again after a pause, not on every request: {} calls",
-        stats.sts_calls()
-    );
-    let metrics = storage.metrics();
-    assert!(metrics
+    assert!(storage
+        .metrics()
         .iter()
-        .any(|m| m.name == "stowage_sts_kept_after_failure_total"));
+        .any(|m| m.name == "stowage_sts_kept_after_failure_total" && m.value >= 1));
     storage.delete(&p).await.unwrap();
 }

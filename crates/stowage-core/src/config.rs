@@ -190,6 +190,12 @@ impl<'a> Params<'a> {
         self.asked.iter().cloned().collect()
     }
 
+    /// How many problems were recorded so far (a reader compares before and
+    /// after to know whether its keys were all good).
+    pub fn problem_count(&self) -> usize {
+        self.problems.0.len()
+    }
+
     /// Whether any key of the map starts with `prefix` (e.g. `sts_`: a
     /// location asks for STS credentials). Asks for no key.
     pub fn has_key_starting_with(&self, prefix: &str) -> bool {

@@ -362,121 +362,52 @@ impl S3Config {
     /// drivers). `false` when a problem was recorded. Every size is checked
     /// before any arithmetic, so no value overflows.
     pub fn read_transfer_keys(&mut self, params: &mut Params<'_>) -> bool {
-        let mut ok = true;
-        let mut bad = |params: &mut Params<'_>, key: &str, msg: String| {
-            params.problem(key, msg);
-            ok = false;
-        };
+        let before = params.problem_count();
+        // S3's part sizes, in MiB.
+        let parts_mib = MIN_PART_SIZE / MIB..=MAX_PART_SIZE / MIB;
         let c = self;
-        if let Some(mb) = params.u64("s3_part_size_mb") {
-            match mb
-                .checked_mul(MIB)
-                .filter(|b| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(b))
-            {
-                Some(bytes) => c.part_size = bytes,
-                None => bad(
-                    params,
-                    "s3_part_size_mb",
-                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
-                ),
-            }
+        if let Some(mb) = params.u64_in("s3_part_size_mb", parts_mib.clone()) {
+            c.part_size = mb * MIB;
         }
-        if let Some(n) = params.u64("s3_upload_concurrency") {
-            if n == 0 || n > 64 {
-                bad(params, "s3_upload_concurrency", format!("{n}: use 1 to 64"));
-            } else {
-                c.upload_concurrency = n as usize;
-            }
+        if let Some(n) = params.u64_in("s3_upload_concurrency", 1..=64) {
+            c.upload_concurrency = n as usize;
         }
-        if let Some(n) = params.u64("s3_max_parts_in_flight") {
-            if n == 0 || n > 1024 {
-                bad(
-                    params,
-                    "s3_max_parts_in_flight",
-                    format!("{n}: use 1 to 1024"),
-                );
-            } else {
-                c.max_parts_in_flight = n as usize;
-            }
+        if let Some(n) = params.u64_in("s3_max_parts_in_flight", 1..=1024) {
+            c.max_parts_in_flight = n as usize;
         }
-        if let Some(mb) = params.u64("s3_multipart_copy_threshold_mb") {
-            match mb.checked_mul(MIB).filter(|b| *b > 0 && *b <= 5 * GIB) {
-                Some(bytes) => c.multipart_copy_threshold = bytes,
-                None => bad(
-                    params,
-                    "s3_multipart_copy_threshold_mb",
-                    format!("{mb}: use 1 to 5120 (CopyObject's limit)"),
-                ),
-            }
+        // Up to CopyObject's limit, 5 GiB.
+        if let Some(mb) = params.u64_in("s3_multipart_copy_threshold_mb", 1..=5120) {
+            c.multipart_copy_threshold = mb * MIB;
         }
-        if let Some(mb) = params.u64("s3_multipart_copy_part_size_mb") {
-            match mb
-                .checked_mul(MIB)
-                .filter(|b| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(b))
-            {
-                Some(bytes) => c.multipart_copy_part_size = bytes,
-                None => bad(
-                    params,
-                    "s3_multipart_copy_part_size_mb",
-                    format!("{mb} is outside S3's part sizes, 5 to 5120"),
-                ),
-            }
+        if let Some(mb) = params.u64_in("s3_multipart_copy_part_size_mb", parts_mib) {
+            c.multipart_copy_part_size = mb * MIB;
         }
-        if let Some(n) = params.u64("s3_max_attempts") {
-            if n == 0 || n > 20 {
-                bad(params, "s3_max_attempts", format!("{n}: use 1 to 20"));
-            } else {
-                c.max_attempts = n as u32;
-            }
+        if let Some(n) = params.u64_in("s3_max_attempts", 1..=20) {
+            c.max_attempts = n as u32;
         }
         // Bounded: a deadline of u64::MAX seconds would overflow the
         // clock arithmetic of whoever adds it to an instant.
-        if let Some(s) = params.u64("s3_connect_timeout_seconds") {
-            if s == 0 || s > 3600 {
-                bad(
-                    params,
-                    "s3_connect_timeout_seconds",
-                    format!("{s}: use 1 to 3600"),
-                );
-            } else {
-                c.connect_timeout = Duration::from_secs(s);
-            }
+        if let Some(s) = params.u64_in("s3_connect_timeout_seconds", 1..=3600) {
+            c.connect_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64("s3_request_timeout_seconds") {
-            if s == 0 || s > 86_400 {
-                bad(
-                    params,
-                    "s3_request_timeout_seconds",
-                    format!("{s}: use 1 to 86400"),
-                );
-            } else {
-                c.request_timeout = Duration::from_secs(s);
-            }
+        if let Some(s) = params.u64_in("s3_request_timeout_seconds", 1..=86_400) {
+            c.request_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64("s3_retry_timeout_seconds") {
-            if s == 0 || s > 3600 {
-                bad(
-                    params,
-                    "s3_retry_timeout_seconds",
-                    format!("{s}: use 1 to 3600"),
-                );
-            } else {
-                c.retry_timeout = Duration::from_secs(s);
-            }
+        if let Some(s) = params.u64_in("s3_retry_timeout_seconds", 1..=3600) {
+            c.retry_timeout = Duration::from_secs(s);
         }
-        if let Some(v) = params.string("s3_part_checksum") {
-            match v.to_ascii_lowercase().as_str() {
-                "auto" => c.part_checksum = PartChecksum::Auto,
-                "md5" => c.part_checksum = PartChecksum::Md5,
-                "none" | "off" => c.part_checksum = PartChecksum::Off,
-                _ => bad(
-                    params,
-                    "s3_part_checksum",
-                    format!("{v:?}: accepted values are auto, md5, none"),
-                ),
-            }
+        if let Some(v) = params.one_of(
+            "s3_part_checksum",
+            &[
+                ("auto", PartChecksum::Auto),
+                ("md5", PartChecksum::Md5),
+                ("none", PartChecksum::Off),
+                ("off", PartChecksum::Off),
+            ],
+        ) {
+            c.part_checksum = v;
         }
-        ok
+        params.problem_count() == before
     }
 }
 

@@ -41,6 +41,9 @@ struct LastLoad {
     /// The last credentials STS gave (kept in use while a refresh fails
     /// and they are still valid). `Credentials`' Debug shows no secret.
     good: Option<Credentials>,
+    /// When the last refresh failed (cleared by a success): STS is asked
+    /// again [`RETRY_AFTER_FAILED_REFRESH`] later, not on every request.
+    failed_at: Option<std::time::Instant>,
     expiry: Option<SystemTime>,
     access_key_prefix: Option<String>,
     error: Option<(CredentialsProblem, String)>,
@@ -90,9 +93,6 @@ pub(crate) struct TrackedProvider {
     inner: SharedCredentialsProvider,
     stats: Arc<CredentialStats>,
     describe: Describe,
-    /// The client cache's buffer: credentials are reloaded this long
-    /// before they expire.
-    refresh_margin: Duration,
 }
 
 /// The longest a kept set of credentials is handed out before STS is asked
@@ -119,6 +119,19 @@ impl TrackedProvider {
     }
 
     async fn load(&self, keep_on_failure: bool) -> Result<Credentials, CredentialsError> {
+        if keep_on_failure {
+            // A refresh failed a moment ago and the session is still valid:
+            // keep using it without asking STS again yet. (The client's
+            // cache asks on every request while the credentials are inside
+            // the refresh margin; the pause is kept here.)
+            let last = self.stats.last.lock().expect("stats lock");
+            let recent = last
+                .failed_at
+                .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILED_REFRESH);
+            if let Some(good) = self.still_valid(&last).filter(|_| recent) {
+                return Ok(good);
+            }
+        }
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.provide_credentials().await;
         match result {
@@ -134,6 +147,7 @@ impl TrackedProvider {
                 last.access_key_prefix =
                     Some(credentials.access_key_id().chars().take(8).collect());
                 last.error = None;
+                last.failed_at = None;
                 last.good = Some(credentials.clone());
                 Ok(credentials)
             }
@@ -148,7 +162,8 @@ impl TrackedProvider {
                 }
                 let mut last = self.stats.last.lock().expect("stats lock");
                 last.error = Some((diagnosis.problem, diagnosis.message.clone()));
-                if let Some(kept) = self.keep_valid(&last).filter(|_| keep_on_failure) {
+                last.failed_at = Some(std::time::Instant::now());
+                if let Some(kept) = self.still_valid(&last).filter(|_| keep_on_failure) {
                     self.stats.kept.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         role = %self.describe.role,
@@ -168,25 +183,13 @@ impl TrackedProvider {
         }
     }
 
-    /// After a failed refresh: the last credentials, when they are still
-    /// valid for a while, with an expiry the client cache treats as due
-    /// again within [`RETRY_AFTER_FAILED_REFRESH`] (at most half the time
-    /// they have left), so STS is asked again soon but not on every request,
-    /// and never after they really expire.
-    fn keep_valid(&self, last: &LastLoad) -> Option<Credentials> {
+    /// The last credentials STS gave, while they stay valid for more than
+    /// a few seconds: kept in use after a failed refresh, with their real
+    /// expiry (so nothing is used after it, and presigned URLs stay bounded).
+    fn still_valid(&self, last: &LastLoad) -> Option<Credentials> {
         let good = last.good.as_ref()?;
         let left = good.expiry()?.duration_since(SystemTime::now()).ok()?;
-        if left < Duration::from_secs(2) {
-            return None;
-        }
-        let retry_in = RETRY_AFTER_FAILED_REFRESH.min(left / 2);
-        Some(Credentials::new(
-            good.access_key_id(),
-            good.secret_access_key(),
-            good.session_token().map(str::to_string),
-            Some(SystemTime::now() + self.refresh_margin + retry_in),
-            "stowage-sts-kept",
-        ))
+        (left > Duration::from_secs(2)).then(|| good.clone())
     }
 }
 
@@ -254,7 +257,6 @@ pub(crate) async fn provider(config: &StsConfig) -> (TrackedProvider, Arc<Creden
     let tracked = TrackedProvider {
         inner,
         stats: stats.clone(),
-        refresh_margin: config.refresh_margin,
         describe: Describe {
             role,
             mode: config.source.mode(),

@@ -173,6 +173,10 @@ impl CloudFrontedS3Storage {
 }
 
 async fn fetch(url: &str) -> std::result::Result<(u16, Bytes), String> {
+    // reqwest is built without a TLS provider of its own (no second crypto
+    // library): aws-lc, which the AWS SDK links already, is the process's
+    // default unless the embedding program chose one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
