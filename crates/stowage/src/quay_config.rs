@@ -189,6 +189,12 @@ impl StowageConfig {
                 return Err(Error::Config(errs));
             }
         };
+        // JSON has no NaN or infinity: they would turn into null (an absent
+        // key) on the way. Name them instead.
+        non_finite_numbers(&yaml, "", &mut errs);
+        if !errs.is_empty() {
+            return Err(Error::Config(errs));
+        }
         let root = match serde_json::to_value(yaml) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {
@@ -406,4 +412,40 @@ fn location_list(
         }
     }
     list
+}
+
+/// Records every NaN or infinite number in `value` with its key path
+/// (`DISTRIBUTED_STORAGE_CONFIG.loc[1].minimum_chunk_size_mb`).
+fn non_finite_numbers(value: &serde_yaml_ng::Value, path: &str, errs: &mut ConfigErrors) {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => errs.push(
+            if path.is_empty() { "<file>" } else { path },
+            format!("{n} is not a finite number"),
+        ),
+        Y::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                non_finite_numbers(item, &format!("{path}[{i}]"), errs);
+            }
+        }
+        Y::Mapping(map) => {
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                let next = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                non_finite_numbers(v, &next, errs);
+            }
+        }
+        Y::Tagged(t) => non_finite_numbers(&t.value, path, errs),
+        _ => {}
+    }
 }

@@ -654,3 +654,21 @@ fn every_accepted_key_is_documented() {
         "keys accepted but not in docs/configuration.md: {missing:?}"
     );
 }
+
+/// YAML's `.nan` and `.inf` have no JSON form: named with their key path,
+/// never read as 0 or as an absent key.
+#[test]
+fn non_finite_numbers_are_named() {
+    for value in [".nan", ".inf", "-.inf"] {
+        let err = StowageConfig::parse(&format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - s3_bucket: b-1\n      minimum_chunk_size_mb: {value}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DISTRIBUTED_STORAGE_CONFIG.s3[1].minimum_chunk_size_mb")
+                && err.contains("not a finite number"),
+            "{value}: {err}"
+        );
+    }
+}
