@@ -203,23 +203,18 @@ impl S3Config {
     /// drivers that add keys of their own (STS, CloudFront) and then call
     /// [`Params::finish`]. `None` when a problem was recorded.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
-        let mut ok = true;
-        let mut bad = |params: &mut Params<'_>, key: &str, msg: String| {
-            params.problem(key, msg);
-            ok = false;
-        };
+        let before = params.problem_count();
         let bucket = params.required_string("s3_bucket");
         if let Some(b) = &bucket {
             if let Some(reason) = bucket_problem(b) {
-                bad(params, "s3_bucket", reason.into());
+                params.problem("s3_bucket", reason);
             }
         }
         let mut c = Self::new(bucket.clone().unwrap_or_default());
         if let Some(root) = params.string("storage_path") {
             c.root = normalize_root(&root);
             if c.root.split('/').any(|s| s == "." || s == "..") || c.root.contains("//") {
-                bad(
-                    params,
+                params.problem(
                     "storage_path",
                     format!("{root:?} has an empty, '.' or '..' segment"),
                 );
@@ -229,15 +224,11 @@ impl S3Config {
         c.secret_key = params.secret("s3_secret_key");
         c.session_token = params.secret("s3_session_token");
         if c.access_key.is_some() != c.secret_key.is_some() {
-            bad(params, "s3_access_key", "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)".into());
+            params.problem("s3_access_key", "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)");
         }
         if let Some(region) = params.string("s3_region") {
             if region.is_empty() || region.contains(char::is_whitespace) {
-                bad(
-                    params,
-                    "s3_region",
-                    format!("{region:?} is not a region name"),
-                );
+                params.problem("s3_region", format!("{region:?} is not a region name"));
             }
             c.region = region;
         }
@@ -247,11 +238,7 @@ impl S3Config {
         let port = params.u64("port");
         c.endpoint = match (endpoint_url, host) {
             (_, Some(_)) if endpoint_given => {
-                bad(
-                    params,
-                    "host",
-                    "give endpoint_url or host (+ port), not both".into(),
-                );
+                params.problem("host", "give endpoint_url or host (+ port), not both");
                 None
             }
             (Some(url), _) => Some(url.as_str().trim_end_matches('/').to_string()),
@@ -269,21 +256,21 @@ impl S3Config {
                         Some(url.as_str().trim_end_matches('/').to_string())
                     }
                     _ => {
-                        bad(params, "host", format!("{host:?} is not a host name"));
+                        params.problem("host", format!("{host:?} is not a host name"));
                         None
                     }
                 }
             }
             (None, None) => {
                 if port.is_some() {
-                    bad(params, "port", "port needs host".into());
+                    params.problem("port", "port needs host");
                 }
                 None
             }
         };
         if let Some(p) = port {
             if p == 0 || p > 65535 {
-                bad(params, "port", format!("{p} is not a TCP port"));
+                params.problem("port", format!("{p} is not a TCP port"));
             }
         }
         let custom = c.endpoint.as_deref().is_some_and(|e| !is_aws_endpoint(e));
@@ -301,8 +288,7 @@ impl S3Config {
             },
             Some("none") | Some("") => ServerSideEncryption::None,
             Some(other) => {
-                bad(
-                    params,
+                params.problem(
                     "s3_server_side_encryption",
                     format!("{other:?}: accepted values are AES256, aws:kms, none"),
                 );
@@ -310,18 +296,16 @@ impl S3Config {
             }
         };
         if kms_key.is_some() && !matches!(c.sse, ServerSideEncryption::Kms { .. }) {
-            bad(
-                params,
+            params.problem(
                 "s3_sse_kms_key_id",
-                "only used with s3_server_side_encryption: aws:kms".into(),
+                "only used with s3_server_side_encryption: aws:kms",
             );
         }
         c.storage_class = params.string("s3_storage_class");
         if let Some(mb) = params.f64("minimum_chunk_size_mb") {
             // Range first, so that no arithmetic below can overflow.
             if !(5.0..=5120.0).contains(&mb) {
-                bad(
-                    params,
+                params.problem(
                     "minimum_chunk_size_mb",
                     format!("{mb}: S3 parts other than the last are 5 MiB to 5 GiB; use 5 to 5120"),
                 );
@@ -332,8 +316,7 @@ impl S3Config {
         if let Some(gb) = params.f64("maximum_chunk_size_gb") {
             // `gb` is finite (Params::f64 refuses NaN and infinities).
             if gb <= 0.0 || gb > 5.0 {
-                bad(
-                    params,
+                params.problem(
                     "maximum_chunk_size_gb",
                     format!("{gb}: S3 parts are at most 5 GiB; use above 0 up to 5"),
                 );
@@ -342,17 +325,15 @@ impl S3Config {
             }
         }
         if c.max_chunk_size < c.min_chunk_size.saturating_mul(2) {
-            bad(
-                params,
+            params.problem(
                 "maximum_chunk_size_gb",
                 "must be at least twice minimum_chunk_size_mb, so that the pieces a large chunk \
-                 is split into stay above the minimum part size"
-                    .into(),
+                 is split into stay above the minimum part size",
             );
         }
         c.server_side_assembly = params.bool("server_side_assembly").unwrap_or(true);
-        let transfer_ok = c.read_transfer_keys(params);
-        (ok && transfer_ok && bucket.is_some()).then_some(c)
+        c.read_transfer_keys(params);
+        (params.problem_count() == before && bucket.is_some()).then_some(c)
     }
 
     /// Reads stowage's transfer keys (part size, concurrency, copy sizes,

@@ -144,7 +144,8 @@ impl StsConfig {
         env: &dyn Fn(&str) -> Option<String>,
         s3: Option<S3Config>,
     ) -> Option<Self> {
-        let mut ok = true;
+        // Problems of the STS keys (S3's are in `s3` being `None`).
+        let before = params.problem_count();
         let role_arn = params.string("sts_role_arn");
         let (user_access_key, user_secret_key) =
             match params.key_pair("sts_user_access_key", "sts_user_secret_key") {
@@ -167,12 +168,10 @@ impl StsConfig {
                 "with STS keys, requests are signed with the assumed role's credentials, not s3_access_key; \
                  put the IAM user's keys in sts_user_access_key and sts_user_secret_key",
             );
-            ok = false;
         }
         if let Some(arn) = &role_arn {
             if let Some(why) = role_arn_problem(arn) {
                 params.problem("sts_role_arn", why);
-                ok = false;
             }
         }
         if let Some(name) = &session_name {
@@ -184,7 +183,6 @@ impl StsConfig {
                          digits and =,.@-_"
                     ),
                 );
-                ok = false;
             }
         }
         let duration = Duration::from_secs(duration.unwrap_or(3600));
@@ -196,7 +194,6 @@ impl StsConfig {
                     duration.as_secs()
                 ),
             );
-            ok = false;
         }
         let refresh_margin = Duration::from_secs(margin.unwrap_or(300).min(duration.as_secs()));
         if let Some(m) = margin {
@@ -209,7 +206,6 @@ impl StsConfig {
                         duration.as_secs()
                     ),
                 );
-                ok = false;
             }
         }
 
@@ -272,12 +268,11 @@ impl StsConfig {
                          or AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE); with a shared config \
                          profile the SDK assumes the role: set it in the profile instead",
                     );
-                    ok = false;
                 }
             }
         }
         let s3 = s3?;
-        if !ok {
+        if params.problem_count() != before {
             return None;
         }
         let session_name = session_name

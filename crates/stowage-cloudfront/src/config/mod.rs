@@ -121,7 +121,6 @@ impl CloudFrontConfig {
 
     /// Reads the keys into `params`; `None` when a problem was recorded.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
-        let mut ok = true;
         let domain = params.required_string("cloudfront_distribution_domain");
         let key_id = params.string("cloudfront_key_id");
         let key_file = params.path("cloudfront_privatekey_filename");
@@ -138,19 +137,11 @@ impl CloudFrontConfig {
         let granularity = params.u64("cloudfront_expiry_granularity_seconds");
         let validate_fetch = params.bool("cloudfront_validate_fetch");
         let s3 = S3Config::read(params);
-
-        macro_rules! bad {
-            ($params:expr, $key:expr, $msg:expr $(,)?) => {{
-                {
-                    let msg: String = $msg;
-                    $params.problem($key, msg);
-                }
-                ok = false;
-            }};
-        }
+        // Problems of the CloudFront keys (S3's are in `s3` being `None`).
+        let before = params.problem_count();
         if let Some(d) = &domain {
             if let Some(why) = domain_problem(d) {
-                bad!(params, "cloudfront_distribution_domain", why);
+                params.problem("cloudfront_distribution_domain", why);
             }
         }
         let mut org_overrides = BTreeMap::new();
@@ -161,16 +152,16 @@ impl CloudFrontConfig {
                     None => {
                         org_overrides.insert(ns.clone(), base_url(d));
                     }
-                    Some(why) => bad!(params, &key, why),
+                    Some(why) => params.problem(&key, why),
                 },
-                None => bad!(params, &key, "expected a domain name".into()),
+                None => params.problem(&key, "expected a domain name"),
             }
         }
         let configured_mode = match mode_text.as_deref().map(SigningMode::parse) {
             None => SigningMode::Auto,
             Some(Ok(m)) => m,
             Some(Err(why)) => {
-                bad!(params, "cloudfront_signing_mode", why);
+                params.problem("cloudfront_signing_mode", why);
                 SigningMode::Auto
             }
         };
@@ -181,19 +172,15 @@ impl CloudFrontConfig {
                 key_id: id,
                 private_key_file: file,
             }),
-            (Some(_), None) => bad!(
-                params,
+            (Some(_), None) => params.problem(
                 "cloudfront_privatekey_filename",
                 "cloudfront_key_id needs cloudfront_privatekey_filename, the PEM file of its \
-                 private key"
-                    .into(),
+                 private key",
             ),
-            (None, Some(_)) => bad!(
-                params,
+            (None, Some(_)) => params.problem(
                 "cloudfront_key_id",
                 "cloudfront_privatekey_filename needs cloudfront_key_id, the id CloudFront \
-                 shows for the key"
-                    .into(),
+                 shows for the key",
             ),
             (None, None) => {}
         }
@@ -203,10 +190,9 @@ impl CloudFrontConfig {
             let file = entry.get("private_key_filename").and_then(|v| v.as_str());
             for k in entry.keys() {
                 if k != "key_id" && k != "private_key_filename" {
-                    bad!(
-                        params,
+                    params.problem(
                         &format!("{at}.{k}"),
-                        "unknown key; accepted keys: key_id, private_key_filename".into(),
+                        "unknown key; accepted keys: key_id, private_key_filename",
                     );
                 }
             }
@@ -215,20 +201,17 @@ impl CloudFrontConfig {
                     key_id: id.to_string(),
                     private_key_file: params.resolve_path(file),
                 }),
-                _ => bad!(
-                    params,
+                _ => params.problem(
                     &at,
-                    "each entry needs key_id (K...) and private_key_filename".into(),
+                    "each entry needs key_id (K...) and private_key_filename",
                 ),
             }
         }
-        if keys.is_empty() && ok {
-            bad!(
-                params,
+        if keys.is_empty() && params.problem_count() == before {
+            params.problem(
                 "cloudfront_key_id",
                 "no signing key: give cloudfront_key_id + cloudfront_privatekey_filename, or \
-                 cloudfront_key_group_keys (a list of key_id + private_key_filename)"
-                    .into(),
+                 cloudfront_key_group_keys (a list of key_id + private_key_filename)",
             );
         }
         let mut mode = configured_mode;
@@ -241,24 +224,21 @@ impl CloudFrontConfig {
             };
             match resolve_mode(mode, &entry.key_id) {
                 Ok(m) => mode = m,
-                Err(why) => bad!(params, &at, why),
+                Err(why) => params.problem(&at, why),
             }
         }
         if mode == SigningMode::LegacyKeyPair && keys.len() > 1 {
-            bad!(
-                params,
+            params.problem(
                 "cloudfront_key_group_keys",
                 "legacy key pairs sign with one root-account key pair (cloudfront_key_id); \
-                 several keys for rotation need a trusted key group (K... ids)"
-                    .into(),
+                 several keys for rotation need a trusted key group (K... ids)",
             );
         }
         let policy = match policy.as_deref() {
             None | Some("canned") => PolicyKind::Canned,
             Some("custom") => PolicyKind::Custom,
             Some(other) => {
-                bad!(
-                    params,
+                params.problem(
                     "cloudfront_policy",
                     format!("{other:?} is not a policy kind: canned or custom"),
                 );
@@ -268,28 +248,26 @@ impl CloudFrontConfig {
         let restrict_to_client_ip = restrict.unwrap_or(false);
         if restrict_to_client_ip && policy == PolicyKind::Canned && params.has("cloudfront_policy")
         {
-            bad!(
-                params,
+            params.problem(
                 "cloudfront_restrict_to_client_ip",
-                "a canned policy cannot carry the client IP; set cloudfront_policy: custom".into(),
+                "a canned policy cannot carry the client IP; set cloudfront_policy: custom",
             );
         }
         let hash = match hash.as_deref().map(HashAlgorithm::parse) {
             None => HashAlgorithm::Sha1,
             Some(Ok(h)) => h,
             Some(Err(why)) => {
-                bad!(params, "cloudfront_hash_algorithm", why);
+                params.problem("cloudfront_hash_algorithm", why);
                 HashAlgorithm::Sha1
             }
         };
         let granularity = granularity.unwrap_or(60);
         if granularity > 3600 {
-            bad!(params,
-                "cloudfront_expiry_granularity_seconds",
-                format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600"),
+            params.problem("cloudfront_expiry_granularity_seconds",
+                format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600")
             );
         }
-        if !ok {
+        if params.problem_count() != before {
             return None;
         }
         Some(Self {
