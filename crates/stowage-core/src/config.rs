@@ -72,6 +72,24 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A driver configuration read from one location's parameters:
+/// `from_params` is written once, here; each driver writes `read_params`.
+pub trait FromParams: Sized {
+    /// Reads the driver's keys, recording every problem in `params`;
+    /// `None` when a problem was recorded.
+    fn read_params(params: &mut Params<'_>) -> Option<Self>;
+
+    /// Reads the parameters of a location, reporting unknown keys too:
+    /// every problem at once, each with its key path, never a panic.
+    ///
+    /// # Errors
+    /// Every problem found.
+    fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
+        let parsed = Self::read_params(&mut params);
+        params.finish_with(parsed)
+    }
+}
+
 /// A secret (key, password): `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -30,12 +30,18 @@ use tokio::task::JoinSet;
 use crate::storage::WriteStream;
 use crate::{Error, ObjectMeta, Result, Sha256Digest};
 
-/// S3's limit on the number of parts of one upload.
-pub const MAX_PARTS: u32 = 10_000;
-/// S3's smallest part (all but the last).
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's largest part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// A backend's multipart limits, which the driver supplies (S3's live in
+/// stowage-s3): the writer grows the part size so an upload never needs
+/// more than `max_parts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartLimits {
+    /// The smallest part but the last.
+    pub min_part_size: u64,
+    /// The largest part.
+    pub max_part_size: u64,
+    /// The most parts of one upload.
+    pub max_parts: u32,
+}
 
 /// A part that was uploaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,8 @@ pub trait MultipartSink: Send + Sync + 'static {
 pub struct MultipartOptions {
     /// The size of each part (the first 500 parts; see [`part_size_for`]).
     pub part_size: u64,
+    /// The backend's limits.
+    pub limits: PartLimits,
     /// Parts uploading at once.
     pub concurrency: usize,
     /// Parts being sent across every write of a driver: a part takes a
@@ -78,19 +86,22 @@ pub struct MultipartOptions {
 }
 
 /// The size of part `number` (1-based): `base` for the first 500 parts,
-/// doubling every further 500, capped at [`MAX_PART_SIZE`], so that an
-/// upload of unknown length never needs more than [`MAX_PARTS`] parts
-/// (from 5 MiB, 10,000 parts hold about 27 TB).
-pub fn part_size_for(base: u64, number: u32) -> u64 {
+/// doubling every further 500, capped at the largest part, so that an
+/// upload of unknown length never needs more than the limit's parts (on S3,
+/// from 5 MiB, 10,000 parts hold about 27 TB).
+pub fn part_size_for(base: u64, number: u32, limits: &PartLimits) -> u64 {
     let doublings = (number.saturating_sub(1) / 500).min(20);
-    base.saturating_mul(1 << doublings).min(MAX_PART_SIZE)
+    base.saturating_mul(1 << doublings)
+        .min(limits.max_part_size)
 }
 
 /// The base part size for an upload of `size` bytes (when known): at least
-/// `configured`, and large enough that `size` fits in [`MAX_PARTS`] parts.
-pub fn base_part_size(configured: u64, size: Option<u64>) -> u64 {
-    let needed = size.map_or(0, |s| s.div_ceil(u64::from(MAX_PARTS)));
-    configured.max(needed).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+/// `configured`, and large enough that `size` fits in the limit's parts.
+pub fn base_part_size(configured: u64, size: Option<u64>, limits: &PartLimits) -> u64 {
+    let needed = size.map_or(0, |s| s.div_ceil(u64::from(limits.max_parts)));
+    configured
+        .max(needed)
+        .clamp(limits.min_part_size, limits.max_part_size)
 }
 
 /// Aborts the upload from a background task when dropped while armed, so a
@@ -140,7 +151,7 @@ impl Drop for AbortOnDrop {
 ///
 /// # Errors
 /// [`Error::DigestMismatch`], [`Error::Backend`] when more than
-/// [`MAX_PARTS`] would be needed, or whatever the stream or the sink fail with.
+/// more parts than the limits allow would be needed, or whatever the stream or the sink fail with.
 ///
 /// # Cancel safety
 /// Dropping the future cancels the part uploads and aborts the multipart
@@ -188,7 +199,8 @@ async fn drive(
     let mut tasks: JoinSet<Result<CompletedPart>> = JoinSet::new();
     let mut done = Vec::new();
     let mut number: u32 = 0;
-    let mut target = part_size_for(options.part_size, 1) as usize;
+    let limits = options.limits;
+    let mut target = part_size_for(options.part_size, 1, &limits) as usize;
     // Each part buffer is allocated at exactly its size and filled to it, so
     // a part never holds more memory than its bytes.
     let mut buf = BytesMut::with_capacity(target);
@@ -229,11 +241,11 @@ async fn drive(
             }
             let held = permit.take();
             number += 1;
-            if number > MAX_PARTS {
+            if number > limits.max_parts {
                 return Err(Error::Backend {
                     driver: "multipart",
                     retryable: false,
-                    message: format!("the object needs more than {MAX_PARTS} parts"),
+                    message: format!("the object needs more than {} parts", limits.max_parts),
                     operation: None,
                     source: None,
                 });
@@ -271,14 +283,14 @@ async fn drive(
                 // A whole part already in one piece: sent without a copy.
                 let whole = chunk.split_to(target);
                 launch!(whole);
-                target = part_size_for(options.part_size, number + 1) as usize;
+                target = part_size_for(options.part_size, number + 1, &limits) as usize;
                 continue;
             }
             let n = (target - buf.len()).min(chunk.len());
             buf.extend_from_slice(&chunk.split_to(n));
             if buf.len() == target {
                 launch!(std::mem::take(&mut buf).freeze());
-                target = part_size_for(options.part_size, number + 1) as usize;
+                target = part_size_for(options.part_size, number + 1, &limits) as usize;
                 buf = BytesMut::with_capacity(target);
             }
         }
@@ -319,6 +331,13 @@ async fn join_next(tasks: &mut JoinSet<Result<CompletedPart>>) -> Result<Complet
 
 #[cfg(test)]
 mod tests {
+    const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+    const MAX_PARTS: u32 = 10_000;
+    const LIMITS: PartLimits = PartLimits {
+        min_part_size: MIN_PART_SIZE,
+        max_part_size: 5 * 1024 * 1024 * 1024,
+        max_parts: MAX_PARTS,
+    };
     use super::*;
 
     /// A sink that keeps parts in memory and records how many part
@@ -380,6 +399,7 @@ mod tests {
             .boxed();
             let options = MultipartOptions {
                 part_size: MIN_PART_SIZE,
+                limits: LIMITS,
                 concurrency: 4,
                 budget: Some(budget.clone()),
                 initial_permit: None,
@@ -428,6 +448,7 @@ mod tests {
         };
         let options = || MultipartOptions {
             part_size: MIN_PART_SIZE,
+            limits: LIMITS,
             concurrency: 2,
             budget: Some(budget.clone()),
             initial_permit: None,
@@ -469,20 +490,23 @@ mod tests {
 
     #[test]
     fn part_sizes_keep_any_object_under_the_part_limit() {
-        assert_eq!(part_size_for(MIN_PART_SIZE, 1), MIN_PART_SIZE);
-        assert_eq!(part_size_for(MIN_PART_SIZE, 500), MIN_PART_SIZE);
-        assert_eq!(part_size_for(MIN_PART_SIZE, 501), 2 * MIN_PART_SIZE);
+        assert_eq!(part_size_for(MIN_PART_SIZE, 1, &LIMITS), MIN_PART_SIZE);
+        assert_eq!(part_size_for(MIN_PART_SIZE, 500, &LIMITS), MIN_PART_SIZE);
+        assert_eq!(
+            part_size_for(MIN_PART_SIZE, 501, &LIMITS),
+            2 * MIN_PART_SIZE
+        );
         let total: u64 = (1..=MAX_PARTS)
-            .map(|n| part_size_for(MIN_PART_SIZE, n))
+            .map(|n| part_size_for(MIN_PART_SIZE, n, &LIMITS))
             .sum();
         assert!(
             total > 5 * (1u64 << 40),
             "10,000 growing parts reach past 5 TiB"
         );
         assert_eq!(
-            base_part_size(MIN_PART_SIZE, Some(1 << 40)),
+            base_part_size(MIN_PART_SIZE, Some(1 << 40), &LIMITS),
             (1u64 << 40).div_ceil(10_000)
         );
-        assert_eq!(base_part_size(1, None), MIN_PART_SIZE);
+        assert_eq!(base_part_size(1, None, &LIMITS), MIN_PART_SIZE);
     }
 }

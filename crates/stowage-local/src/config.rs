@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use stowage_core::config::{ConfigErrors, Params};
+use stowage_core::config::{FromParams, Params};
 
 /// The directory objects live in: `storage_path`, as in Quay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,17 +19,16 @@ impl LocalConfig {
             storage_path: storage_path.into(),
         }
     }
+}
 
-    /// Reads the parameters of a `LocalStorage` location.
-    ///
-    /// # Errors
-    /// Every problem found, each with its key path.
-    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
-        let storage_path = params.required_string("storage_path");
-        if storage_path.as_deref() == Some("") {
+/// A `LocalStorage` location: `storage_path`.
+impl FromParams for LocalConfig {
+    fn read_params(params: &mut Params<'_>) -> Option<Self> {
+        let storage_path = params.required_string("storage_path")?;
+        if storage_path.is_empty() {
             params.problem("storage_path", "must not be empty");
+            return None;
         }
-        params.finish()?;
-        Ok(Self::new(storage_path.unwrap_or_default()))
+        Some(Self::new(storage_path))
     }
 }

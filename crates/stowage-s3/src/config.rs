@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use stowage_core::config::{ConfigErrors, Params, Secret};
-use stowage_core::multipart::{MAX_PART_SIZE, MIN_PART_SIZE};
+use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
+use stowage_core::config::{FromParams, Params, Secret};
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -187,16 +187,6 @@ impl S3Config {
                 .as_deref()
                 .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://")),
         }
-    }
-
-    /// Reads and validates the parameters of an `S3Storage` location,
-    /// reporting unknown keys.
-    ///
-    /// # Errors
-    /// Every problem found, each with its key path.
-    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
-        let parsed = Self::read(&mut params);
-        params.finish_with(parsed)
     }
 
     /// Reads the S3 keys from `params`, recording problems there, for
@@ -392,6 +382,12 @@ impl S3Config {
     }
 }
 
+impl FromParams for S3Config {
+    fn read_params(params: &mut Params<'_>) -> Option<Self> {
+        Self::read(params)
+    }
+}
+
 fn normalize_root(root: &str) -> String {
     root.trim_matches('/').to_string()
 }
@@ -421,7 +417,7 @@ mod tests {
     use super::*;
     use serde_json::{Map, Value};
 
-    fn parse(json: &str) -> Result<S3Config, ConfigErrors> {
+    fn parse(json: &str) -> Result<S3Config, stowage_core::config::ConfigErrors> {
         let map: Map<String, Value> = serde_json::from_str(json).unwrap();
         S3Config::from_params(Params::new("loc[1]", &map))
     }

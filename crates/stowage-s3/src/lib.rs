@@ -34,6 +34,7 @@ mod builder;
 mod config;
 mod credentials;
 mod error;
+pub mod limits;
 mod retry;
 mod storage;
 // What the driver does, one concern per file.

@@ -82,7 +82,11 @@ impl S3Storage {
         mut data: WriteStream<'_>,
         options: PutOptions,
     ) -> Result<ObjectMeta> {
-        let part_size = multipart::base_part_size(self.config.part_size, options.size_hint);
+        let part_size = multipart::base_part_size(
+            self.config.part_size,
+            options.size_hint,
+            &crate::limits::S3_PART_LIMITS,
+        );
         // The first part fills outside the driver's part budget (a writer
         // that stalls holds no shared permit); it takes one when it is
         // complete and about to be sent.
@@ -134,6 +138,7 @@ impl S3Storage {
         });
         let options_mp = MultipartOptions {
             part_size,
+            limits: crate::limits::S3_PART_LIMITS,
             concurrency: self.config.upload_concurrency,
             budget: Some(self.part_budget.clone()),
             initial_permit: Some(permit),

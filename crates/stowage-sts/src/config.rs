@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stowage_core::config::{ConfigErrors, Params, Secret};
+use stowage_core::config::{FromParams, Params, Secret};
 use stowage_s3::S3Config;
 
 /// Where the role's credentials come from.
@@ -117,16 +117,6 @@ impl StsConfig {
             duration: Duration::from_secs(3600),
             refresh_margin: Duration::from_secs(300),
         }
-    }
-
-    /// Reads the `STSS3Storage` parameters, recording every problem.
-    ///
-    /// # Errors
-    /// Every problem found, each naming its key.
-    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let parsed = Self::read(&mut params, &env);
-        params.finish_with(parsed)
     }
 
     /// Reads the keys; `env` looks up environment variables (a parameter so
@@ -297,6 +287,15 @@ impl StsConfig {
     }
 }
 
+/// An `STSS3Storage` location: the S3 keys and the STS keys, with
+/// `AWS_ROLE_ARN` and friends from the process environment.
+impl FromParams for StsConfig {
+    fn read_params(params: &mut Params<'_>) -> Option<Self> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::read(params, &env)
+    }
+}
+
 /// Why `arn` cannot be a role ARN, if it cannot.
 fn role_arn_problem(arn: &str) -> Option<String> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -324,6 +323,7 @@ fn valid_session_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stowage_core::config::ConfigErrors;
     use serde_json::{json, Map, Value};
 
     fn parse(v: Value, env: &[(&str, &str)]) -> Result<StsConfig, ConfigErrors> {

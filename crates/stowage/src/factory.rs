@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stowage_core::config::{ConfigErrors, Params};
+use stowage_core::config::{ConfigErrors, FromParams, Params};
 use stowage_core::{Result, Storage};
 
 #[cfg(feature = "cloudfront")]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stowage_core::config::{ConfigErrors, Params};
+use stowage_core::config::{FromParams, Params};
 use stowage_s3::S3Config;
 
 use crate::signer::{resolve_mode, HashAlgorithm, SigningMode};
@@ -108,15 +108,6 @@ impl CloudFrontConfig {
             expiry_granularity: Duration::from_secs(60),
             validate_fetch: true,
         }
-    }
-
-    /// Reads the `CloudFrontedS3Storage` parameters, recording every problem.
-    ///
-    /// # Errors
-    /// Every problem found, each naming its key.
-    pub fn from_params(mut params: Params<'_>) -> Result<Self, ConfigErrors> {
-        let parsed = Self::read(&mut params);
-        params.finish_with(parsed)
     }
 
     /// Reads the keys into `params`; `None` when a problem was recorded.
@@ -298,6 +289,12 @@ impl CloudFrontConfig {
         namespace
             .and_then(|ns| self.org_overrides.get(ns))
             .unwrap_or(&self.distribution_url)
+    }
+}
+
+impl FromParams for CloudFrontConfig {
+    fn read_params(params: &mut Params<'_>) -> Option<Self> {
+        Self::read(params)
     }
 }
 
