@@ -29,6 +29,7 @@
 
 mod config;
 mod driver;
+pub mod keys;
 pub mod signer;
 
 pub use config::{CloudFrontConfig, KeyEntry, PolicyKind};

@@ -8,6 +8,8 @@ use std::time::Duration;
 use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
 use stowage_core::config::{FromParams, Params, Secret};
 
+use crate::keys;
+
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
 
@@ -194,41 +196,41 @@ impl S3Config {
     /// [`Params::finish`]. `None` when a problem was recorded.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
         let before = params.problem_count();
-        let bucket = params.required_string("s3_bucket");
+        let bucket = params.required_string(keys::S3_BUCKET);
         if let Some(b) = &bucket {
             if let Some(reason) = bucket_problem(b) {
-                params.problem("s3_bucket", reason);
+                params.problem(keys::S3_BUCKET, reason);
             }
         }
         let mut c = Self::new(bucket.clone().unwrap_or_default());
-        if let Some(root) = params.string("storage_path") {
+        if let Some(root) = params.string(keys::STORAGE_PATH) {
             c.root = normalize_root(&root);
             if c.root.split('/').any(|s| s == "." || s == "..") || c.root.contains("//") {
                 params.problem(
-                    "storage_path",
+                    keys::STORAGE_PATH,
                     format!("{root:?} has an empty, '.' or '..' segment"),
                 );
             }
         }
-        c.access_key = params.string("s3_access_key");
-        c.secret_key = params.secret("s3_secret_key");
-        c.session_token = params.secret("s3_session_token");
+        c.access_key = params.string(keys::S3_ACCESS_KEY);
+        c.secret_key = params.secret(keys::S3_SECRET_KEY);
+        c.session_token = params.secret(keys::S3_SESSION_TOKEN);
         if c.access_key.is_some() != c.secret_key.is_some() {
-            params.problem("s3_access_key", "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)");
+            params.problem(keys::S3_ACCESS_KEY, "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)");
         }
-        if let Some(region) = params.string("s3_region") {
+        if let Some(region) = params.string(keys::S3_REGION) {
             if region.is_empty() || region.contains(char::is_whitespace) {
-                params.problem("s3_region", format!("{region:?} is not a region name"));
+                params.problem(keys::S3_REGION, format!("{region:?} is not a region name"));
             }
             c.region = region;
         }
-        let endpoint_given = params.has("endpoint_url");
-        let endpoint_url = params.http_url("endpoint_url");
-        let host = params.string("host");
-        let port = params.u64("port");
+        let endpoint_given = params.has(keys::ENDPOINT_URL);
+        let endpoint_url = params.http_url(keys::ENDPOINT_URL);
+        let host = params.string(keys::HOST);
+        let port = params.u64(keys::PORT);
         c.endpoint = match (endpoint_url, host) {
             (_, Some(_)) if endpoint_given => {
-                params.problem("host", "give endpoint_url or host (+ port), not both");
+                params.problem(keys::HOST, "give endpoint_url or host (+ port), not both");
                 None
             }
             (Some(url), _) => Some(url.as_str().trim_end_matches('/').to_string()),
@@ -246,27 +248,27 @@ impl S3Config {
                         Some(url.as_str().trim_end_matches('/').to_string())
                     }
                     _ => {
-                        params.problem("host", format!("{host:?} is not a host name"));
+                        params.problem(keys::HOST, format!("{host:?} is not a host name"));
                         None
                     }
                 }
             }
             (None, None) => {
                 if port.is_some() {
-                    params.problem("port", "port needs host");
+                    params.problem(keys::PORT, "port needs host");
                 }
                 None
             }
         };
         if let Some(p) = port {
             if p == 0 || p > 65535 {
-                params.problem("port", format!("{p} is not a TCP port"));
+                params.problem(keys::PORT, format!("{p} is not a TCP port"));
             }
         }
         let custom = c.endpoint.as_deref().is_some_and(|e| !is_aws_endpoint(e));
-        c.path_style = params.bool("s3_path_style").unwrap_or(custom);
-        let sse = params.string("s3_server_side_encryption");
-        let kms_key = params.string("s3_sse_kms_key_id");
+        c.path_style = params.bool(keys::S3_PATH_STYLE).unwrap_or(custom);
+        let sse = params.string(keys::S3_SERVER_SIDE_ENCRYPTION);
+        let kms_key = params.string(keys::S3_SSE_KMS_KEY_ID);
         c.sse = match sse.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None if kms_key.is_some() => ServerSideEncryption::Kms {
                 key_id: kms_key.clone(),
@@ -279,7 +281,7 @@ impl S3Config {
             Some("none") | Some("") => ServerSideEncryption::None,
             Some(other) => {
                 params.problem(
-                    "s3_server_side_encryption",
+                    keys::S3_SERVER_SIDE_ENCRYPTION,
                     format!("{other:?}: accepted values are AES256, aws:kms, none"),
                 );
                 ServerSideEncryption::None
@@ -287,27 +289,27 @@ impl S3Config {
         };
         if kms_key.is_some() && !matches!(c.sse, ServerSideEncryption::Kms { .. }) {
             params.problem(
-                "s3_sse_kms_key_id",
+                keys::S3_SSE_KMS_KEY_ID,
                 "only used with s3_server_side_encryption: aws:kms",
             );
         }
-        c.storage_class = params.string("s3_storage_class");
-        if let Some(mb) = params.f64("minimum_chunk_size_mb") {
+        c.storage_class = params.string(keys::S3_STORAGE_CLASS);
+        if let Some(mb) = params.f64(keys::MINIMUM_CHUNK_SIZE_MB) {
             // Range first, so that no arithmetic below can overflow.
             if !(5.0..=5120.0).contains(&mb) {
                 params.problem(
-                    "minimum_chunk_size_mb",
+                    keys::MINIMUM_CHUNK_SIZE_MB,
                     format!("{mb}: S3 parts other than the last are 5 MiB to 5 GiB; use 5 to 5120"),
                 );
             } else {
                 c.min_chunk_size = (mb * MIB as f64) as u64;
             }
         }
-        if let Some(gb) = params.f64("maximum_chunk_size_gb") {
+        if let Some(gb) = params.f64(keys::MAXIMUM_CHUNK_SIZE_GB) {
             // `gb` is finite (Params::f64 refuses NaN and infinities).
             if gb <= 0.0 || gb > 5.0 {
                 params.problem(
-                    "maximum_chunk_size_gb",
+                    keys::MAXIMUM_CHUNK_SIZE_GB,
                     format!("{gb}: S3 parts are at most 5 GiB; use above 0 up to 5"),
                 );
             } else {
@@ -316,12 +318,12 @@ impl S3Config {
         }
         if c.max_chunk_size < c.min_chunk_size.saturating_mul(2) {
             params.problem(
-                "maximum_chunk_size_gb",
+                keys::MAXIMUM_CHUNK_SIZE_GB,
                 "must be at least twice minimum_chunk_size_mb, so that the pieces a large chunk \
                  is split into stay above the minimum part size",
             );
         }
-        c.server_side_assembly = params.bool("server_side_assembly").unwrap_or(true);
+        c.server_side_assembly = params.bool(keys::SERVER_SIDE_ASSEMBLY).unwrap_or(true);
         c.read_transfer_keys(params);
         (params.problem_count() == before && bucket.is_some()).then_some(c)
     }
@@ -337,38 +339,38 @@ impl S3Config {
         // S3's part sizes, in MiB.
         let parts_mib = MIN_PART_SIZE / MIB..=MAX_PART_SIZE / MIB;
         let c = self;
-        if let Some(mb) = params.u64_in("s3_part_size_mb", parts_mib.clone()) {
+        if let Some(mb) = params.u64_in(keys::S3_PART_SIZE_MB, parts_mib.clone()) {
             c.part_size = mb * MIB;
         }
-        if let Some(n) = params.u64_in("s3_upload_concurrency", 1..=64) {
+        if let Some(n) = params.u64_in(keys::S3_UPLOAD_CONCURRENCY, 1..=64) {
             c.upload_concurrency = n as usize;
         }
-        if let Some(n) = params.u64_in("s3_max_parts_in_flight", 1..=1024) {
+        if let Some(n) = params.u64_in(keys::S3_MAX_PARTS_IN_FLIGHT, 1..=1024) {
             c.max_parts_in_flight = n as usize;
         }
         // Up to CopyObject's limit, 5 GiB.
-        if let Some(mb) = params.u64_in("s3_multipart_copy_threshold_mb", 1..=5120) {
+        if let Some(mb) = params.u64_in(keys::S3_MULTIPART_COPY_THRESHOLD_MB, 1..=5120) {
             c.multipart_copy_threshold = mb * MIB;
         }
-        if let Some(mb) = params.u64_in("s3_multipart_copy_part_size_mb", parts_mib) {
+        if let Some(mb) = params.u64_in(keys::S3_MULTIPART_COPY_PART_SIZE_MB, parts_mib) {
             c.multipart_copy_part_size = mb * MIB;
         }
-        if let Some(n) = params.u64_in("s3_max_attempts", 1..=20) {
+        if let Some(n) = params.u64_in(keys::S3_MAX_ATTEMPTS, 1..=20) {
             c.max_attempts = n as u32;
         }
         // Bounded: a deadline of u64::MAX seconds would overflow the
         // clock arithmetic of whoever adds it to an instant.
-        if let Some(s) = params.u64_in("s3_connect_timeout_seconds", 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_CONNECT_TIMEOUT_SECONDS, 1..=3600) {
             c.connect_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in("s3_request_timeout_seconds", 1..=86_400) {
+        if let Some(s) = params.u64_in(keys::S3_REQUEST_TIMEOUT_SECONDS, 1..=86_400) {
             c.request_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in("s3_retry_timeout_seconds", 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_RETRY_TIMEOUT_SECONDS, 1..=3600) {
             c.retry_timeout = Duration::from_secs(s);
         }
         if let Some(v) = params.one_of(
-            "s3_part_checksum",
+            keys::S3_PART_CHECKSUM,
             &[
                 ("auto", PartChecksum::Auto),
                 ("md5", PartChecksum::Md5),

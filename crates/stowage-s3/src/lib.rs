@@ -34,6 +34,7 @@ mod builder;
 mod config;
 mod credentials;
 mod error;
+pub mod keys;
 pub mod limits;
 mod retry;
 mod storage;

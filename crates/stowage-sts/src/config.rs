@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use stowage_core::config::{FromParams, Params, Secret};
+
+use crate::keys;
 use stowage_s3::S3Config;
 
 /// Where the role's credentials come from.
@@ -136,38 +138,40 @@ impl StsConfig {
     ) -> Option<Self> {
         // Problems of the STS keys (S3's are in `s3` being `None`).
         let before = params.problem_count();
-        let role_arn = params.string("sts_role_arn");
+        let role_arn = params.string(keys::STS_ROLE_ARN);
         let (user_access_key, user_secret_key) =
-            match params.key_pair("sts_user_access_key", "sts_user_secret_key") {
+            match params.key_pair(keys::STS_USER_ACCESS_KEY, keys::STS_USER_SECRET_KEY) {
                 Some((ak, sk)) => (Some(ak), Some(sk)),
                 None => (None, None),
             };
-        let token_file = params.path("sts_web_identity_token_file");
+        let token_file = params.path(keys::STS_WEB_IDENTITY_TOKEN_FILE);
         let sts_endpoint = params
-            .http_url("sts_endpoint_url")
+            .http_url(keys::STS_ENDPOINT_URL)
             .map(|u| u.as_str().trim_end_matches('/').to_string());
-        let sts_region = params.string("sts_region");
-        let external_id = params.string("sts_external_id");
-        let session_name = params.string("sts_session_name");
-        let duration = params.u64("sts_duration_seconds");
-        let margin = params.u64("sts_refresh_margin_seconds");
+        let sts_region = params.string(keys::STS_REGION);
+        let external_id = params.string(keys::STS_EXTERNAL_ID);
+        let session_name = params.string(keys::STS_SESSION_NAME);
+        let duration = params.u64(keys::STS_DURATION_SECONDS);
+        let margin = params.u64(keys::STS_REFRESH_MARGIN_SECONDS);
 
-        if params.has("s3_access_key") || params.has("s3_secret_key") {
+        if params.has(stowage_s3::keys::S3_ACCESS_KEY)
+            || params.has(stowage_s3::keys::S3_SECRET_KEY)
+        {
             params.problem(
-                "s3_access_key",
+                stowage_s3::keys::S3_ACCESS_KEY,
                 "with STS keys, requests are signed with the assumed role's credentials, not s3_access_key; \
                  put the IAM user's keys in sts_user_access_key and sts_user_secret_key",
             );
         }
         if let Some(arn) = &role_arn {
             if let Some(why) = role_arn_problem(arn) {
-                params.problem("sts_role_arn", why);
+                params.problem(keys::STS_ROLE_ARN, why);
             }
         }
         if let Some(name) = &session_name {
             if !valid_session_name(name) {
                 params.problem(
-                    "sts_session_name",
+                    keys::STS_SESSION_NAME,
                     format!(
                         "{name:?} is not a role session name: 2 to 64 characters of letters, \
                          digits and =,.@-_"
@@ -178,7 +182,7 @@ impl StsConfig {
         let duration = Duration::from_secs(duration.unwrap_or(3600));
         if duration.as_secs() < 60 || duration.as_secs() > 43_200 {
             params.problem(
-                "sts_duration_seconds",
+                keys::STS_DURATION_SECONDS,
                 format!(
                     "{} is outside 60..=43200 (AWS itself accepts 900 up to the role's maximum)",
                     duration.as_secs()
@@ -189,7 +193,7 @@ impl StsConfig {
         if let Some(m) = margin {
             if m >= duration.as_secs() {
                 params.problem(
-                    "sts_refresh_margin_seconds",
+                    keys::STS_REFRESH_MARGIN_SECONDS,
                     format!(
                         "{m} is not below sts_duration_seconds ({}): credentials would be \
                          refreshed on every request",
@@ -202,7 +206,7 @@ impl StsConfig {
         let (source, role_arn) = match (token_file, role_arn, user_access_key) {
             (Some(_), _, Some(_)) => {
                 params.problem(
-                    "sts_web_identity_token_file",
+                    keys::STS_WEB_IDENTITY_TOKEN_FILE,
                     "web identity needs no user keys; remove sts_user_access_key and \
                      sts_user_secret_key, or remove the token file to use AssumeRole",
                 );
@@ -210,7 +214,7 @@ impl StsConfig {
             }
             (Some(_), None, None) => {
                 params.problem(
-                    "sts_role_arn",
+                    keys::STS_ROLE_ARN,
                     "sts_web_identity_token_file needs the role to assume in sts_role_arn",
                 );
                 return None;
@@ -227,7 +231,7 @@ impl StsConfig {
             ),
             (None, None, Some(_)) => {
                 params.problem(
-                    "sts_role_arn",
+                    keys::STS_ROLE_ARN,
                     "missing: the role the user keys assume (e.g. arn:aws:iam::123456789012:role/quay)",
                 );
                 return None;
@@ -323,8 +327,8 @@ fn valid_session_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stowage_core::config::ConfigErrors;
     use serde_json::{json, Map, Value};
+    use stowage_core::config::ConfigErrors;
 
     fn parse(v: Value, env: &[(&str, &str)]) -> Result<StsConfig, ConfigErrors> {
         let map: Map<String, Value> = v.as_object().unwrap().clone();

@@ -30,6 +30,7 @@
 mod config;
 mod credentials;
 mod diagnosis;
+pub mod keys;
 mod policy;
 mod source;
 mod web_identity;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use stowage_core::config::{FromParams, Params};
 use stowage_s3::S3Config;
 
+use crate::keys;
 use crate::signer::{resolve_mode, HashAlgorithm, SigningMode};
 
 /// One signing key: its CloudFront id and the private key file.
@@ -112,27 +113,27 @@ impl CloudFrontConfig {
 
     /// Reads the keys into `params`; `None` when a problem was recorded.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
-        let domain = params.required_string("cloudfront_distribution_domain");
-        let key_id = params.string("cloudfront_key_id");
-        let key_file = params.path("cloudfront_privatekey_filename");
-        let mode_text = params.string("cloudfront_signing_mode");
-        let group = params.list_of_maps("cloudfront_key_group_keys");
-        let overrides = params.map("cloudfront_distribution_org_overrides");
-        let policy = params.string("cloudfront_policy");
-        let restrict = params.bool("cloudfront_restrict_to_client_ip");
-        let hash = params.string("cloudfront_hash_algorithm");
-        let bypass = params.bool("cloudfront_bypass_without_client_ip");
-        let ranges = params.path("cloudfront_aws_ip_ranges_file");
-        let regions = params.string_list("cloudfront_aws_bypass_regions");
-        let cache_size = params.u64("cloudfront_url_cache_size");
-        let granularity = params.u64("cloudfront_expiry_granularity_seconds");
-        let validate_fetch = params.bool("cloudfront_validate_fetch");
+        let domain = params.required_string(keys::CLOUDFRONT_DISTRIBUTION_DOMAIN);
+        let key_id = params.string(keys::CLOUDFRONT_KEY_ID);
+        let key_file = params.path(keys::CLOUDFRONT_PRIVATEKEY_FILENAME);
+        let mode_text = params.string(keys::CLOUDFRONT_SIGNING_MODE);
+        let group = params.list_of_maps(keys::CLOUDFRONT_KEY_GROUP_KEYS);
+        let overrides = params.map(keys::CLOUDFRONT_DISTRIBUTION_ORG_OVERRIDES);
+        let policy = params.string(keys::CLOUDFRONT_POLICY);
+        let restrict = params.bool(keys::CLOUDFRONT_RESTRICT_TO_CLIENT_IP);
+        let hash = params.string(keys::CLOUDFRONT_HASH_ALGORITHM);
+        let bypass = params.bool(keys::CLOUDFRONT_BYPASS_WITHOUT_CLIENT_IP);
+        let ranges = params.path(keys::CLOUDFRONT_AWS_IP_RANGES_FILE);
+        let regions = params.string_list(keys::CLOUDFRONT_AWS_BYPASS_REGIONS);
+        let cache_size = params.u64(keys::CLOUDFRONT_URL_CACHE_SIZE);
+        let granularity = params.u64(keys::CLOUDFRONT_EXPIRY_GRANULARITY_SECONDS);
+        let validate_fetch = params.bool(keys::CLOUDFRONT_VALIDATE_FETCH);
         let s3 = S3Config::read(params);
         // Problems of the CloudFront keys (S3's are in `s3` being `None`).
         let before = params.problem_count();
         if let Some(d) = &domain {
             if let Some(why) = domain_problem(d) {
-                params.problem("cloudfront_distribution_domain", why);
+                params.problem(keys::CLOUDFRONT_DISTRIBUTION_DOMAIN, why);
             }
         }
         let mut org_overrides = BTreeMap::new();
@@ -152,7 +153,7 @@ impl CloudFrontConfig {
             None => SigningMode::Auto,
             Some(Ok(m)) => m,
             Some(Err(why)) => {
-                params.problem("cloudfront_signing_mode", why);
+                params.problem(keys::CLOUDFRONT_SIGNING_MODE, why);
                 SigningMode::Auto
             }
         };
@@ -164,12 +165,12 @@ impl CloudFrontConfig {
                 private_key_file: file,
             }),
             (Some(_), None) => params.problem(
-                "cloudfront_privatekey_filename",
+                keys::CLOUDFRONT_PRIVATEKEY_FILENAME,
                 "cloudfront_key_id needs cloudfront_privatekey_filename, the PEM file of its \
                  private key",
             ),
             (None, Some(_)) => params.problem(
-                "cloudfront_key_id",
+                keys::CLOUDFRONT_KEY_ID,
                 "cloudfront_privatekey_filename needs cloudfront_key_id, the id CloudFront \
                  shows for the key",
             ),
@@ -200,17 +201,17 @@ impl CloudFrontConfig {
         }
         if keys.is_empty() && params.problem_count() == before {
             params.problem(
-                "cloudfront_key_id",
+                keys::CLOUDFRONT_KEY_ID,
                 "no signing key: give cloudfront_key_id + cloudfront_privatekey_filename, or \
                  cloudfront_key_group_keys (a list of key_id + private_key_filename)",
             );
         }
         let mut mode = configured_mode;
         for (i, entry) in keys.iter().enumerate() {
-            let at = if i == 0 && params.has("cloudfront_key_id") {
+            let at = if i == 0 && params.has(keys::CLOUDFRONT_KEY_ID) {
                 "cloudfront_key_id".to_string()
             } else {
-                let offset = usize::from(params.has("cloudfront_key_id"));
+                let offset = usize::from(params.has(keys::CLOUDFRONT_KEY_ID));
                 format!("cloudfront_key_group_keys[{}].key_id", i - offset)
             };
             match resolve_mode(mode, &entry.key_id) {
@@ -220,7 +221,7 @@ impl CloudFrontConfig {
         }
         if mode == SigningMode::LegacyKeyPair && keys.len() > 1 {
             params.problem(
-                "cloudfront_key_group_keys",
+                keys::CLOUDFRONT_KEY_GROUP_KEYS,
                 "legacy key pairs sign with one root-account key pair (cloudfront_key_id); \
                  several keys for rotation need a trusted key group (K... ids)",
             );
@@ -230,17 +231,19 @@ impl CloudFrontConfig {
             Some("custom") => PolicyKind::Custom,
             Some(other) => {
                 params.problem(
-                    "cloudfront_policy",
+                    keys::CLOUDFRONT_POLICY,
                     format!("{other:?} is not a policy kind: canned or custom"),
                 );
                 PolicyKind::Canned
             }
         };
         let restrict_to_client_ip = restrict.unwrap_or(false);
-        if restrict_to_client_ip && policy == PolicyKind::Canned && params.has("cloudfront_policy")
+        if restrict_to_client_ip
+            && policy == PolicyKind::Canned
+            && params.has(keys::CLOUDFRONT_POLICY)
         {
             params.problem(
-                "cloudfront_restrict_to_client_ip",
+                keys::CLOUDFRONT_RESTRICT_TO_CLIENT_IP,
                 "a canned policy cannot carry the client IP; set cloudfront_policy: custom",
             );
         }
@@ -248,13 +251,13 @@ impl CloudFrontConfig {
             None => HashAlgorithm::Sha1,
             Some(Ok(h)) => h,
             Some(Err(why)) => {
-                params.problem("cloudfront_hash_algorithm", why);
+                params.problem(keys::CLOUDFRONT_HASH_ALGORITHM, why);
                 HashAlgorithm::Sha1
             }
         };
         let granularity = granularity.unwrap_or(60);
         if granularity > 3600 {
-            params.problem("cloudfront_expiry_granularity_seconds",
+            params.problem(keys::CLOUDFRONT_EXPIRY_GRANULARITY_SECONDS,
                 format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600")
             );
         }
