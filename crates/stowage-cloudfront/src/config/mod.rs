@@ -312,24 +312,43 @@ fn base_url(domain: &str) -> String {
     }
 }
 
+/// Why `domain` cannot be a distribution's domain, if it cannot: parsed
+/// with `url::Url` (a bare domain as `https://domain`), it must be an
+/// http(s) URL of a host, without path, query, fragment or credentials.
 fn domain_problem(domain: &str) -> Option<String> {
     let d = domain.trim().trim_end_matches('/');
-    let host = match d.split_once("://") {
-        Some((scheme, rest)) if scheme == "https" || scheme == "http" => rest,
-        Some(_) => return Some(format!("{domain:?}: the scheme must be https or http")),
-        None => d,
+    let text = if d.contains("://") {
+        d.to_string()
+    } else {
+        format!("https://{d}")
     };
-    if host.is_empty()
-        || host.contains(['/', '?', '#', ' '])
-        || !host.is_ascii()
-        || host.starts_with('.')
-    {
-        return Some(format!(
+    let bad = || {
+        Some(format!(
             "{domain:?} is not a distribution domain (e.g. d111111abcdef8.cloudfront.net or \
              cdn.example.com, without a path)"
-        ));
+        ))
+    };
+    let Ok(url) = url::Url::parse(&text) else {
+        return bad();
+    };
+    if !matches!(url.scheme(), "https" | "http") {
+        return Some(format!("{domain:?}: the scheme must be https or http"));
     }
-    None
+    let plain = url
+        .host_str()
+        .is_some_and(|h| !h.is_empty() && !h.starts_with('.'))
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && d.is_ascii()
+        && !d.contains(' ');
+    if plain {
+        None
+    } else {
+        bad()
+    }
 }
 
 #[cfg(test)]
