@@ -50,6 +50,28 @@ fn oras_sdk_round_trip() {
     }
 }
 
+/// oras (the SDK) attaches two artifacts to a third with `subject` and
+/// lists them through the referrers API: OCI-Subject on the pushes, both
+/// listed with their artifactType, the artifactType filter, and an empty
+/// index for a digest nobody refers to.
+#[test]
+fn oras_attaches_artifacts_and_lists_referrers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    let out = Command::new("python3")
+        .arg(script("oras_referrers.py"))
+        .args(["--registry", &server.addr, "--repo", "team/attach"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("oras referrers ok"));
+}
+
 fn header(r: &reqwest::Response, name: &str) -> String {
     r.headers()[name].to_str().unwrap().to_string()
 }
