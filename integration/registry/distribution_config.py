@@ -6,7 +6,7 @@ with, on the same storage: a local directory or an S3 bucket.
 
 What the config sets:
   - log level warn, access log off (no per-request line on stdout);
-  - http.addr from --listen, plain HTTP, no auth;
+  - http.addr from --listen, plain HTTP, no auth unless --htpasswd FILE;
   - storage.delete enabled, blob descriptor cache in memory (as in the
     config distribution ships);
   - storage.redirect disabled unless --redirect: blob bytes then flow through
@@ -84,12 +84,16 @@ def env_secret(name):
 
 
 def build_config(args):
-    return {
+    config = {
         "version": "0.1",
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "http": {"addr": args.listen},
         "storage": storage_section(args),
     }
+    if args.htpasswd:
+        config["auth"] = {"htpasswd": {"realm": "stowage-bench",
+                                       "path": os.path.abspath(args.htpasswd)}}
+    return config
 
 
 def to_yaml(value, indent=0):
@@ -117,6 +121,8 @@ def parse_args(argv):
                         help="filesystem: data directory (required); "
                              "s3: key prefix (rootdirectory, optional)")
     parser.add_argument("--listen", default="127.0.0.1:5000", metavar="HOST:PORT")
+    parser.add_argument("--htpasswd", metavar="FILE",
+                        help="basic auth with this htpasswd file (bcrypt entries)")
     parser.add_argument("--redirect", action="store_true",
                         help="let clients fetch blobs from storage by redirect (default: off)")
     s3 = parser.add_argument_group("s3 storage")
