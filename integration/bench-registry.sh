@@ -16,16 +16,20 @@
 # the slow side. Between the pushes and the pulls RGW's garbage
 # collector is run to the end, so no pull pays for work a push left behind.
 #
-#   integration/bench-registry.sh [--rounds 3] [--pulls 3] [--layers 8] [--layer-mib 128]
+# With --auth both registries check basic auth (one bcrypt htpasswd file)
+# on every request of the run.
+#
+#   integration/bench-registry.sh [--rounds 3] [--pulls 3] [--layers 8] [--layer-mib 128] [--auth]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 pulls=3 layers=8 layer_mib=128
+rounds=3 pulls=3 layers=8 layer_mib=128 auth=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2;;
     --pulls) pulls=$2; shift 2;;
     --layers) layers=$2; shift 2;;
     --layer-mib) layer_mib=$2; shift 2;;
+    --auth) auth=1; shift;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -54,9 +58,20 @@ echo "building a ${layers} x ${layer_mib} MiB image"
 python3 integration/registry/make_oci_image.py "$work/image" --layers "$layers" \
   --layer-mib "$layer_mib" --tag bench
 
+auth_stowage=() auth_distribution=()
+if [ "$auth" = 1 ]; then
+  htpasswd -Bbn bench bench-password >"$work/htpasswd"
+  export BENCH_CREDS=bench:bench-password
+  auth_stowage=(--htpasswd "$work/htpasswd")
+  auth_distribution=(--htpasswd "$work/htpasswd")
+fi
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/v2/" && return 0; sleep 0.1; done
+  for _ in $(seq 100); do
+    case "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v2/" || true)" in 200|401) return 0;; esac
+    sleep 0.1
+  done
   echo "registry at $1 did not start" >&2; exit 1
 }
 
@@ -90,12 +105,13 @@ start_stowage() { # name location
   local port; port=$(free_port)
   mkdir -p "$work/state-$1"
   "$stowage" --config "$work/stowage.yaml" --location "$2" serve --no-redirect \
-    --listen "127.0.0.1:$port" --state-dir "$work/state-$1" 2>"$work/$1.log" &
+    --listen "127.0.0.1:$port" --state-dir "$work/state-$1" "${auth_stowage[@]}" 2>"$work/$1.log" &
   pids+=($!); targets+=(--target "$1=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
 }
 start_distribution() { # name config-args...
   local name=$1 port; shift; port=$(free_port)
-  python3 integration/registry/distribution_config.py "$@" --listen "127.0.0.1:$port" >"$work/$name.yml"
+  python3 integration/registry/distribution_config.py "$@" "${auth_distribution[@]}" \
+    --listen "127.0.0.1:$port" >"$work/$name.yml"
   env -u AWS_CA_BUNDLE docker-registry serve "$work/$name.yml" 2>"$work/$name.log" &
   pids+=($!); targets+=(--target "$name=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
 }

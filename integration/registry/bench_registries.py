@@ -63,6 +63,7 @@ Example:
 """
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -123,10 +124,21 @@ def read_image(oci_dir, tag):
     }
 
 
+# USER:PASSWORD for registries with basic auth (BENCH_CREDS), else None.
+CREDS = os.environ.get("BENCH_CREDS") or None
+
+
+def auth_headers():
+    if not CREDS:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(CREDS.encode()).decode()}
+
+
 def manifest_status(target, repository, tag):
     """HTTP status of HEAD /v2/<repository>/manifests/<tag> (200 or 404 expected)."""
     url = f"http://{target['host']}:{target['port']}/v2/{repository}/manifests/{tag}"
-    request = urllib.request.Request(url, method="HEAD", headers={"Accept": MANIFEST_ACCEPT})
+    request = urllib.request.Request(url, method="HEAD",
+                                     headers={"Accept": MANIFEST_ACCEPT, **auth_headers()})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status
@@ -226,8 +238,9 @@ def measure(pid, transfer):
 
 def push(image, reference, workdir):
     digest_file = os.path.join(workdir, "pushed-digest")
+    creds = ["--dest-creds", CREDS] if CREDS else []
     seconds = run_skopeo([
-        "--dest-tls-verify=false", "--digestfile", digest_file,
+        *creds, "--dest-tls-verify=false", "--digestfile", digest_file,
         f"oci:{image['dir']}:{image['tag']}", f"docker://{reference}"])
     with open(digest_file) as file:
         pushed = file.read().strip()
@@ -240,8 +253,9 @@ def push(image, reference, workdir):
 def pull(image, reference, workdir):
     layout = os.path.join(workdir, "pulled")
     try:
+        creds = ["--src-creds", CREDS] if CREDS else []
         seconds = run_skopeo([
-            "--src-tls-verify=false", "--dest-oci-accept-uncompressed-layers",
+            *creds, "--src-tls-verify=false", "--dest-oci-accept-uncompressed-layers",
             f"docker://{reference}", f"oci:{layout}:{image['tag']}"])
         pulled = read_image(layout, image["tag"])["manifest_digest"]
     finally:
@@ -258,8 +272,9 @@ def get_layers(image, target, repository):
     neither hashes nor writes), unlike a skopeo pull."""
     base = f"http://{target['host']}:{target['port']}/v2/{repository}/blobs/"
     start = time.monotonic()
+    creds = ["-u", CREDS] if CREDS else []
     running = [(blob, subprocess.Popen(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+        ["curl", "-sS", *creds, "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
          base + blob["digest"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for blob in image["layer_blobs"]]
     outcomes = [(blob, *process.communicate(), process.returncode)

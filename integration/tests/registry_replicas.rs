@@ -364,6 +364,10 @@ async fn a_replica_killed_mid_push_and_the_push_retried() {
         .unwrap();
     let pushing = wait_until_pushing(&replicas[1]);
     replicas[1].kill();
+    assert!(
+        pushing,
+        "the balancer never sent a request of the push to the replica that was killed"
+    );
     let first = push.wait_with_output().unwrap();
     eprintln!(
         "push with a replica killed {}: {}",
