@@ -34,25 +34,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-integration/servers/install.sh >/dev/null
-cargo build --release -p stowage-cli
-stowage=$(realpath "${CARGO_TARGET_DIR:-target}/release/stowage")
-
-work=$(mktemp -d /tmp/stowage-bench-registry.XXXXXX)
-rgw="$work/rgw"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  integration/servers/rgw-down.sh "$rgw" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-STOWAGE_RGW_PORT=${STOWAGE_RGW_PORT:-27680} STOWAGE_RGW_MON_PORT=${STOWAGE_RGW_MON_PORT:-23500} \
-  STOWAGE_RGW_MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26989} STOWAGE_OIDC_PORT=${STOWAGE_OIDC_PORT:-18280} \
-  integration/servers/rgw-up.sh "$rgw" >"$work/rgw-up.log" 2>&1 || { cat "$work/rgw-up.log"; exit 1; }
-set -a; . "$rgw/env"; set +a
-export BENCH_S3_SECRET=$STOWAGE_S3_TEST_SECRET_KEY
+. integration/bench-lib.sh
+bench_setup bench-registry
 
 echo "building a ${layers} x ${layer_mib} MiB image"
 python3 integration/registry/make_oci_image.py "$work/image" --layers "$layers" \
@@ -66,14 +49,6 @@ if [ "$auth" = 1 ]; then
   auth_distribution=(--htpasswd "$work/htpasswd")
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() {
-  for _ in $(seq 100); do
-    case "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v2/" || true)" in 200|401) return 0;; esac
-    sleep 0.1
-  done
-  echo "registry at $1 did not start" >&2; exit 1
-}
 
 # stowage: one config with both locations.
 cat >"$work/stowage.yaml" <<EOF
@@ -106,14 +81,14 @@ start_stowage() { # name location
   mkdir -p "$work/state-$1"
   "$stowage" --config "$work/stowage.yaml" --location "$2" serve --no-redirect \
     --listen "127.0.0.1:$port" --state-dir "$work/state-$1" "${auth_stowage[@]}" 2>"$work/$1.log" &
-  pids+=($!); targets+=(--target "$1=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
+  pids+=($!); targets+=(--target "$1=127.0.0.1:$port:$!"); wait_up "127.0.0.1:$port"
 }
 start_distribution() { # name config-args...
   local name=$1 port; shift; port=$(free_port)
   python3 integration/registry/distribution_config.py "$@" "${auth_distribution[@]}" \
     --listen "127.0.0.1:$port" >"$work/$name.yml"
   env -u AWS_CA_BUNDLE docker-registry serve "$work/$name.yml" 2>"$work/$name.log" &
-  pids+=($!); targets+=(--target "$name=127.0.0.1:$port:$!"); wait_ready "127.0.0.1:$port"
+  pids+=($!); targets+=(--target "$name=127.0.0.1:$port:$!"); wait_up "127.0.0.1:$port"
 }
 start_stowage stowage-local local
 start_stowage stowage-s3 s3

@@ -19,24 +19,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v wrk >/dev/null || { sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y wrk; }
-integration/servers/install.sh >/dev/null
-cargo build --release -p stowage-cli
-stowage=$(realpath "${CARGO_TARGET_DIR:-target}/release/stowage")
-
-work=$(mktemp -d /tmp/stowage-bench-requests.XXXXXX)
-rgw="$work/rgw"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  integration/servers/rgw-down.sh "$rgw" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-STOWAGE_RGW_PORT=${STOWAGE_RGW_PORT:-27780} STOWAGE_RGW_MON_PORT=${STOWAGE_RGW_MON_PORT:-23600} \
-  STOWAGE_RGW_MON_V1_PORT=${STOWAGE_RGW_MON_V1_PORT:-26889} STOWAGE_OIDC_PORT=${STOWAGE_OIDC_PORT:-18380} \
-  integration/servers/rgw-up.sh "$rgw" >"$work/rgw-up.log" 2>&1 || { cat "$work/rgw-up.log"; exit 1; }
-set -a; . "$rgw/env"; set +a
-export BENCH_S3_SECRET=$STOWAGE_S3_TEST_SECRET_KEY
+. integration/bench-lib.sh
+STOWAGE_RGW_PORT=${STOWAGE_RGW_PORT:-27780} bench_setup bench-requests
 
 python3 integration/registry/make_oci_image.py "$work/image" --small --tag bench >/dev/null
 creds=() auth_stowage=() auth_distribution=()
@@ -47,15 +31,6 @@ if [ "$auth" = 1 ]; then
   auth_distribution=(--htpasswd "$work/htpasswd")
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() {
-  for _ in $(seq 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$1/v2/" || true)
-    case "$code" in 200|401) return 0;; esac
-    sleep 0.1
-  done
-  echo "registry at $1 did not start" >&2; exit 1
-}
 cat >"$work/stowage.yaml" <<YAML
 DISTRIBUTED_STORAGE_CONFIG:
   local:

@@ -281,23 +281,38 @@ impl Registry {
             return Err(too_large(self.max_upload_size));
         }
         if let Some(data) = non_empty(body).await {
-            let state = self
-                .storage
-                .write_chunk(&record.state, size, limit.limit(data))
-                .await
-                .map_err(|e| match e {
-                    _ if limit.exceeded() => too_large(self.max_upload_size),
-                    stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
-                    other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
-                })?;
-            let next = UploadRecord {
-                repository: record.repository.clone(),
-                state,
-            };
-            self.uploads.advance(&record, &next).await?;
-            record = next;
+            record = self.append_chunk(repo, id, &record, data, &limit).await?;
         }
         Ok(Self::accepted(repo, &record))
+    }
+
+    /// Writes `data` at the end of the upload of `record` (within `limit`)
+    /// and records the new state: what PATCH and the final PUT share. A
+    /// chunk over the size limit is 413, one at another offset 416.
+    async fn append_chunk(
+        &self,
+        repo: &str,
+        id: &str,
+        record: &UploadRecord,
+        data: WriteStream<'static>,
+        limit: &SizeLimit,
+    ) -> Result<UploadRecord, RegistryError> {
+        let size = record.state.size;
+        let state = self
+            .storage
+            .write_chunk(&record.state, size, limit.limit(data))
+            .await
+            .map_err(|e| match e {
+                _ if limit.exceeded() => too_large(self.max_upload_size),
+                stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
+                other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
+            })?;
+        let next = UploadRecord {
+            repository: record.repository.clone(),
+            state,
+        };
+        self.uploads.advance(record, &next).await?;
+        Ok(next)
     }
 
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any),
@@ -333,21 +348,7 @@ impl Registry {
         }
         if let Some(data) = non_empty(body).await {
             let limit = SizeLimit::new(self.max_upload_size, size);
-            let state = self
-                .storage
-                .write_chunk(&record.state, size, limit.limit(data))
-                .await
-                .map_err(|e| match e {
-                    _ if limit.exceeded() => too_large(self.max_upload_size),
-                    stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
-                    other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
-                })?;
-            let next = UploadRecord {
-                repository: record.repository.clone(),
-                state,
-            };
-            self.uploads.advance(&record, &next).await?;
-            record = next;
+            record = self.append_chunk(repo, id, &record, data, &limit).await?;
         }
         // sha256 is checked from the running hash and the chunks are
         // assembled straight into place, unless another writer raced on the
