@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 integration/servers/install.sh >/dev/null
-cargo build --release -p stowage-integration --bin s3_bench
+cargo build --release -p stowage-cli -p stowage-integration --bin stowage --bin s3_bench
 base=$(mktemp -d /tmp/stowage-bench-rgw.XXXXXX)
 rmdir "$base"
 trap 'integration/servers/rgw-down.sh "$base" >/dev/null 2>&1 || true' EXIT

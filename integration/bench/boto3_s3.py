@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""The way Quay talks to S3, for the benchmark: boto3, sequential 5 MiB
-multipart parts on upload, a plain streaming GET on download.
+"""boto3 contenders for the S3 benchmark (integration/src/bin/s3_bench.rs).
 
-usage: boto3_s3.py upload|download KEY SIZE_BYTES   (prints seconds)
-Endpoint and keys from STOWAGE_S3_TEST_* like the Rust tests."""
+upload|download KEY SIZE_BYTES: the way Quay talks to S3, sequential 5 MiB
+multipart parts on upload, a plain streaming GET on download.
+upload_file|download_file KEY FILE: what a Python user reaches for,
+boto3's managed transfers with s3transfer's defaults (8 MiB parts, 10
+threads) and the client's default integrity checksums.
+
+Prints the seconds taken. Endpoint and keys from STOWAGE_S3_TEST_* like the
+Rust tests."""
 import os
 import sys
 import time
@@ -15,18 +20,24 @@ PART = 5 * 1024 * 1024
 BLOCK = 1024 * 1024
 
 
-def client():
+def client(defaults=False):
+    if defaults:
+        # Only what this endpoint needs; checksums and transfer settings
+        # stay as boto3 ships them.
+        config = Config(s3={"addressing_style": "path"})
+    else:
+        config = Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
     return boto3.client(
         "s3",
         endpoint_url=os.environ.get("STOWAGE_S3_TEST_ENDPOINT") or None,
         aws_access_key_id=os.environ["STOWAGE_S3_TEST_ACCESS_KEY"],
         aws_secret_access_key=os.environ["STOWAGE_S3_TEST_SECRET_KEY"],
         region_name=os.environ.get("STOWAGE_S3_TEST_REGION", "us-east-1"),
-        config=Config(
-            s3={"addressing_style": "path"},
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
+        config=config,
     )
 
 
@@ -55,12 +66,23 @@ def download(s3, bucket, key, size):
         raise SystemExit(f"read {got} bytes, expected {size}")
 
 
+def upload_file(s3, bucket, key, path):
+    s3.upload_file(path, bucket, key)
+
+
+def download_file(s3, bucket, key, path):
+    s3.download_file(bucket, key, path)
+
+
 def main():
-    op, key, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    s3 = client()
+    op, key, arg = sys.argv[1], sys.argv[2], sys.argv[3]
     bucket = os.environ["STOWAGE_S3_TEST_BUCKET"]
+    if op in ("upload_file", "download_file"):
+        s3, run, arg = client(defaults=True), globals()[op], arg
+    else:
+        s3, run, arg = client(), {"upload": upload, "download": download}[op], int(arg)
     t = time.perf_counter()
-    {"upload": upload, "download": download}[op](s3, bucket, key, size)
+    run(s3, bucket, key, arg)
     print(f"{time.perf_counter() - t:.3f}")
 
 

@@ -110,6 +110,26 @@ pub fn metric(storage: &dyn Storage, name: &str) -> u64 {
         .sum()
 }
 
+/// How many requests took each number of attempts above one
+/// (`stowage_s3_retried_requests_total{attempts}`), non-zero ones only,
+/// as `attempts=count` pairs for a test's report.
+pub fn attempts_report(storage: &dyn Storage) -> String {
+    storage
+        .metrics()
+        .iter()
+        .filter(|m| m.name == "stowage_s3_retried_requests_total" && m.value > 0)
+        .map(|m| {
+            let n = m
+                .labels
+                .iter()
+                .find(|(k, _)| *k == "attempts")
+                .map_or("?", |(_, v)| v);
+            format!("{n}={}", m.value)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A driver through the proxy and one straight to the server, under the
 /// same fresh root (`configure` adjusts the configuration of both).
 pub async fn through_and_direct(

@@ -27,19 +27,28 @@ pub enum ServerSideEncryption {
     },
 }
 
-/// Whether written bytes carry a checksum the server verifies
-/// (`s3_part_checksum`).
+/// The largest `s3_max_attempts` accepted.
+pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
+
+/// Which checksum the server verifies on written bytes
+/// (`s3_part_checksum`). A part or PUT the server refuses as damaged is
+/// sent again from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartChecksum {
-    /// Content-MD5 on plain-HTTP endpoints, where nothing else protects
-    /// the bytes on the wire; none over HTTPS, whose TLS records are
-    /// already authenticated (`auto`, the default).
+    /// `md5` on `http://` endpoints, `sha256` otherwise (`auto`, the
+    /// default): see [`S3Config::part_checksum_in_use`].
     Auto,
-    /// Content-MD5 on every UploadPart and PutObject (`md5`): the server
-    /// refuses a part whose bytes differ (BadDigest), and the driver sends
-    /// it again.
+    /// A Content-MD5 on every body, sent as `UNSIGNED-PAYLOAD` (`md5`).
+    /// The server computes a part's MD5 for its ETag anyway, so checking
+    /// it costs the server nothing; the client hashes once per part.
     Md5,
-    /// No checksum (`none`).
+    /// The SHA-256 of each body signed into its request
+    /// (`x-amz-content-sha256`, `sha256`), which the server recomputes and
+    /// checks: a second pass over the bytes on the server, and
+    /// hardware-accelerated SHA-256 on most clients.
+    Sha256,
+    /// Neither (`none`): unsigned payloads; only TLS, where used, protects
+    /// the bytes.
     Off,
 }
 
@@ -95,8 +104,9 @@ pub struct S3Config {
     /// Time budget of one request across its attempts
     /// (`s3_retry_timeout_seconds`, default 180): no retry starts after it.
     pub retry_timeout: Duration,
-    /// Whether parts and single PUTs carry a Content-MD5 the server checks
-    /// (`s3_part_checksum`, default `auto`: on for `http://` endpoints).
+    /// The checksum the server verifies on parts and single PUTs
+    /// (`s3_part_checksum`, default `auto`: `md5` on `http://` endpoints,
+    /// `sha256` otherwise).
     pub part_checksum: PartChecksum,
     /// Connect timeout (`s3_connect_timeout_seconds`, default 10).
     pub connect_timeout: Duration,
@@ -178,17 +188,36 @@ impl S3Config {
         self
     }
 
-    /// Whether UploadPart and PutObject carry a Content-MD5: as
-    /// `part_checksum` says, `auto` meaning a plain-HTTP endpoint.
-    pub fn sends_content_md5(&self) -> bool {
+    /// The checksum written bodies carry: `part_checksum` with `auto`
+    /// resolved, to `md5` for an `http://` endpoint (nothing else protects
+    /// the bytes there, and MD5 is the check that costs the server
+    /// nothing) and to `sha256` over HTTPS or with no endpoint set (AWS).
+    pub fn part_checksum_in_use(&self) -> PartChecksum {
         match self.part_checksum {
-            PartChecksum::Md5 => true,
-            PartChecksum::Off => false,
-            PartChecksum::Auto => self
-                .endpoint
-                .as_deref()
-                .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://")),
+            PartChecksum::Auto => {
+                let plain = self
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"));
+                if plain {
+                    PartChecksum::Md5
+                } else {
+                    PartChecksum::Sha256
+                }
+            }
+            other => other,
         }
+    }
+
+    /// Whether UploadPart and PutObject carry a Content-MD5.
+    pub fn sends_content_md5(&self) -> bool {
+        self.part_checksum_in_use() == PartChecksum::Md5
+    }
+
+    /// Whether UploadPart and PutObject sign their payload's SHA-256 (the
+    /// server checks it); `false` sends `UNSIGNED-PAYLOAD`.
+    pub fn signs_payload(&self) -> bool {
+        self.part_checksum_in_use() == PartChecksum::Sha256
     }
 
     /// Reads the S3 keys from `params`, recording problems there, for
@@ -355,7 +384,7 @@ impl S3Config {
         if let Some(mb) = params.u64_in(keys::S3_MULTIPART_COPY_PART_SIZE_MB, parts_mib) {
             c.multipart_copy_part_size = mb * MIB;
         }
-        if let Some(n) = params.u64_in(keys::S3_MAX_ATTEMPTS, 1..=20) {
+        if let Some(n) = params.u64_in(keys::S3_MAX_ATTEMPTS, 1..=u64::from(MAX_ATTEMPTS_LIMIT)) {
             c.max_attempts = n as u32;
         }
         // Bounded: a deadline of u64::MAX seconds would overflow the
@@ -373,6 +402,7 @@ impl S3Config {
             keys::S3_PART_CHECKSUM,
             &[
                 ("auto", PartChecksum::Auto),
+                ("sha256", PartChecksum::Sha256),
                 ("md5", PartChecksum::Md5),
                 ("none", PartChecksum::Off),
                 ("off", PartChecksum::Off),
@@ -562,22 +592,31 @@ mod tests {
         assert_eq!(c.max_attempts, 10);
         assert_eq!(c.retry_timeout, Duration::from_secs(180));
         assert_eq!(c.part_checksum, PartChecksum::Auto);
+        assert_eq!(c.part_checksum_in_use(), PartChecksum::Sha256, "AWS");
+        assert!(c.signs_payload() && !c.sends_content_md5());
+        let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "HTTP://127.0.0.1:7480"}"#).unwrap();
+        assert_eq!(c.part_checksum_in_use(), PartChecksum::Md5);
         assert!(
-            !c.sends_content_md5(),
-            "AWS over HTTPS: TLS protects the bytes"
+            c.sends_content_md5() && !c.signs_payload(),
+            "plain HTTP: Content-MD5 with an unsigned payload"
         );
-        let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480"}"#).unwrap();
-        assert!(c.sends_content_md5(), "plain HTTP: Content-MD5 by default");
+        let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "https://s3.example"}"#).unwrap();
+        assert_eq!(c.part_checksum_in_use(), PartChecksum::Sha256);
+        let c = parse(
+            r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480", "s3_part_checksum": "SHA256"}"#,
+        )
+        .unwrap();
+        assert!(c.signs_payload() && !c.sends_content_md5());
         let c = parse(
             r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480", "s3_part_checksum": "none",
             "s3_retry_timeout_seconds": 30, "s3_max_attempts": 4}"#,
         )
         .unwrap();
-        assert!(!c.sends_content_md5());
+        assert!(!c.sends_content_md5() && !c.signs_payload());
         assert_eq!(c.retry_timeout, Duration::from_secs(30));
         assert_eq!(c.max_attempts, 4);
         let c = parse(r#"{"s3_bucket": "bkt", "s3_part_checksum": "MD5"}"#).unwrap();
-        assert!(c.sends_content_md5());
+        assert!(c.sends_content_md5() && !c.signs_payload());
         let errs = parse(
             r#"{"s3_bucket": "bkt", "s3_part_checksum": "crc7", "s3_retry_timeout_seconds": 0}"#,
         )

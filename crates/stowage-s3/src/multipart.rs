@@ -231,9 +231,10 @@ impl MultipartSink for S3Multipart {
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
         let s = &self.storage;
         let size = data.len() as u64;
-        // Computed once per part, sent with every attempt: the server
-        // refuses bytes damaged on the way (BadDigest) and the part is sent
-        // again from memory.
+        // The server refuses bytes damaged on the way (the signed SHA-256,
+        // and Content-MD5 when set, computed once per part) and the part is
+        // sent again from memory.
+        let sign = s.config.signs_payload();
         let md5 = if s.config.sends_content_md5() {
             Some(content_md5(data.clone()).await)
         } else {
@@ -241,7 +242,8 @@ impl MultipartSink for S3Multipart {
         };
         let out = s
             .retrying("UploadPart", &self.key, || {
-                s.client
+                let op = s
+                    .client
                     .upload_part()
                     .bucket(s.bucket())
                     .key(&self.key)
@@ -250,7 +252,12 @@ impl MultipartSink for S3Multipart {
                     .content_length(size as i64)
                     .set_content_md5(md5.clone())
                     .body(SdkBody::from(data.clone()))
-                    .send()
+                    .customize();
+                if sign {
+                    op.send()
+                } else {
+                    op.disable_payload_signing().send()
+                }
             })
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;

@@ -39,6 +39,7 @@ use aws_smithy_types::retry::ErrorKind as SdkErrorKind;
 use rand::Rng;
 use stowage_core::{CredentialsFailure, Metric};
 
+use crate::config::MAX_ATTEMPTS_LIMIT;
 use crate::{S3Config, S3Storage};
 
 /// First backoff cap: the first retry waits up to this long.
@@ -128,6 +129,9 @@ pub(crate) struct RetryCounters {
     /// Requests that failed with a transient error after their budget was
     /// spent.
     exhausted: AtomicU64,
+    /// Requests that took more than one attempt, by the attempts they took
+    /// (index = attempts, 2 to [`MAX_ATTEMPTS_LIMIT`]).
+    attempts: [AtomicU64; MAX_ATTEMPTS_LIMIT as usize + 1],
     /// GetObject bodies that broke and were asked for again from the next
     /// byte.
     pub(crate) read_resumes: AtomicU64,
@@ -152,6 +156,15 @@ impl RetryCounters {
     /// Counts a request that gave up with its budget spent.
     pub(crate) fn count_exhausted(&self) {
         self.exhausted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that a request ended (succeeded, or gave up) after
+    /// `attempts` attempts; single attempts are not recorded.
+    pub(crate) fn count_attempts(&self, attempts: u32) {
+        if attempts > 1 {
+            let i = (attempts as usize).min(self.attempts.len() - 1);
+            self.attempts[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// All retries so far, every operation together.
@@ -181,7 +194,8 @@ impl Retries {
     }
 
     /// The counters as metric samples: `stowage_s3_retries_total{operation}`,
-    /// `stowage_s3_retries_exhausted_total`, `stowage_s3_read_resumes_total`,
+    /// `stowage_s3_retried_requests_total{attempts}` (2 to the configured
+    /// maximum), `stowage_s3_retries_exhausted_total`, `stowage_s3_read_resumes_total`,
     /// `stowage_s3_reads_changed_total`,
     /// `stowage_s3_completions_reconciled_total`.
     pub(crate) fn metrics(&self) -> Vec<Metric> {
@@ -201,6 +215,21 @@ impl Retries {
                 .with_label("operation", op)
             })
             .collect();
+        for (n, count) in c.attempts.iter().enumerate().skip(2) {
+            if n > self.policy.max_attempts as usize {
+                break;
+            }
+            out.push(
+                Metric::counter(
+                    "stowage_s3_retried_requests_total",
+                    "S3 requests that took more than one attempt, by the number of attempts \
+                     they took (the last succeeded, or the budget ran out): how close requests \
+                     come to s3_max_attempts.",
+                    count.load(Ordering::Relaxed),
+                )
+                .with_label("attempts", n.to_string()),
+            );
+        }
         out.push(Metric::counter(
             "stowage_s3_retries_exhausted_total",
             "S3 requests that failed with a transient error after using their whole retry \
@@ -343,14 +372,19 @@ where
     loop {
         attempt += 1;
         let err = match f().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                counters.count_attempts(attempt);
+                return Ok(value);
+            }
             Err(err) => err,
         };
         let Some(cause) = transient_cause(&err) else {
+            counters.count_attempts(attempt);
             return Err(err);
         };
         let wait = policy.backoff(attempt);
         if !policy.allows_another(attempt, started, wait) {
+            counters.count_attempts(attempt);
             if policy.max_attempts > 1 {
                 counters.count_exhausted();
                 tracing::warn!(
@@ -520,6 +554,22 @@ mod tests {
         assert_eq!(result.unwrap(), 3);
         assert_eq!(counters.total_retries(), 2);
         assert_eq!(counters.exhausted.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.attempts[3].load(Ordering::Relaxed), 1);
+        let first_time: Result<u32, _> =
+            retry(&policy(5), &counters, "HeadObject", "k", || async {
+                Ok::<u32, SdkError<HeadObjectError, HttpResponse>>(1)
+            })
+            .await;
+        assert!(first_time.is_ok());
+        let recorded: u64 = counters
+            .attempts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(
+            recorded, 1,
+            "requests that took one attempt are not recorded"
+        );
     }
 
     #[tokio::test]
@@ -544,5 +594,6 @@ mod tests {
         assert_eq!(calls, 4, "max_attempts counts the first attempt");
         assert_eq!(counters.total_retries(), 3);
         assert_eq!(counters.exhausted.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.attempts[4].load(Ordering::Relaxed), 1);
     }
 }

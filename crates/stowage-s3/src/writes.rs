@@ -171,8 +171,10 @@ impl S3Storage {
         }
         let key = self.object_key(path);
         let size = data.len() as u64;
-        // The server refuses bytes damaged on the way (BadDigest), and the
-        // request is sent again from `data`.
+        // The server refuses bytes damaged on the way (the signed SHA-256,
+        // and Content-MD5 when set), and the request is sent again from
+        // `data`.
+        let sign = self.config.signs_payload();
         let md5 = if self.config.sends_content_md5() {
             Some(content_md5(data.clone()).await)
         } else {
@@ -189,7 +191,12 @@ impl S3Storage {
                     .set_content_md5(md5.clone())
                     .body(SdkBody::from(data.clone()))
                     .set_content_type(options.content_type.clone());
-                self.with_write_settings_put(request).send()
+                let op = self.with_write_settings_put(request).customize();
+                if sign {
+                    op.send()
+                } else {
+                    op.disable_payload_signing().send()
+                }
             })
             .await
             .map_err(|e| from_sdk(e, self.op("PutObject", &key), path.as_str()))?;

@@ -1,13 +1,19 @@
 //! S3 throughput benchmark (docs/benchmarks.md): a 1 GiB object written and
-//! read through stowage, through a plain aws-sdk-s3 loop with the same part
-//! size, and through boto3 the way Quay does it (sequential 5 MiB parts),
-//! interleaved over several rounds; reports median ratios and the peak RSS
-//! of the stowage upload (measured in a child process of its own).
+//! read through stowage (the library, with and without its part checksum,
+//! and the CLI from and to a file), through a plain aws-sdk-s3 loop with the
+//! same part size, through boto3 the way Quay does it (sequential 5 MiB
+//! parts) and through boto3's `upload_file`/`download_file` with
+//! s3transfer's defaults, interleaved over several rounds; reports median
+//! ratios and the peak RSS of the stowage upload (measured in a child
+//! process of its own).
 //!
 //! Run with `integration/bench-s3.sh` (starts Ceph RGW), or with
-//! `STOWAGE_S3_TEST_*` set: `cargo run --release -p stowage-integration
-//! --bin s3_bench -- [--size-mib N] [--rounds N]`.
+//! `STOWAGE_S3_TEST_*` set: `cargo build --release -p stowage-cli -p
+//! stowage-integration --bin stowage --bin s3_bench`, then
+//! `target/release/s3_bench [--size-mib N] [--rounds N]`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -42,10 +48,11 @@ async fn stowage_storage(env: &S3Env) -> stowage_s3::S3Storage {
     config.part_size = defaults.part_size;
     config.upload_concurrency = defaults.upload_concurrency;
     config.root = "stowage-bench".into();
-    // STOWAGE_BENCH_PART_CHECKSUM=md5|none measures what Content-MD5 costs
-    // (unset: the driver's default, `auto`: md5 on this plain-HTTP server).
+    // STOWAGE_BENCH_PART_CHECKSUM=md5|sha256|none: the child writers that measure
+    // what each `s3_part_checksum` costs (unset: the driver's default).
     match std::env::var("STOWAGE_BENCH_PART_CHECKSUM").as_deref() {
         Ok("md5") => config.part_checksum = stowage_s3::PartChecksum::Md5,
+        Ok("sha256") => config.part_checksum = stowage_s3::PartChecksum::Sha256,
         Ok("none") => config.part_checksum = stowage_s3::PartChecksum::Off,
         _ => {}
     }
@@ -166,10 +173,11 @@ async fn stowage_download(storage: &dyn Storage, key: &str, size: u64) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn boto3(op: &str, key: &str, size: u64) -> f64 {
+/// Runs `integration/bench/boto3_s3.py OP KEY ARG`; returns its seconds.
+fn boto3(op: &str, key: &str, arg: &str) -> f64 {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/boto3_s3.py");
     let out = Command::new("python3")
-        .args([script, op, key, &size.to_string()])
+        .args([script, op, key, arg])
         .output()
         .expect("python3");
     assert!(
@@ -183,6 +191,52 @@ fn boto3(op: &str, key: &str, size: u64) -> f64 {
         .expect("seconds")
 }
 
+/// Runs the `stowage` binary built next to this one; returns the seconds
+/// the whole process took (start-up and configuration included).
+fn cli(config: &Path, args: &[&str]) -> f64 {
+    let bin = std::env::current_exe().unwrap().with_file_name("stowage");
+    let t = Instant::now();
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (build it with -p stowage-cli)", bin.display()));
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "stowage {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+/// A child process uploading through the library: seconds and peak RSS.
+/// `checksum` is `STOWAGE_BENCH_PART_CHECKSUM` for it (None: the default).
+fn child(size: u64, key: &str, checksum: Option<&str>) -> (f64, f64) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--child-upload",
+        key,
+        "--size-mib",
+        &(size / MIB).to_string(),
+    ]);
+    match checksum {
+        Some(c) => cmd.env("STOWAGE_BENCH_PART_CHECKSUM", c),
+        None => cmd.env_remove("STOWAGE_BENCH_PART_CHECKSUM"),
+    };
+    let out = cmd.output().expect("child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    let secs = it.next().unwrap().parse().unwrap();
+    (secs, it.next().unwrap().parse().unwrap())
+}
+
 fn gc() {
     if let Ok(conf) = std::env::var("STOWAGE_RGW_CONF") {
         let _ = Command::new("radosgw-admin")
@@ -191,12 +245,48 @@ fn gc() {
     }
 }
 
+/// A config file with one S3Storage location on the benchmark's server,
+/// rooted at `stowage-bench` like the library contender.
+fn cli_config(env: &S3Env, dir: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - endpoint_url: {}\n      s3_bucket: {}\n      s3_region: {}\n      storage_path: /stowage-bench\n      s3_access_key: {}\n      s3_secret_key_env: STOWAGE_S3_TEST_SECRET_KEY\nDISTRIBUTED_STORAGE_PREFERENCE: [s3]\n",
+            env.endpoint.clone().unwrap_or_default(),
+            env.bucket,
+            env.region,
+            env.access_key,
+        ),
+    )
+    .unwrap();
+    path
+}
+
+const WRITERS: [&str; 7] = [
+    "stowage",
+    "stowage, s3_part_checksum sha256",
+    "stowage, s3_part_checksum none",
+    "stowage put (CLI, file)",
+    "SDK loop",
+    "boto3 sequential 5 MiB",
+    "boto3 upload_file",
+];
+const READERS: [&str; 5] = [
+    "stowage",
+    "stowage get (CLI, file)",
+    "SDK",
+    "boto3 stream",
+    "boto3 download_file",
+];
+
 #[tokio::main]
 async fn main() {
     let env = S3Env::get();
     let size = arg("--size-mib", 1024) * MIB;
-    if std::env::args().any(|a| a == "--child-upload") {
-        child_upload(&env, "bench/stowage-object", size).await;
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child-upload") {
+        child_upload(&env, &args[2], size).await;
         return;
     }
     let rounds = arg("--rounds", 3) as usize;
@@ -204,59 +294,104 @@ async fn main() {
     let part = storage.config().part_size;
     let client = env.sdk().await;
     let mib = (size / MIB) as f64;
+    let dir = std::env::temp_dir().join(format!("stowage-s3-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = cli_config(&env, &dir);
+    let input = dir.join("in.bin");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+        let b = block();
+        for _ in 0..size / MIB {
+            f.write_all(&b).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let input_s = input.to_str().unwrap().to_string();
+    let output = dir.join("out.bin");
+    let output_s = output.to_str().unwrap().to_string();
     println!(
-        "object {} MiB, stowage part {} MiB x {} in flight, SDK loop part {} MiB sequential, boto3 5 MiB sequential, {rounds} rounds, server {}",
-        size / MIB, part / MIB, storage.config().upload_concurrency, part / MIB, env.server
+        "object {} MiB, stowage part {} MiB x {} in flight (integrity: {:?}), SDK loop part {} MiB sequential, boto3 5 MiB sequential, boto3 upload_file/download_file with s3transfer defaults, {rounds} rounds, server {}",
+        size / MIB, part / MIB, storage.config().upload_concurrency, storage.config().part_checksum_in_use(), part / MIB, env.server
     );
-    let (mut w_sdk, mut w_boto, mut r_sdk, mut r_boto, mut rss) =
-        (vec![], vec![], vec![], vec![], vec![]);
     let full_key = |k: &str| format!("stowage-bench/{k}");
+    let mut write = vec![vec![]; WRITERS.len()];
+    let mut read = vec![vec![]; READERS.len()];
+    let mut rss = vec![];
     for round in 0..rounds {
         // Rotate the order so no contender always goes first.
-        let mut times = [0.0f64; 6];
-        for slot in 0..3 {
-            match (slot + round) % 3 {
+        let mut w = [0.0f64; WRITERS.len()];
+        for slot in 0..WRITERS.len() {
+            let which = (slot + round) % WRITERS.len();
+            w[which] = match which {
                 0 => {
-                    let out = Command::new(std::env::current_exe().unwrap())
-                        .args(["--child-upload", "--size-mib", &(size / MIB).to_string()])
-                        .output()
-                        .expect("child");
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let mut it = text.split_whitespace();
-                    times[0] = it.next().unwrap().parse().unwrap();
-                    rss.push(it.next().unwrap().parse::<f64>().unwrap());
+                    let (secs, peak) = child(size, "bench/stowage-object", None);
+                    rss.push(peak);
+                    secs
                 }
-                1 => {
-                    times[1] = sdk_upload(&env, &client, &full_key("sdk-object"), size, part).await
-                }
-                _ => times[2] = boto3("upload", &full_key("boto3-object"), size),
+                1 => child(size, "bench/stowage-sha256", Some("sha256")).0,
+                2 => child(size, "bench/stowage-unsigned", Some("none")).0,
+                3 => cli(&config, &["put", &input_s, "bench/cli-object"]),
+                4 => sdk_upload(&env, &client, &full_key("sdk-object"), size, part).await,
+                5 => boto3("upload", &full_key("boto3-object"), &size.to_string()),
+                _ => boto3("upload_file", &full_key("xfer-object"), &input_s),
+            };
+            // Objects no reader needs go at once: RGW's in-memory store
+            // has room for a few 1 GiB objects, not for all seven.
+            let unread = match which {
+                1 => Some("stowage-bench/bench/stowage-sha256"),
+                2 => Some("stowage-bench/bench/stowage-unsigned"),
+                5 => Some("stowage-bench/boto3-object"),
+                _ => None,
+            };
+            if let Some(key) = unread {
+                client
+                    .delete_object()
+                    .bucket(&env.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .expect("delete");
             }
             gc();
         }
-        for slot in 0..3 {
-            match (slot + round) % 3 {
-                0 => times[3] = stowage_download(&storage, "bench/stowage-object", size).await,
-                1 => times[4] = sdk_download(&env, &client, &full_key("sdk-object"), size).await,
-                _ => times[5] = boto3("download", &full_key("sdk-object"), size),
+        let mut r = [0.0f64; READERS.len()];
+        for slot in 0..READERS.len() {
+            let which = (slot + round) % READERS.len();
+            let _ = std::fs::remove_file(&output);
+            r[which] = match which {
+                0 => stowage_download(&storage, "bench/stowage-object", size).await,
+                1 => cli(&config, &["get", "bench/cli-object", &output_s]),
+                2 => sdk_download(&env, &client, &full_key("sdk-object"), size).await,
+                3 => boto3("download", &full_key("sdk-object"), &size.to_string()),
+                _ => boto3("download_file", &full_key("xfer-object"), &output_s),
+            };
+            if which == 1 || which == 4 {
+                assert_eq!(std::fs::metadata(&output).unwrap().len(), size);
             }
         }
+        let rate = |v: &[f64]| {
+            v.iter()
+                .map(|t| format!("{:.0}", mib / t))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
         println!(
-            "round {}: write MiB/s stowage {:.0}, sdk loop {:.0}, boto3 {:.0}; read MiB/s stowage {:.0}, sdk {:.0}, boto3 {:.0}; stowage upload peak RSS {:.0} MiB",
-            round + 1, mib / times[0], mib / times[1], mib / times[2], mib / times[3], mib / times[4], mib / times[5], rss[round]
+            "round {}: write MiB/s {}; read MiB/s {}; stowage upload peak RSS {:.0} MiB",
+            round + 1,
+            rate(&w),
+            rate(&r),
+            rss[round]
         );
-        w_sdk.push(times[1] / times[0]);
-        w_boto.push(times[2] / times[0]);
-        r_sdk.push(times[4] / times[3]);
-        r_boto.push(times[5] / times[3]);
+        for (i, t) in w.iter().enumerate() {
+            write[i].push(*t);
+        }
+        for (i, t) in r.iter().enumerate() {
+            read[i].push(*t);
+        }
         let _ = storage
             .delete_prefix(&StoragePath::parse("bench").unwrap())
             .await;
-        for k in ["sdk-object", "boto3-object"] {
+        for k in ["sdk-object", "boto3-object", "xfer-object"] {
             let _ = client
                 .delete_object()
                 .bucket(&env.bucket)
@@ -266,18 +401,66 @@ async fn main() {
         }
         gc();
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    // Per-round ratios of throughput (time of the other / time of ours),
+    // then the median over rounds.
+    let ratio = |times: &[Vec<f64>], ours: usize, other: usize| {
+        median(
+            times[ours]
+                .iter()
+                .zip(&times[other])
+                .map(|(o, x)| x / o)
+                .collect(),
+        )
+    };
+    println!("writers: {}", WRITERS.join(" / "));
+    println!("readers: {}", READERS.join(" / "));
+    println!("median throughput ratios (higher is better for the first named):");
+    println!(
+        "  write stowage vs SDK loop:               {:.2}x",
+        ratio(&write, 0, 4)
+    );
+    println!(
+        "  write stowage vs boto3 sequential:       {:.2}x",
+        ratio(&write, 0, 5)
+    );
+    println!(
+        "  write stowage vs boto3 upload_file:      {:.2}x",
+        ratio(&write, 0, 6)
+    );
+    println!(
+        "  write stowage put vs boto3 upload_file:  {:.2}x",
+        ratio(&write, 3, 6)
+    );
+    println!(
+        "  write default vs sha256:                 {:.2}x",
+        ratio(&write, 0, 1)
+    );
+    println!(
+        "  write default vs none:                   {:.2}x",
+        ratio(&write, 0, 2)
+    );
+    println!(
+        "  write sha256 vs none:                    {:.2}x",
+        ratio(&write, 1, 2)
+    );
+    println!(
+        "  read stowage vs SDK:                     {:.2}x",
+        ratio(&read, 0, 2)
+    );
+    println!(
+        "  read stowage vs boto3 stream:            {:.2}x",
+        ratio(&read, 0, 3)
+    );
+    println!(
+        "  read stowage vs boto3 download_file:     {:.2}x",
+        ratio(&read, 0, 4)
+    );
+    println!(
+        "  read stowage get vs boto3 download_file: {:.2}x",
+        ratio(&read, 1, 4)
+    );
     let bound = (storage.config().upload_concurrency as f64 + 2.0) * (part / MIB) as f64 + 64.0;
-    println!("median throughput ratios (stowage / other, higher is better):");
-    println!(
-        "  write: vs sdk loop {:.2}x, vs boto3 sequential {:.2}x",
-        median(w_sdk),
-        median(w_boto)
-    );
-    println!(
-        "  read:  vs sdk {:.2}x, vs boto3 {:.2}x",
-        median(r_sdk),
-        median(r_boto)
-    );
     println!("  stowage upload peak RSS: max {:.0} MiB over rounds (bound (in flight + 2) x part + 64 MiB = {bound:.0} MiB)",
         rss.iter().cloned().fold(0.0, f64::max));
 }
