@@ -97,7 +97,7 @@ pub struct S3Config {
     pub multipart_copy_threshold: u64,
     /// Part size of multipart copies (`s3_multipart_copy_part_size_mb`, default 512).
     pub multipart_copy_part_size: u64,
-    /// Attempts per request, first included (`s3_max_attempts`, default 10):
+    /// Attempts per request, first included (`s3_max_attempts`, default 15):
     /// the driver's retry policy (connection errors, timeouts, 5xx,
     /// throttling), which replaces the SDK's.
     pub max_attempts: u32,
@@ -153,7 +153,7 @@ impl S3Config {
             server_side_assembly: true,
             multipart_copy_threshold: 5 * GIB,
             multipart_copy_part_size: 512 * MIB,
-            max_attempts: 10,
+            max_attempts: 15,
             retry_timeout: Duration::from_secs(180),
             part_checksum: PartChecksum::Auto,
             connect_timeout: Duration::from_secs(10),
@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn retry_budget_and_part_checksum_keys() {
         let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
-        assert_eq!(c.max_attempts, 10);
+        assert_eq!(c.max_attempts, 15);
         assert_eq!(c.retry_timeout, Duration::from_secs(180));
         assert_eq!(c.part_checksum, PartChecksum::Auto);
         assert_eq!(c.part_checksum_in_use(), PartChecksum::Sha256, "AWS");
