@@ -51,6 +51,13 @@ ceph_() { timeout 30 ceph -c "$CONF" --connect-timeout 10 "$@"; }
 rgwadmin() { timeout 60 radosgw-admin -c "$CONF" "$@"; }
 
 echo "rgw-up: starting Ceph + radosgw in $BASE"
+# ceph-mon shuts itself down when its disk has less than 5% free
+# (mon_data_avail_crit), silently from here: say so first.
+avail_pct=$(df -P "$(dirname "$BASE")" | awk 'NR == 2 { print int($4 * 100 / $2) }')
+if [ "${avail_pct:-100}" -le 5 ]; then
+  echo "rgw-up: FAILED: only ${avail_pct}% of the disk holding $BASE is free; ceph-mon needs more than 5%" >&2
+  exit 1
+fi
 FSID=$(cat /proc/sys/kernel/random/uuid)
 MON_ADDR="[v2:127.0.0.1:$MON_PORT,v1:127.0.0.1:$MON_V1_PORT]"
 # Without "ms mon client mode = crc secure" radosgw hangs for 300 s at start.
