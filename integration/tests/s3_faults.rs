@@ -385,8 +385,12 @@ async fn a_stalled_body_is_resumed_after_the_request_timeout() {
 /// Writes a 30 MiB multipart blob and eight 1 MiB single PUTs through a
 /// proxy that flips one bit every 7 MiB of request bodies, with
 /// `checksum` (None: the driver's default); returns whether every stored
-/// object is whole, after cleaning up.
-async fn write_through_damage(label: &str, checksum: Option<PartChecksum>) -> (bool, u64) {
+/// object is whole, the driver's retry count and the checksum it used
+/// (`auto` resolved), after cleaning up.
+async fn write_through_damage(
+    label: &str,
+    checksum: Option<PartChecksum>,
+) -> (bool, u64, PartChecksum) {
     let env = S3Env::get();
     let proxy = FaultProxy::in_front_of(&env, &["--corrupt-up-every", "7M"]);
     let (through, direct) = through_and_direct(&env, &proxy, label, |c| {
@@ -417,27 +421,26 @@ async fn write_through_damage(label: &str, checksum: Option<PartChecksum>) -> (b
         whole &= direct.get_bytes(&p(&format!("small/{i}"))).await.unwrap() == small;
     }
     let retries = metric(&through, "stowage_s3_retries_total");
+    let used = through.config().part_checksum_in_use();
     direct.delete(&p("blob")).await.unwrap();
     direct.delete_prefix(&p("small")).await.unwrap();
     assert_no_multipart_uploads(&env, &direct).await;
-    (whole, retries)
+    (whole, retries, used)
 }
 
 #[tokio::test]
 async fn damaged_parts_are_refused_by_the_server_and_sent_again() {
-    let config = S3Env::get().config("default");
-    assert_eq!(config.part_checksum, PartChecksum::Auto);
-    // The default: Content-MD5 on this plain-HTTP endpoint (the signed
-    // SHA-256 over HTTPS).
-    let (whole, retries) = write_through_damage("damaged-default", None).await;
-    assert!(
-        whole,
-        "a damaged body was stored with the default ({:?})",
-        config.part_checksum_in_use()
+    assert_eq!(
+        S3Env::get().config("default").part_checksum,
+        PartChecksum::Auto
     );
+    // The default through the proxy's plain-HTTP address: Content-MD5.
+    let (whole, retries, used) = write_through_damage("damaged-default", None).await;
+    assert_eq!(used, PartChecksum::Md5, "auto on an http:// endpoint");
+    assert!(whole, "a damaged body was stored with the default");
     assert!(retries >= 3, "{retries} retries");
     for checksum in [PartChecksum::Md5, PartChecksum::Sha256] {
-        let (whole, retries) = write_through_damage("damaged", Some(checksum)).await;
+        let (whole, retries, _) = write_through_damage("damaged", Some(checksum)).await;
         assert!(whole, "a damaged body was stored with {checksum:?}");
         assert!(retries >= 3, "{checksum:?}: {retries} retries");
     }
@@ -448,7 +451,7 @@ async fn damaged_parts_are_refused_by_the_server_and_sent_again() {
 /// are what catches it, not the proxy failing to damage.
 #[tokio::test]
 async fn unsigned_parts_are_stored_as_received() {
-    let (whole, retries) = write_through_damage("damaged-none", Some(PartChecksum::Off)).await;
+    let (whole, retries, _) = write_through_damage("damaged-none", Some(PartChecksum::Off)).await;
     assert!(
         !whole,
         "the proxy's damage should be stored when nothing checks it"

@@ -63,3 +63,15 @@ pub(crate) async fn client(
     }
     aws_sdk_s3::Client::from_conf(builder.build())
 }
+
+/// A per-request configuration override for a request carrying `size`
+/// body bytes: the attempt timeout of [`S3Config::body_attempt_timeout`],
+/// the connect timeout unchanged.
+pub(crate) fn body_attempt_override(config: &S3Config, size: u64) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default().timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .operation_attempt_timeout(config.body_attempt_timeout(size))
+            .build(),
+    )
+}

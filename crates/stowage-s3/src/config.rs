@@ -34,6 +34,7 @@ pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
 /// (`s3_part_checksum`). A part or PUT the server refuses as damaged is
 /// sent again from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PartChecksum {
     /// `md5` on `http://` endpoints, `sha256` otherwise (`auto`, the
     /// default): see [`S3Config::part_checksum_in_use`].
@@ -207,6 +208,16 @@ impl S3Config {
             }
             other => other,
         }
+    }
+
+    /// The timeout of one attempt of a request that sends `size` body
+    /// bytes (UploadPart, PutObject): 60 s plus the body at 256 KiB/s, at
+    /// most `request_timeout`. A stalled upload attempt then ends in time
+    /// for the retry budget (`retry_timeout`) to send it again, instead of
+    /// one silent attempt using the whole budget: 124 s for a 16 MiB part.
+    pub fn body_attempt_timeout(&self, size: u64) -> Duration {
+        let transfer = Duration::from_secs(size / (256 * 1024));
+        (Duration::from_secs(60) + transfer).min(self.request_timeout)
     }
 
     /// Whether UploadPart and PutObject carry a Content-MD5.
@@ -584,6 +595,25 @@ mod tests {
                 .contains("loc[1].s3_bucket: required key has no value"),
             "{errs}"
         );
+    }
+
+    #[test]
+    fn body_attempts_time_out_before_the_retry_budget_ends() {
+        let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        let part = c.body_attempt_timeout(c.part_size);
+        assert_eq!(part, Duration::from_secs(124));
+        assert!(
+            part < c.retry_timeout,
+            "a stalled part leaves time to retry"
+        );
+        assert_eq!(c.body_attempt_timeout(0), Duration::from_secs(60));
+        assert_eq!(
+            c.body_attempt_timeout(u64::MAX),
+            c.request_timeout,
+            "capped by s3_request_timeout_seconds"
+        );
+        let c = parse(r#"{"s3_bucket": "bkt", "s3_request_timeout_seconds": 5}"#).unwrap();
+        assert_eq!(c.body_attempt_timeout(16 << 20), Duration::from_secs(5));
     }
 
     #[test]

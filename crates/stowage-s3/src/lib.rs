@@ -11,14 +11,16 @@
 //!   budget, jittered exponential backoff, only what another attempt can
 //!   change), reads that resume from the next byte with the ETag pinned,
 //!   a CompleteMultipartUpload whose answer was lost reconciled with a
-//!   HEAD, Content-MD5 on parts over plain HTTP, listings that fail rather
-//!   than loop or stop short. See `docs/s3.md`.
+//!   HEAD, a checksum the server verifies on every part (Content-MD5 over
+//!   plain HTTP, the signed SHA-256 otherwise: `s3_part_checksum`),
+//!   listings that fail rather than loop or stop short. See `docs/s3.md`.
 //! - Presigned GET/HEAD/PUT URLs; cleanup of stale uploads and orphaned
 //!   multipart uploads; `validate` that tells a missing bucket, denied
 //!   access, a wrong region and an unreachable endpoint apart.
 //!
 //! Works with AWS and S3-compatible servers (Ceph RGW, Garage, MinIO):
-//! checksums are computed only when an operation requires them, and ETags
+//! the SDK's optional CRC checksums (trailers many servers refuse) are off,
+//! and ETags
 //! missing from CompleteMultipartUpload answers are read back with HEAD.
 //!
 //! ```no_run

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use stowage_core::multipart::{CompletedPart, MultipartSink};
 use stowage_core::{Error, ObjectMeta, Result, StoragePath};
 
+use crate::builder::body_attempt_override;
 use crate::error::from_sdk;
 use crate::retry::transient_cause;
 use crate::writes::content_md5;
@@ -231,9 +232,10 @@ impl MultipartSink for S3Multipart {
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
         let s = &self.storage;
         let size = data.len() as u64;
-        // The server refuses bytes damaged on the way (the signed SHA-256,
-        // and Content-MD5 when set, computed once per part) and the part is
-        // sent again from memory.
+        // The server refuses bytes damaged on the way (it checks the
+        // signed SHA-256 with `sha256`, hashed again by the SDK each
+        // attempt, or the Content-MD5 with `md5`, computed once per part;
+        // `none` sends neither) and the part is sent again from memory.
         let sign = s.config.signs_payload();
         let md5 = if s.config.sends_content_md5() {
             Some(content_md5(data.clone()).await)
@@ -252,7 +254,8 @@ impl MultipartSink for S3Multipart {
                     .content_length(size as i64)
                     .set_content_md5(md5.clone())
                     .body(SdkBody::from(data.clone()))
-                    .customize();
+                    .customize()
+                    .config_override(body_attempt_override(&s.config, size));
                 if sign {
                     op.send()
                 } else {

@@ -65,7 +65,7 @@ impl RetryPolicy {
     /// The policy `config` asks for.
     pub(crate) fn from_config(config: &S3Config) -> Self {
         Self {
-            max_attempts: config.max_attempts.max(1),
+            max_attempts: config.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
             timeout: config.retry_timeout,
             base_backoff: BASE_BACKOFF,
             max_backoff: MAX_BACKOFF,
@@ -121,7 +121,8 @@ const OPERATIONS: [&str; OPERATION_COUNT] = [
     "UploadPartCopy",
 ];
 
-/// What the retry policy did, for `Storage::metrics()`.
+/// What the retry policy did, for `Storage::metrics()`. (`Default` covers
+/// arrays of up to 32 counters: `MAX_ATTEMPTS_LIMIT` stays below that.)
 #[derive(Debug, Default)]
 pub(crate) struct RetryCounters {
     /// Retries by operation ([`OPERATIONS`], then `other`).

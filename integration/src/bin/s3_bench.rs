@@ -249,20 +249,24 @@ fn gc() {
 /// rooted at `stowage-bench` like the library contender.
 fn cli_config(env: &S3Env, dir: &Path) -> PathBuf {
     let path = dir.join("config.yaml");
+    let endpoint = env
+        .endpoint
+        .as_deref()
+        .map(|e| format!("      endpoint_url: {e}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &path,
         format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - endpoint_url: {}\n      s3_bucket: {}\n      s3_region: {}\n      storage_path: /stowage-bench\n      s3_access_key: {}\n      s3_secret_key_env: STOWAGE_S3_TEST_SECRET_KEY\nDISTRIBUTED_STORAGE_PREFERENCE: [s3]\n",
-            env.endpoint.clone().unwrap_or_default(),
-            env.bucket,
-            env.region,
-            env.access_key,
+            "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - s3_bucket: {}\n{endpoint}      s3_region: {}\n      storage_path: /stowage-bench\n      s3_access_key: {}\n      s3_secret_key_env: STOWAGE_S3_TEST_SECRET_KEY\nDISTRIBUTED_STORAGE_PREFERENCE: [s3]\n",
+            env.bucket, env.region, env.access_key,
         ),
     )
     .unwrap();
     path
 }
 
+/// The writers, in the order of `main`'s match arms and of the indices its
+/// ratios use (0 is stowage with the default checksum).
 const WRITERS: [&str; 7] = [
     "stowage",
     "stowage, s3_part_checksum sha256",
@@ -272,6 +276,7 @@ const WRITERS: [&str; 7] = [
     "boto3 sequential 5 MiB",
     "boto3 upload_file",
 ];
+/// The readers, in the order of `main`'s match arms and ratio indices.
 const READERS: [&str; 5] = [
     "stowage",
     "stowage get (CLI, file)",
