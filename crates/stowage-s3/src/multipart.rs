@@ -13,10 +13,9 @@ use bytes::Bytes;
 use stowage_core::multipart::{CompletedPart, MultipartSink};
 use stowage_core::{Error, ObjectMeta, Result, StoragePath};
 
-use crate::builder::body_attempt_override;
 use crate::error::from_sdk;
 use crate::retry::transient_cause;
-use crate::writes::content_md5;
+use crate::writes::{body_md5, send_body};
 use crate::S3Storage;
 
 impl S3Storage {
@@ -232,19 +231,10 @@ impl MultipartSink for S3Multipart {
     async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
         let s = &self.storage;
         let size = data.len() as u64;
-        // The server refuses bytes damaged on the way (it checks the
-        // signed SHA-256 with `sha256`, hashed again by the SDK each
-        // attempt, or the Content-MD5 with `md5`, computed once per part;
-        // `none` sends neither) and the part is sent again from memory.
-        let sign = s.config.signs_payload();
-        let md5 = if s.config.sends_content_md5() {
-            Some(content_md5(data.clone()).await)
-        } else {
-            None
-        };
+        let md5 = body_md5(&s.config, &data).await;
         let out = s
             .retrying("UploadPart", &self.key, || {
-                let op = s
+                let request = s
                     .client
                     .upload_part()
                     .bucket(s.bucket())
@@ -253,14 +243,8 @@ impl MultipartSink for S3Multipart {
                     .part_number(number as i32)
                     .content_length(size as i64)
                     .set_content_md5(md5.clone())
-                    .body(SdkBody::from(data.clone()))
-                    .customize()
-                    .config_override(body_attempt_override(&s.config, size));
-                if sign {
-                    op.send()
-                } else {
-                    op.disable_payload_signing().send()
-                }
+                    .body(SdkBody::from(data.clone()));
+                send_body!(s, request, size)
             })
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;

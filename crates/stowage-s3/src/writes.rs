@@ -11,7 +11,6 @@ use futures::{StreamExt, TryStreamExt};
 use stowage_core::multipart::{self, MultipartOptions};
 use stowage_core::{Error, ObjectMeta, PutOptions, Result, StoragePath, WriteStream};
 
-use crate::builder::body_attempt_override;
 use crate::error::{from_sdk, DRIVER};
 use crate::multipart::S3Multipart;
 use crate::{S3Storage, ServerSideEncryption};
@@ -24,7 +23,7 @@ const MD5_INLINE_LIMIT: usize = 256 * 1024;
 /// Large bodies are hashed on a blocking thread (md-5 with its assembly on
 /// x86 and x86-64, portable code elsewhere: about 500 MB/s on the test
 /// machine, 23% less CPU than the portable code).
-pub(crate) async fn content_md5(data: Bytes) -> String {
+async fn content_md5(data: Bytes) -> String {
     fn digest(data: &[u8]) -> String {
         use base64::Engine as _;
         use md5::Digest as _;
@@ -40,6 +39,39 @@ pub(crate) async fn content_md5(data: Bytes) -> String {
         Err(_) => digest(&data),
     }
 }
+
+/// The Content-MD5 a body carries under `s3_part_checksum` (`md5`), or
+/// none. Computed once per body and sent with every attempt.
+pub(crate) async fn body_md5(config: &crate::S3Config, data: &Bytes) -> Option<String> {
+    if config.sends_content_md5() {
+        Some(content_md5(data.clone()).await)
+    } else {
+        None
+    }
+}
+
+/// Sends a request that carries a body (PutObject, UploadPart) of `$size`
+/// bytes the way `s3_part_checksum` says: the payload's SHA-256 signed
+/// (`sha256`) or the payload unsigned (`md5`, whose header the caller set,
+/// and `none`); with the body's attempt timeout
+/// ([`crate::S3Config::body_attempt_timeout`]). The server refuses damaged
+/// bytes, and the retry policy sends them again from memory.
+macro_rules! send_body {
+    ($storage:expr, $request:expr, $size:expr) => {{
+        let op = $request
+            .customize()
+            .config_override($crate::builder::body_attempt_override(
+                &$storage.config,
+                $size,
+            ));
+        if $storage.config.signs_payload() {
+            op.send()
+        } else {
+            op.disable_payload_signing().send()
+        }
+    }};
+}
+pub(crate) use send_body;
 
 macro_rules! write_settings {
     ($self:expr, $req:expr) => {{
@@ -174,15 +206,7 @@ impl S3Storage {
         }
         let key = self.object_key(path);
         let size = data.len() as u64;
-        // The server refuses bytes damaged on the way (it checks the
-        // signed SHA-256 with `sha256`, the Content-MD5 with `md5`; `none`
-        // sends neither), and the request is sent again from `data`.
-        let sign = self.config.signs_payload();
-        let md5 = if self.config.sends_content_md5() {
-            Some(content_md5(data.clone()).await)
-        } else {
-            None
-        };
+        let md5 = body_md5(&self.config, &data).await;
         let out = self
             .retrying("PutObject", &key, || {
                 let request = self
@@ -194,15 +218,7 @@ impl S3Storage {
                     .set_content_md5(md5.clone())
                     .body(SdkBody::from(data.clone()))
                     .set_content_type(options.content_type.clone());
-                let op = self
-                    .with_write_settings_put(request)
-                    .customize()
-                    .config_override(body_attempt_override(&self.config, size));
-                if sign {
-                    op.send()
-                } else {
-                    op.disable_payload_signing().send()
-                }
+                send_body!(self, self.with_write_settings_put(request), size)
             })
             .await
             .map_err(|e| from_sdk(e, self.op("PutObject", &key), path.as_str()))?;
