@@ -139,6 +139,33 @@ async fn dropped_multipart_write_aborts_its_upload() {
     assert_no_multipart_uploads(&env, &s).await;
 }
 
+/// A write dropped at any moment, CreateMultipartUpload in flight
+/// included (the server made the upload, the id has not arrived), leaves
+/// no multipart upload behind.
+#[tokio::test]
+async fn writes_dropped_at_any_moment_leave_no_upload() {
+    let env = S3Env::get();
+    let s = env.storage("mp-drop-any").await;
+    let first = data(11 * MIB, 6);
+    for delay_ms in 0..40u64 {
+        let stalled = futures::stream::iter(vec![Ok(first.clone())])
+            .chain(futures::stream::pending())
+            .boxed();
+        let key = p(&format!("x{delay_ms}"));
+        let r = tokio::time::timeout(
+            Duration::from_millis(delay_ms),
+            s.put_stream(&key, stalled, PutOptions::default()),
+        )
+        .await;
+        assert!(r.is_err(), "a stalled write never finishes");
+    }
+    assert_no_multipart_uploads(&env, &s).await;
+    for delay_ms in 0..40u64 {
+        let key = p(&format!("x{delay_ms}"));
+        assert!(!s.exists(&key).await.unwrap(), "{key} visible");
+    }
+}
+
 #[tokio::test]
 async fn chunked_upload_assembles_server_side_and_splits_large_chunks() {
     let env = S3Env::get();

@@ -102,7 +102,7 @@ impl S3Storage {
     /// (UploadPartCopy) and small tails sent as bytes, a few in flight;
     /// aborted on any failure.
     async fn copy_parts(&self, to: &StoragePath, to_key: &str, pieces: Vec<Piece>) -> Result<()> {
-        let upload = Arc::new(self.start_multipart(to_key, to).await?);
+        let upload = Arc::new(self.start_multipart(to_key, to, None).await?);
         // A dropped copy or assembly aborts its multipart upload too.
         let mut guard = stowage_core::multipart::AbortOnDrop::new(upload.clone());
         let result = futures::stream::iter(pieces.into_iter().enumerate())

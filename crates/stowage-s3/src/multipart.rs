@@ -13,53 +13,62 @@ use bytes::Bytes;
 use stowage_core::multipart::{CompletedPart, MultipartSink};
 use stowage_core::{Error, ObjectMeta, Result, StoragePath};
 
-use crate::error::from_sdk;
+use crate::error::{from_sdk, DRIVER};
 use crate::retry::transient_cause;
 use crate::writes::{body_md5, send_body};
 use crate::S3Storage;
 
 impl S3Storage {
-    /// CreateMultipartUpload of `key` with the write settings, retried. A
-    /// retry after an answer was lost may leave the first upload behind,
-    /// unused: `cleanup_uploads` (or a lifecycle rule) aborts it.
-    pub(crate) async fn create_multipart(
-        &self,
-        key: &str,
-        content_type: Option<String>,
-    ) -> std::result::Result<
-        aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput,
-        aws_sdk_s3::error::SdkError<
-            aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
-            aws_sdk_s3::config::http::HttpResponse,
-        >,
-    > {
-        self.retrying("CreateMultipartUpload", key, || {
-            let create = self
-                .client
-                .create_multipart_upload()
-                .bucket(self.bucket())
-                .key(key)
-                .set_content_type(content_type.clone());
-            self.with_write_settings_create(create).send()
-        })
-        .await
-    }
-
-    /// Starts a multipart upload of `key` for copies and assembly.
+    /// Starts a multipart upload of `key` (CreateMultipartUpload with the
+    /// write settings, retried).
+    ///
+    /// The request runs in a task of its own. A caller dropped while it is
+    /// in flight (a client gone, a cancelled copy) would otherwise leave an
+    /// upload the server created but nobody knows the id of; the task
+    /// aborts it instead when no one is left to take it. A retry after a
+    /// lost answer may still leave the first upload behind, unused:
+    /// `cleanup_uploads` (or a lifecycle rule) aborts it.
     pub(crate) async fn start_multipart(
         &self,
         key: &str,
         path: &StoragePath,
+        content_type: Option<String>,
     ) -> Result<S3Multipart> {
-        let created = self
-            .create_multipart(key, None)
-            .await
-            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", key), path.as_str()))?;
-        Ok(S3Multipart {
-            storage: self.clone(),
-            path: path.clone(),
-            key: key.to_string(),
-            upload_id: created.upload_id().unwrap_or_default().to_string(),
+        let (taken, handed) = tokio::sync::oneshot::channel::<Result<S3Multipart>>();
+        let this = self.clone();
+        let (key, path) = (key.to_string(), path.clone());
+        tokio::spawn(async move {
+            let created = this
+                .retrying("CreateMultipartUpload", &key, || {
+                    let create = this
+                        .client
+                        .create_multipart_upload()
+                        .bucket(this.bucket())
+                        .key(&key)
+                        .set_content_type(content_type.clone());
+                    this.with_write_settings_create(create).send()
+                })
+                .await
+                .map_err(|e| from_sdk(e, this.op("CreateMultipartUpload", &key), path.as_str()))
+                .map(|out| S3Multipart {
+                    storage: this.clone(),
+                    path,
+                    key,
+                    upload_id: out.upload_id().unwrap_or_default().to_string(),
+                });
+            if let Err(Ok(orphan)) = taken.send(created) {
+                if let Err(e) = orphan.abort_upload().await {
+                    tracing::warn!(key = %orphan.key, error = %e, "aborting a multipart upload whose writer was dropped failed");
+                }
+            }
+        });
+        handed.await.unwrap_or_else(|_| {
+            Err(Error::backend(
+                DRIVER,
+                false,
+                "CreateMultipartUpload",
+                std::io::Error::other("the task starting the upload ended without an answer"),
+            ))
         })
     }
 }

@@ -12,7 +12,6 @@ use stowage_core::multipart::{self, MultipartOptions};
 use stowage_core::{Error, ObjectMeta, PutOptions, Result, StoragePath, WriteStream};
 
 use crate::error::{from_sdk, DRIVER};
-use crate::multipart::S3Multipart;
 use crate::{S3Storage, ServerSideEncryption};
 
 /// Bodies at least this large have their MD5 computed on a blocking
@@ -160,17 +159,10 @@ impl S3Storage {
                 .boxed();
         }
         let key = self.object_key(path);
-        let created = self
-            .create_multipart(&key, options.content_type.clone())
-            .await
-            .map_err(|e| from_sdk(e, self.op("CreateMultipartUpload", &key), path.as_str()))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
-        let sink = Arc::new(S3Multipart {
-            storage: self.clone(),
-            path: path.clone(),
-            key,
-            upload_id,
-        });
+        let sink = Arc::new(
+            self.start_multipart(&key, path, options.content_type.clone())
+                .await?,
+        );
         let options_mp = MultipartOptions {
             part_size,
             limits: crate::limits::S3_PART_LIMITS,
