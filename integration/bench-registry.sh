@@ -78,9 +78,9 @@ EOF
 targets=()
 start_stowage() { # name location
   local port; port=$(free_port)
-  mkdir -p "$work/state-$1"
+  # Upload records in the storage (the default), as distribution keeps its.
   "$stowage" --config "$work/stowage.yaml" --location "$2" serve --no-redirect \
-    --listen "127.0.0.1:$port" --state-dir "$work/state-$1" "${auth_stowage[@]}" 2>"$work/$1.log" &
+    --listen "127.0.0.1:$port" "${auth_stowage[@]}" 2>"$work/$1.log" &
   pids+=($!); targets+=(--target "$1=127.0.0.1:$port:$!"); wait_up "127.0.0.1:$port"
 }
 start_distribution() { # name config-args...

@@ -153,7 +153,8 @@ impl RegistryError {
 
     /// Maps a storage error met while working on `what` (a blob or a
     /// manifest): not found becomes `not_found`; digest mismatches become
-    /// `DIGEST_INVALID`; the rest `UNKNOWN` with the error's text, which
+    /// `DIGEST_INVALID`; a request body that broke off `BLOB_UPLOAD_INVALID`;
+    /// the rest `UNKNOWN` with the error's text, which
     /// names buckets, endpoints and keys: [`RegistryError::for_client`]
     /// keeps it out of the response and logs it.
     pub fn storage(e: stowage::Error, not_found: ErrorCode) -> Self {
@@ -167,6 +168,11 @@ impl RegistryError {
             }
             stowage::Error::InvalidRange { .. } => {
                 Self::new(ErrorCode::RangeInvalid, e.to_string())
+            }
+            // The client's body broke off (a reset, a proxy's cut): the
+            // request's fault, a 400, and nothing was stored.
+            stowage::Error::InputStream { .. } => {
+                Self::new(ErrorCode::BlobUploadInvalid, e.to_string())
             }
             other => {
                 // Logged at error level once, by `for_client`, when the

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use futures::FutureExt;
 use tracing::Instrument;
 
 use crate::auth::{Access, Action, Challenge};
@@ -164,7 +165,13 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     let idle = registry.idle_timeout;
     let request = request.map(|body| IdleTimeoutBody::wrap(body, idle, timed_out.clone()));
     let mut response = async {
-        match route(&registry, request).await {
+        // A panic in a handler (a bug) answers like any other server
+        // error, instead of dropping the connection with no answer.
+        let routed = std::panic::AssertUnwindSafe(route(&registry, request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panicked(&*panic)));
+        match routed {
             Ok(r) => r,
             Err(_) if timed_out.is_set() => idle_error(idle).into_response(),
             // Server errors carry a generic message and the request id; the
@@ -194,6 +201,17 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     }
     h.insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     response
+}
+
+/// The server error a panicked handler answers with; its message (for
+/// the log only) is the panic's.
+fn panicked(panic: &(dyn std::any::Any + Send)) -> RegistryError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_string());
+    crate::service::internal(format!("the handler panicked: {message}"))
 }
 
 /// 401 with the challenge's `WWW-Authenticate` and an `UNAUTHORIZED` body.

@@ -780,6 +780,133 @@ mod hostile_clients {
         }
     }
 
+    /// Local storage whose reads panic (a bug in a driver, as far as the
+    /// registry can tell), with a message naming a bucket and a key.
+    #[derive(Debug)]
+    struct PanickingReads(LocalStorage);
+
+    #[stowage::async_trait]
+    impl Storage for PanickingReads {
+        fn driver(&self) -> &'static str {
+            "panicking-reads"
+        }
+
+        fn capabilities(&self) -> stowage::Capabilities {
+            self.0.capabilities()
+        }
+
+        async fn get(
+            &self,
+            path: &StoragePath,
+            _options: stowage::GetOptions,
+        ) -> stowage::Result<stowage::GetResult> {
+            panic!("s3://secret-bucket/{path} exploded");
+        }
+
+        async fn put_stream(
+            &self,
+            path: &StoragePath,
+            data: stowage::WriteStream<'_>,
+            options: stowage::PutOptions,
+        ) -> stowage::Result<stowage::ObjectMeta> {
+            self.0.put_stream(path, data, options).await
+        }
+
+        async fn stat(&self, path: &StoragePath) -> stowage::Result<stowage::ObjectMeta> {
+            self.0.stat(path).await
+        }
+
+        async fn delete(&self, path: &StoragePath) -> stowage::Result<()> {
+            self.0.delete(path).await
+        }
+
+        fn list(&self, prefix: Option<&StoragePath>) -> stowage::ListStream<'_> {
+            self.0.list(prefix)
+        }
+    }
+
+    /// A PATCH whose body breaks off is the client's failure: 400
+    /// `BLOB_UPLOAD_INVALID`, nothing of the chunk kept, and the upload
+    /// resumes from where it was.
+    #[tokio::test]
+    async fn a_body_that_breaks_off_is_a_400_and_the_upload_resumes() {
+        let api = Api::new();
+        let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let location = header(&r, "location");
+        let broken = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"first half")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            )),
+        ]);
+        let (r, body) = api
+            .send(req("PATCH", &location, Body::from_stream(broken)))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&body), "BLOB_UPLOAD_INVALID");
+        let (r, _) = api.call("GET", &location).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        assert_eq!(header(&r, "range"), "0-0");
+        let data = b"the whole layer";
+        let digest = Sha256Digest::of(data);
+        let (r, _) = api.send(req("PATCH", &location, data.to_vec())).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let location = header(&r, "location");
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let (r, _) = api
+            .call("PUT", format!("{location}{sep}digest={digest}"))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    /// A handler that panics answers a generic 500 naming the request id
+    /// (counted like any other answer), and the registry goes on serving.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_generic_500() {
+        let storage: Arc<dyn Storage> = Arc::new(PanickingReads(LocalStorage::in_memory()));
+        let state = tempfile::tempdir().unwrap();
+        let registry = Arc::new(registry_on(storage, &state).without_redirects());
+        let data = b"layer bytes";
+        let digest = Sha256Digest::of(data);
+        let (r, _) = send_to(
+            &registry,
+            req(
+                "POST",
+                &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                data.to_vec(),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        for _ in 0..2 {
+            let (r, body) = send_to(
+                &registry,
+                req("GET", &format!("/v2/app/blobs/{digest}"), Body::empty()),
+            )
+            .await;
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(error_code(&body), "UNKNOWN");
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.contains(&header(&r, "x-request-id")), "{text}");
+            assert!(!text.contains("secret-bucket"), "{text}");
+            assert!(!text.contains("exploded"), "{text}");
+        }
+        let (r, _) = send_to(
+            &registry,
+            req("HEAD", &format!("/v2/app/blobs/{digest}"), Body::empty()),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let (_, body) = send_to(&registry, req("GET", "/metrics", Body::empty())).await;
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.contains("stowage_registry_requests_total{method=\"GET\",status=\"500\"} 2"),
+            "{text}"
+        );
+    }
+
     /// `X-Forwarded-For` counts only from a trusted proxy (a spoofed header
     /// from anyone else is ignored), and IPv4-mapped addresses reach the
     /// storage's URL policy in their IPv4 form.

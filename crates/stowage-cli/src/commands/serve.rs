@@ -71,7 +71,56 @@ pub(crate) async fn run(
         location.name,
         location.driver.driver_name()
     );
+    for warning in exposure_warnings(listen, options.authenticator.is_some(), scheme == "https") {
+        eprintln!("stowage: warning: {warning}");
+    }
     stowage_registry::serve(storage, listener, options)
         .await
         .map_err(|e| Failure::failed(format!("registry stopped: {e}")))
+}
+
+/// What an operator should know before a registry listens beyond this
+/// machine: without authentication anyone who reaches the port can push,
+/// delete and fill the storage; without TLS passwords cross in clear.
+fn exposure_warnings(listen: SocketAddr, authenticated: bool, tls: bool) -> Vec<String> {
+    if listen.ip().to_canonical().is_loopback() {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    if !authenticated {
+        warnings.push(format!(
+            "{listen} is reachable from other machines and there is no --htpasswd: \
+             anyone who reaches it can push, delete and fill the storage"
+        ));
+    } else if !tls {
+        warnings.push(format!(
+            "{listen} is reachable from other machines without TLS: \
+             passwords cross the network in clear (--tls-cert/--tls-key, or TLS at a balancer)"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warnings;
+
+    #[test]
+    fn open_listeners_are_warned_about() {
+        let local = "127.0.0.1:5000".parse().unwrap();
+        let local6 = "[::1]:5000".parse().unwrap();
+        let mapped = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let open = "0.0.0.0:5000".parse().unwrap();
+        let open6 = "[::]:5000".parse().unwrap();
+        for addr in [local, local6, mapped] {
+            assert!(exposure_warnings(addr, false, false).is_empty(), "{addr}");
+        }
+        for addr in [open, open6] {
+            let w = exposure_warnings(addr, false, false);
+            assert!(w.len() == 1 && w[0].contains("no --htpasswd"), "{w:?}");
+            let w = exposure_warnings(addr, true, false);
+            assert!(w.len() == 1 && w[0].contains("without TLS"), "{w:?}");
+            assert!(exposure_warnings(addr, true, true).is_empty());
+        }
+    }
 }

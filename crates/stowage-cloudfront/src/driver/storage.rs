@@ -263,7 +263,11 @@ stowage_core::forward_storage! {
         path: &StoragePath,
         options: &DownloadUrlOptions,
     ) -> Result<Option<DirectUrl>> {
-        if let Some(route) = self.bypass_reason(options.client_ip) {
+        // An IPv4 client on a dual-stack listener arrives as `::ffff:a.b.c.d`:
+        // the AWS-range check and the policy CloudFront matches against the
+        // viewer's address both need `a.b.c.d`.
+        let client_ip = options.client_ip.map(|ip| ip.to_canonical());
+        if let Some(route) = self.bypass_reason(client_ip) {
             return self.s3_url(path, options, route, None).await;
         }
         let signer = match &self.inner.keys {
@@ -282,7 +286,7 @@ stowage_core::forward_storage! {
         let lifetime = i64::try_from(options.expires_in.as_secs()).unwrap_or(i64::MAX / 2);
         let expires = round_up(Utc::now().timestamp() + lifetime.max(1), granularity);
         let url = self.unsigned_url(path, options);
-        match self.sign(signer, url, expires, options.client_ip).await {
+        match self.sign(signer, url, expires, client_ip).await {
             Ok((signed, cached)) => {
                 let route = if cached { Route::Cached } else { Route::Signed };
                 self.inner.counters.record(route, "");
@@ -409,5 +413,44 @@ mod tests {
         assert_eq!(storage.route_count(Route::Signed), 1);
         assert_eq!(storage.route_count(Route::Cached), 1);
         assert!(a.expires_at > Utc::now() + chrono::Duration::seconds(590));
+    }
+
+    /// The policy of a URL restricted to the client's address, decoded.
+    fn policy_of(url: &str) -> String {
+        use base64::Engine;
+        let encoded = url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("Policy="))
+            .expect("a custom-policy URL");
+        let standard = encoded
+            .replace('-', "+")
+            .replace('_', "=")
+            .replace('~', "/");
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(standard)
+            .unwrap();
+        String::from_utf8(json).unwrap()
+    }
+
+    /// An IPv4-mapped client address (`::ffff:a.b.c.d`, an IPv4 client on
+    /// a dual-stack listener) signs the same policy as the plain IPv4
+    /// address, the one CloudFront sees and matches.
+    #[tokio::test]
+    async fn ipv4_mapped_clients_get_an_ipv4_policy() {
+        let mut c = config("K2JCJMDEHXQW5F", "rsa2048-pkcs8.pem");
+        c.policy = PolicyKind::Custom;
+        c.restrict_to_client_ip = true;
+        let storage = CloudFrontedS3Storage::new(c).await.unwrap();
+        let path = StoragePath::parse("blobs/x").unwrap();
+        let mapped =
+            DownloadUrlOptions::default().with_client_ip("::ffff:203.0.113.1".parse().unwrap());
+        let plain = DownloadUrlOptions::default().with_client_ip("203.0.113.1".parse().unwrap());
+        let a = storage.download_url(&path, &mapped).await.unwrap().unwrap();
+        let policy = policy_of(&a.url);
+        assert!(policy.contains("\"203.0.113.1/32\""), "{policy}");
+        assert!(!policy.contains("ffff"), "{policy}");
+        let b = storage.download_url(&path, &plain).await.unwrap().unwrap();
+        assert_eq!(a.url, b.url);
+        assert_eq!(storage.route_count(Route::Cached), 1);
     }
 }
