@@ -7,11 +7,16 @@ binary bytes) as an artifact, fetches the manifest through the SDK and checks
 every layer's digest, size and title against the local files, then pulls the
 artifact into another directory and compares each file byte for byte.
 
-Plain HTTP, no auth (OrasClient(insecure=True)). The SDK uploads each blob
-with POST + PUT, or with POST + PATCH... + PUT with --chunked.
+Plain HTTP without credentials by default; with --ca-file, HTTPS trusting
+that CA; with ORAS_USER and ORAS_PASS in the environment (the SDK's basic
+auth backend reads them there, so the password is never an argument),
+basic authentication, after checking that /v2/ answers 401 without the
+credentials and 200 with them. The SDK uploads each blob with POST + PUT,
+or with POST + PATCH... + PUT with --chunked.
 
 CLI:
-  oras_check.py --registry HOST:PORT --repo NAME [--tag TAG] [--chunked]
+  [ORAS_USER=U ORAS_PASS=P] oras_check.py --registry HOST:PORT --repo NAME
+      [--tag TAG] [--chunked] [--ca-file CA.pem]
 
 Exit status 0 and "oras round trip ok" on success; 1 and a message naming
 what differed (or what failed) otherwise.
@@ -59,15 +64,29 @@ def sha256_digest(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def check_registry_reachable(registry):
-    """Fail fast with a clear message (the SDK retries for minutes otherwise)."""
-    url = f"http://{registry}/v2/"
+def credentials():
+    """(user, password) from ORAS_USER and ORAS_PASS, or None."""
+    user, password = os.environ.get("ORAS_USER"), os.environ.get("ORAS_PASS")
+    return (user, password) if user and password else None
+
+
+def check_registry_reachable(registry, ca_file):
+    """Fail fast with a clear message (the SDK retries for minutes otherwise);
+    with credentials, /v2/ must refuse a request without them."""
+    scheme = "https" if ca_file else "http"
+    url = f"{scheme}://{registry}/v2/"
+    verify = ca_file or True
+    auth = credentials()
     try:
-        response = requests.get(url, timeout=10)
+        response = requests.get(url, timeout=10, verify=verify, auth=auth)
+        anonymous = requests.get(url, timeout=10, verify=verify) if auth else None
     except requests.RequestException as error:
         raise CheckFailed(f"registry not reachable at {url}: {error}") from error
     if response.status_code != 200:
         raise CheckFailed(f"GET {url} answered {response.status_code}, expected 200")
+    if anonymous is not None and anonymous.status_code != 401:
+        raise CheckFailed(f"GET {url} without credentials answered "
+                          f"{anonymous.status_code}, expected 401")
 
 
 def push(client, target, directory, names, chunked):
@@ -107,9 +126,11 @@ def check_pulled(directory, files):
                               f"differ from the {len(content)} pushed")
 
 
-def round_trip(registry, repo, tag, chunked):
-    check_registry_reachable(registry)
-    client = oras.client.OrasClient(hostname=registry, insecure=True)
+def round_trip(registry, repo, tag, chunked, ca_file=None):
+    check_registry_reachable(registry, ca_file)
+    client = oras.client.OrasClient(
+        hostname=registry, insecure=not ca_file, tls_verify=ca_file or True,
+        auth_backend="basic" if credentials() else "token")
     target = f"{registry}/{repo}:{tag}"
     with tempfile.TemporaryDirectory() as source, tempfile.TemporaryDirectory() as dest:
         files = make_files(source)
@@ -127,13 +148,15 @@ def parse_args(argv):
     parser.add_argument("--tag", default="latest")
     parser.add_argument("--chunked", action="store_true",
                         help="upload blobs in chunks (POST, PATCH..., PUT)")
+    parser.add_argument("--ca-file", metavar="CA.pem",
+                        help="HTTPS, trusting this CA certificate")
     return parser.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
     try:
-        round_trip(args.registry, args.repo, args.tag, args.chunked)
+        round_trip(args.registry, args.repo, args.tag, args.chunked, args.ca_file)
     except CheckFailed as error:
         print(f"oras check FAILED: {error}", file=sys.stderr)
         return 1

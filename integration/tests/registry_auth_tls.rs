@@ -1,6 +1,7 @@
 //! `stowage serve` with HTTPS (a test CA made with openssl) and htpasswd
 //! authentication (`htpasswd -B`), on the embedded local store: curl sees
-//! the 401s, skopeo pushes and pulls with `--creds` and `--cert-dir`,
+//! the 401s, skopeo pushes and pulls with `--creds` and `--cert-dir`, the
+//! oras SDK pushes and pulls with credentials,
 //! anonymous pulls when allowed, and the password never reaches the log.
 
 mod support;
@@ -31,6 +32,30 @@ fn curl(ca: &std::path::Path, url: &str, extra: &[&str]) -> (u16, String, String
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     let headers = std::fs::read_to_string(&headers).unwrap_or_default();
     (code.trim().parse().unwrap_or(0), headers, body.to_string())
+}
+
+/// `oras_check.py` (the oras SDK) over HTTPS with the test CA, with
+/// credentials in the environment when given.
+fn oras(addr: &str, ca: &str, creds: Option<(&str, &str)>, chunked: bool) -> std::process::Output {
+    let mut cmd = Command::new("python3");
+    cmd.arg(stowage_integration::registry::script("oras_check.py"))
+        .args([
+            "--registry",
+            addr,
+            "--repo",
+            "artifacts/oras",
+            "--ca-file",
+            ca,
+        ])
+        .env_remove("ORAS_USER")
+        .env_remove("ORAS_PASS");
+    if chunked {
+        cmd.arg("--chunked");
+    }
+    if let Some((user, password)) = creds {
+        cmd.env("ORAS_USER", user).env("ORAS_PASS", password);
+    }
+    cmd.output().unwrap()
 }
 
 fn assert_challenge(status: u16, headers: &str, body: &str, what: &str) {
@@ -142,6 +167,19 @@ fn tls_and_htpasswd_with_curl_and_skopeo() {
         !anonymous.status.success(),
         "no anonymous pulls without --anonymous-pull"
     );
+
+    // oras (the SDK) with credentials over HTTPS, whole and chunked (its
+    // check first sees /v2/ refuse a request without them).
+    for chunked in [false, true] {
+        let out = oras(&server.addr, &cacert, Some((USER, PASSWORD)), chunked);
+        assert!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"),
+            "oras with credentials (chunked: {chunked}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // The password never reaches the log, whatever was sent.
     let log = server.log();

@@ -684,6 +684,26 @@ mod hostile_clients {
             assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
             assert_eq!(error_code(&body), "RANGE_INVALID", "{range}");
         }
+        // An empty blob: `bytes=0-` is all of it (a 200: no 206 can name
+        // an empty range); any other range is unsatisfiable.
+        let empty = push_blob(&api, "app", b"").await;
+        let ranged_empty = |range: &str| {
+            Request::builder()
+                .uri(format!("/v2/app/blobs/{empty}"))
+                .header("range", range)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (r, body) = api.send(ranged_empty("bytes=0-")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-length"), "0");
+        assert!(r.headers().get("content-range").is_none());
+        assert!(body.is_empty());
+        for range in ["bytes=0-0", "bytes=-1", "bytes=1-"] {
+            let (r, _) = api.send(ranged_empty(range)).await;
+            assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+            assert_eq!(header(&r, "content-range"), "bytes */0", "{range}");
+        }
         // Content-Range on a chunk: huge and garbage positions.
         let (r, _) = api.call("POST", "/v2/app/blobs/uploads/").await;
         let location = header(&r, "location");

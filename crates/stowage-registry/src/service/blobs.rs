@@ -166,7 +166,9 @@ impl Registry {
         if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
             h.insert(DIGEST_HEADER, v);
         }
-        if range.is_some() {
+        // `bytes=0-` of an empty blob is the whole of it: a 200, as a 206
+        // cannot name an empty range (`bytes 0-0/0` would claim a byte).
+        if range.is_some() && served.start < served.end {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
             let value = format!(
                 "bytes {}-{}/{}",
