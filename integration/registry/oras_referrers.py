@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Attach artifacts to an artifact with the `oras` Python SDK and list them
-through the OCI 1.1 referrers API.
+"""Attach artifacts to an image (or an artifact) with the `oras` Python SDK
+and list them through the OCI 1.1 referrers API.
 
-Pushes a subject artifact, then two artifacts that name it as `subject`
+Takes the image at --subject-tag as the subject (pushed beforehand, by
+skopeo say), or pushes a subject artifact; then pushes two artifacts that name it as `subject`
 (an SBOM-like and a signature-like one, told apart by their config media
 type, which is their artifactType), and checks, through the SDK's own HTTP
 session:
@@ -12,7 +13,7 @@ session:
   - ?artifactType= filters to one and says so in `OCI-Filters-Applied`;
   - a digest nobody refers to gives an empty index (200, not 404).
 
-CLI: oras_referrers.py --registry HOST:PORT --repo NAME
+CLI: oras_referrers.py --registry HOST:PORT --repo NAME [--subject-tag TAG]
 Exit 0 and "oras referrers ok" on success, 1 naming what differed.
 """
 
@@ -81,11 +82,15 @@ def referrers(client, registry, repo, digest, artifact_type=None):
     return response, index
 
 
-def run(registry, repo):
+def run(registry, repo, subject_tag=None):
     client = oras.client.OrasClient(hostname=registry, insecure=True)
     with tempfile.TemporaryDirectory() as d:
-        push_file(client, f"{registry}/{repo}:subject", d, "app.bin", os.urandom(2048))
-        raw = manifest_bytes(client, registry, repo, "subject")
+        if subject_tag is None:
+            subject_tag = "subject"
+            push_file(client, f"{registry}/{repo}:{subject_tag}", d, "app.bin",
+                      os.urandom(2048))
+        raw = manifest_bytes(client, registry, repo, subject_tag)
+        subject_manifest = json.loads(raw)
         subject_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         subject = oras.oci.Subject(mediaType=MANIFEST, digest=subject_digest, size=len(raw))
         attached = {}
@@ -113,6 +118,12 @@ def run(registry, repo):
     expect("artifactType" in response.headers.get("OCI-Filters-Applied", ""),
            f"OCI-Filters-Applied: {response.headers.get('OCI-Filters-Applied')!r}")
 
+    # The subject itself is untouched by what was attached to it.
+    raw = manifest_bytes(client, registry, repo, subject_tag)
+    expect("sha256:" + hashlib.sha256(raw).hexdigest() == subject_digest,
+           f"the subject {subject_tag} changed after the attachments")
+    expect(json.loads(raw) == subject_manifest, "the subject's manifest changed")
+
     nobody = "sha256:" + hashlib.sha256(b"nobody refers to this").hexdigest()
     _, index = referrers(client, registry, repo, nobody)
     expect(index.get("manifests") == [], f"empty referrers: {index}")
@@ -122,9 +133,10 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", required=True)
     parser.add_argument("--repo", required=True)
+    parser.add_argument("--subject-tag", help="attach to the image at this tag")
     args = parser.parse_args(argv)
     try:
-        run(args.registry, args.repo)
+        run(args.registry, args.repo, args.subject_tag)
     except CheckFailed as error:
         print(f"oras referrers FAILED: {error}")
         return 1

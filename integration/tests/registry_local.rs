@@ -50,26 +50,39 @@ fn oras_sdk_round_trip() {
     }
 }
 
-/// oras (the SDK) attaches two artifacts to a third with `subject` and
-/// lists them through the referrers API: OCI-Subject on the pushes, both
-/// listed with their artifactType, the artifactType filter, and an empty
-/// index for a digest nobody refers to.
+/// oras (the SDK) attaches two artifacts with `subject`, to an image
+/// skopeo pushed and to another artifact, and lists them through the
+/// referrers API: OCI-Subject on the pushes, both listed with their
+/// artifactType, the artifactType filter, the subject untouched (skopeo
+/// pulls the image whole after), and an empty index for a digest nobody
+/// refers to.
 #[test]
 fn oras_attaches_artifacts_and_lists_referrers() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
-    let out = Command::new("python3")
-        .arg(script("oras_referrers.py"))
-        .args(["--registry", &server.addr, "--repo", "team/attach"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("oras referrers ok"));
+    let image = dir.path().join("image");
+    make_image(&image, &["--small"]);
+    let dest = format!("docker://{}/team/image:v1", server.addr);
+    skopeo_copy(&format!("oci:{}:latest", image.display()), &dest);
+    for (repo, subject) in [("team/image", Some("v1")), ("team/attach", None)] {
+        let mut cmd = Command::new("python3");
+        cmd.arg(script("oras_referrers.py"))
+            .args(["--registry", &server.addr, "--repo", repo]);
+        if let Some(tag) = subject {
+            cmd.args(["--subject-tag", tag]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{repo}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("oras referrers ok"));
+    }
+    let back = dir.path().join("back");
+    skopeo_copy(&dest, &format!("oci:{}:v1", back.display()));
+    assert_eq!(blob_digests(&image), blob_digests(&back));
 }
 
 fn header(r: &reqwest::Response, name: &str) -> String {
