@@ -204,7 +204,38 @@ pub async fn ranges_at_the_edges(s: &dyn Storage) {
         .unwrap();
     assert_eq!(got.range, 10..30);
     assert_eq!(got.meta.size, 10_000, "meta describes the whole object");
-    for bad in [ByteRange::From(10_000), ByteRange::at(20_000, Some(5))] {
+    // Extremes a hostile client can ask for, passed through as they are:
+    // lengths and positions past the end or at the largest u64.
+    for (range, from) in [
+        (ByteRange::Suffix(u64::MAX), 0),
+        (ByteRange::Suffix(20_000), 0),
+        (
+            ByteRange::Bounded {
+                start: 0,
+                end: u64::MAX,
+            },
+            0,
+        ),
+        (
+            ByteRange::Bounded {
+                start: 9_000,
+                end: u64::MAX,
+            },
+            9_000,
+        ),
+    ] {
+        let got = r(range).await.unwrap_or_else(|e| panic!("{range}: {e}"));
+        assert!(got == body.slice(from..), "{range}: {} bytes", got.len());
+    }
+    for bad in [
+        ByteRange::From(10_000),
+        ByteRange::at(20_000, Some(5)),
+        ByteRange::From(u64::MAX),
+        ByteRange::Bounded {
+            start: u64::MAX - 1,
+            end: u64::MAX,
+        },
+    ] {
         let err = r(bad).await.unwrap_err();
         assert!(
             matches!(err, Error::InvalidRange { size: 10_000, .. }),
