@@ -383,6 +383,66 @@ fn method_not_allowed(m: &Method) -> RegistryError {
 mod tests {
     use super::*;
 
+    /// What each request asks of the authenticator: reads pull, the rest
+    /// push; upload status is pushing; a mount also pulls from a valid
+    /// `from`; `/v2/` is the registry itself.
+    #[test]
+    fn access_needed_by_each_request() {
+        let d = "sha256:0123";
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let needed = |method: Method, path: &str, query: &[(&str, &str)]| {
+            access(&parse(path).expect(path), &method, &q(query))
+        };
+        let pull = |r: &str| Access::repository(r, Action::Pull);
+        let push = |r: &str| Access::repository(r, Action::Push);
+        assert_eq!(needed(Method::GET, "/v2/", &[]), Access::registry());
+        for (method, path, access) in [
+            (Method::GET, format!("/v2/a/b/blobs/{d}"), pull("a/b")),
+            (Method::HEAD, format!("/v2/a/b/blobs/{d}"), pull("a/b")),
+            (Method::DELETE, format!("/v2/a/b/blobs/{d}"), push("a/b")),
+            (Method::GET, "/v2/a/manifests/v1".to_string(), pull("a")),
+            (Method::HEAD, "/v2/a/manifests/v1".to_string(), pull("a")),
+            (Method::PUT, "/v2/a/manifests/v1".to_string(), push("a")),
+            (Method::DELETE, format!("/v2/a/manifests/{d}"), push("a")),
+            (Method::GET, "/v2/a/tags/list".to_string(), pull("a")),
+            (Method::GET, format!("/v2/a/referrers/{d}"), pull("a")),
+            (Method::POST, "/v2/a/blobs/uploads/".to_string(), push("a")),
+            (Method::GET, "/v2/a/blobs/uploads/u1".to_string(), push("a")),
+            (
+                Method::PATCH,
+                "/v2/a/blobs/uploads/u1".to_string(),
+                push("a"),
+            ),
+            (Method::PUT, "/v2/a/blobs/uploads/u1".to_string(), push("a")),
+            (
+                Method::DELETE,
+                "/v2/a/blobs/uploads/u1".to_string(),
+                push("a"),
+            ),
+        ] {
+            assert_eq!(
+                needed(method.clone(), &path, &[]),
+                access,
+                "{method} {path}"
+            );
+        }
+        assert_eq!(
+            needed(
+                Method::POST,
+                "/v2/a/blobs/uploads/",
+                &[("mount", d), ("from", "other/repo")]
+            ),
+            push("a").and("other/repo", Action::Pull)
+        );
+        assert!(!push("a").and("b", Action::Pull).is_pull_only());
+        assert!(pull("a").is_pull_only() && !Access::registry().is_pull_only());
+    }
+
     #[test]
     fn paths() {
         assert_eq!(parse("/v2/"), Some(Route::Base));
