@@ -112,7 +112,8 @@ impl ByteRange {
 
     /// Parses a single-range HTTP `Range` header (`bytes=a-b`, `bytes=a-`,
     /// `bytes=-n`), the inverse of [`ByteRange::to_http_header`]. Several
-    /// ranges give `Ok(None)`: serving the whole object is what HTTP allows.
+    /// ranges give `Ok(None)`: serving the whole object is what HTTP allows;
+    /// so does a unit other than `bytes`, which HTTP says to ignore.
     ///
     /// Never overflows: a last byte position at or past the largest `u64`
     /// (`bytes=0-18446744073709551615`, or more digits than fit) means "to
@@ -125,7 +126,12 @@ impl ByteRange {
     /// position too large to be a byte offset).
     pub fn from_http_header(text: &str) -> Result<Option<Self>, String> {
         let bad = || format!("bad Range header {text:?}: expected bytes=<first>-<last>");
-        let spec = text.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        let (unit, spec) = text.trim().split_once('=').ok_or_else(bad)?;
+        // A unit other than bytes (compared without case) is one HTTP says
+        // to ignore: the whole object.
+        if !unit.trim().eq_ignore_ascii_case("bytes") {
+            return Ok(None);
+        }
         if spec.contains(',') {
             return Ok(None);
         }
@@ -324,7 +330,12 @@ mod tests {
         );
         assert_eq!(ByteRange::from_http_header("bytes=0-1,4-5").unwrap(), None);
         assert!(ByteRange::from_http_header("bytes=9-2").is_err());
-        assert!(ByteRange::from_http_header("items=0-1").is_err());
+        assert_eq!(ByteRange::from_http_header("items=0-1").unwrap(), None);
+        assert_eq!(
+            ByteRange::from_http_header("Bytes=0-1").unwrap(),
+            Some(ByteRange::Bounded { start: 0, end: 2 })
+        );
+        assert!(ByteRange::from_http_header("0-1").is_err());
         assert!(ByteRange::from_http_header("bytes=-").is_err());
         assert!(ByteRange::from_http_header("bytes=+1-2").is_err());
         assert!(ByteRange::from_http_header("bytes=1-+2").is_err());

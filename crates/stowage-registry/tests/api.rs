@@ -684,6 +684,14 @@ mod hostile_clients {
             assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
             assert_eq!(error_code(&body), "RANGE_INVALID", "{range}");
         }
+        // A unit other than bytes is ignored (the whole blob, 200); the
+        // unit's case does not matter.
+        let (r, body) = api.send(ranged("items=0-1")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(body, data);
+        let (r, body) = api.send(ranged("BYTES=0-1")).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(body, &data[..2]);
         // An empty blob: `bytes=0-` is all of it (a 200: no 206 can name
         // an empty range); any other range is unsatisfiable.
         let empty = push_blob(&api, "app", b"").await;
