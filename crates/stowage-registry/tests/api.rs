@@ -853,6 +853,21 @@ mod hostile_clients {
         }
     }
 
+    /// A manifest past the 4 MiB limit is a 413 `SIZE_INVALID`, as the
+    /// distribution spec asks, and nothing is stored under the tag.
+    #[tokio::test]
+    async fn an_oversized_manifest_is_a_413() {
+        let api = Api::new();
+        let mut big = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"pad":""#.to_vec();
+        big.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
+        big.extend_from_slice(br#""}}"#);
+        let (r, body) = api.send(manifest_put("/v2/app/manifests/big", big)).await;
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error_code(&body), "SIZE_INVALID");
+        let (r, _) = api.call("GET", "/v2/app/manifests/big").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
     /// A PATCH whose body breaks off is the client's failure: 400
     /// `BLOB_UPLOAD_INVALID`, nothing of the chunk kept, and the upload
     /// resumes from where it was.

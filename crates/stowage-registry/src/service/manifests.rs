@@ -154,14 +154,7 @@ impl Registry {
         headers: &HeaderMap,
         body: Body,
     ) -> RegistryResult {
-        let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
-            .await
-            .map_err(|_| {
-                RegistryError::new(
-                    ErrorCode::SizeInvalid,
-                    format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
-                )
-            })?;
+        let bytes = manifest_body(body).await?;
         // By tag, the manifest is known by its SHA-256; by digest, by the
         // digest named (sha256 or sha512), which must be its own.
         let (digest, tag) = if is_tag(reference) {
@@ -423,4 +416,28 @@ mod tests {
         assert!(media_type(Some(OCI_MANIFEST), &index).is_err());
         assert!(media_type(Some("text/plain"), &doc).is_err());
     }
+}
+
+/// A manifest's bytes: 413 `SIZE_INVALID` past [`MAX_MANIFEST_BYTES`] (as
+/// the distribution spec asks), 400 when the body breaks off.
+async fn manifest_body(body: Body) -> Result<Bytes, RegistryError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| {
+            RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!("the manifest's body broke off: {e}"),
+            )
+        })?;
+        if bytes.len() + piece.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::new(
+                ErrorCode::SizeInvalid,
+                format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
+            )
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        bytes.extend_from_slice(&piece);
+    }
+    Ok(bytes.freeze())
 }
