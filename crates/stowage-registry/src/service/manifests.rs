@@ -365,6 +365,30 @@ impl Registry {
     }
 }
 
+/// A manifest's bytes: 413 `SIZE_INVALID` past [`MAX_MANIFEST_BYTES`] (as
+/// the distribution spec asks), 400 when the body breaks off.
+async fn manifest_body(body: Body) -> Result<Bytes, RegistryError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| {
+            RegistryError::new(
+                ErrorCode::ManifestInvalid,
+                format!("the manifest's body broke off: {e}"),
+            )
+        })?;
+        if bytes.len() + piece.len() > MAX_MANIFEST_BYTES {
+            return Err(RegistryError::new(
+                ErrorCode::SizeInvalid,
+                format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
+            )
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        bytes.extend_from_slice(&piece);
+    }
+    Ok(bytes.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,28 +440,4 @@ mod tests {
         assert!(media_type(Some(OCI_MANIFEST), &index).is_err());
         assert!(media_type(Some("text/plain"), &doc).is_err());
     }
-}
-
-/// A manifest's bytes: 413 `SIZE_INVALID` past [`MAX_MANIFEST_BYTES`] (as
-/// the distribution spec asks), 400 when the body breaks off.
-async fn manifest_body(body: Body) -> Result<Bytes, RegistryError> {
-    let mut stream = body.into_data_stream();
-    let mut bytes = bytes::BytesMut::new();
-    while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| {
-            RegistryError::new(
-                ErrorCode::ManifestInvalid,
-                format!("the manifest's body broke off: {e}"),
-            )
-        })?;
-        if bytes.len() + piece.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::new(
-                ErrorCode::SizeInvalid,
-                format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
-        }
-        bytes.extend_from_slice(&piece);
-    }
-    Ok(bytes.freeze())
 }
