@@ -1188,7 +1188,8 @@ mod hostile_clients {
     }
 
     /// The real server over TCP: a request is answered with the peer's
-    /// address known; headers that never finish, a body that stops, and a
+    /// address known; a connection that sends nothing, a kept-alive one
+    /// gone quiet, headers that never finish, a body that stops, and a
     /// response nobody reads each end the connection.
     #[tokio::test]
     async fn the_server_drops_silent_connections() {
@@ -1223,6 +1224,31 @@ mod hostile_clients {
         let out = read_until_closed(&mut c, Duration::from_secs(10)).await;
         assert!(started.elapsed() >= Duration::from_millis(250));
         assert!(!out.starts_with(b"HTTP/1.1 200"));
+
+        // A connection that never sends a byte.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let out = read_until_closed(&mut c, Duration::from_secs(10)).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+
+        // A kept-alive connection that goes quiet after its answer.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /v2/ HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let out = read_until_closed(&mut c, Duration::from_secs(10)).await;
+        let waited = started.elapsed();
+        assert!(out.starts_with(b"HTTP/1.1 200"));
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
 
         // A body that stops: 408, closed, the upload still there.
         let mut c = TcpStream::connect(addr).await.unwrap();
