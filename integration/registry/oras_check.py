@@ -50,9 +50,13 @@ class CheckFailed(Exception):
 
 def make_files(directory):
     """Write the two artifact files; returns {file name: content}."""
+    # New bytes every run: a blob the repository already has would be
+    # skipped by the SDK (it asks with a HEAD first), and a --chunked run
+    # would then send no PATCH at all.
+    token = os.urandom(8).hex().encode()
     files = {
-        "hello.txt": b"hello from stowage's oras check\n" * 20,
-        "file with space.bin": random.Random("oras-check").randbytes(5000),
+        "hello.txt": b"hello from stowage's oras check " + token + b"\n" * 20,
+        "file with space.bin": random.Random(token).randbytes(5000),
     }
     for name, content in files.items():
         with open(os.path.join(directory, name), "wb") as file:

@@ -90,7 +90,6 @@ def run(registry, repo, subject_tag=None):
             push_file(client, f"{registry}/{repo}:{subject_tag}", d, "app.bin",
                       os.urandom(2048))
         raw = manifest_bytes(client, registry, repo, subject_tag)
-        subject_manifest = json.loads(raw)
         subject_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         subject = oras.oci.Subject(mediaType=MANIFEST, digest=subject_digest, size=len(raw))
         attached = {}
@@ -118,11 +117,11 @@ def run(registry, repo, subject_tag=None):
     expect("artifactType" in response.headers.get("OCI-Filters-Applied", ""),
            f"OCI-Filters-Applied: {response.headers.get('OCI-Filters-Applied')!r}")
 
-    # The subject itself is untouched by what was attached to it.
+    # The subject itself is untouched by what was attached to it: its tag
+    # still names the same manifest.
     raw = manifest_bytes(client, registry, repo, subject_tag)
     expect("sha256:" + hashlib.sha256(raw).hexdigest() == subject_digest,
            f"the subject {subject_tag} changed after the attachments")
-    expect(json.loads(raw) == subject_manifest, "the subject's manifest changed")
 
     nobody = "sha256:" + hashlib.sha256(b"nobody refers to this").hexdigest()
     _, index = referrers(client, registry, repo, nobody)

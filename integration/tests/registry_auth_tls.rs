@@ -36,17 +36,16 @@ fn curl(ca: &std::path::Path, url: &str, extra: &[&str]) -> (u16, String, String
 
 /// `oras_check.py` (the oras SDK) over HTTPS with the test CA, with
 /// credentials in the environment when given.
-fn oras(addr: &str, ca: &str, creds: Option<(&str, &str)>, chunked: bool) -> std::process::Output {
+fn oras(
+    addr: &str,
+    repo: &str,
+    ca: &str,
+    creds: Option<(&str, &str)>,
+    chunked: bool,
+) -> std::process::Output {
     let mut cmd = Command::new("python3");
     cmd.arg(stowage_integration::registry::script("oras_check.py"))
-        .args([
-            "--registry",
-            addr,
-            "--repo",
-            "artifacts/oras",
-            "--ca-file",
-            ca,
-        ])
+        .args(["--registry", addr, "--repo", repo, "--ca-file", ca])
         .env_remove("ORAS_USER")
         .env_remove("ORAS_PASS");
     if chunked {
@@ -171,7 +170,12 @@ fn tls_and_htpasswd_with_curl_and_skopeo() {
     // oras (the SDK) with credentials over HTTPS, whole and chunked (its
     // check first sees /v2/ refuse a request without them).
     for chunked in [false, true] {
-        let out = oras(&server.addr, &cacert, Some((USER, PASSWORD)), chunked);
+        let repo = if chunked {
+            "artifacts/chunked"
+        } else {
+            "artifacts/whole"
+        };
+        let out = oras(&server.addr, repo, &cacert, Some((USER, PASSWORD)), chunked);
         assert!(
             out.status.success()
                 && String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"),

@@ -33,11 +33,16 @@ fn skopeo_round_trip_on_the_default_local_store() {
 fn oras_sdk_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);
-    for extra in [&[][..], &["--chunked"][..]] {
+    for (repo, extra) in [
+        ("artifacts/whole", &[][..]),
+        ("artifacts/chunked", &["--chunked"][..]),
+    ] {
         let out = Command::new("python3")
             .arg(script("oras_check.py"))
-            .args(["--registry", &server.addr, "--repo", "artifacts/oras"])
+            .args(["--registry", &server.addr, "--repo", repo])
             .args(extra)
+            .env_remove("ORAS_USER")
+            .env_remove("ORAS_PASS")
             .output()
             .unwrap();
         assert!(
@@ -48,6 +53,16 @@ fn oras_sdk_round_trip() {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"));
     }
+    // The chunked run really sent chunks (its blobs are new to the repo).
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("http://{}/metrics", server.addr)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("stowage_registry_requests_total{method=\"PATCH\",status=\"202\"}"),
+        "{metrics}"
+    );
 }
 
 /// oras (the SDK) attaches two artifacts with `subject`, to an image

@@ -3,7 +3,6 @@
 //! with UploadPartCopy, streaming instead where the server refuses it.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -102,7 +101,7 @@ impl S3Storage {
     /// (UploadPartCopy) and small tails sent as bytes, a few in flight;
     /// aborted on any failure.
     async fn copy_parts(&self, to: &StoragePath, to_key: &str, pieces: Vec<Piece>) -> Result<()> {
-        let upload = Arc::new(self.start_multipart(to_key, to, None).await?);
+        let upload = self.start_multipart(to_key, to, None).await?;
         // A dropped copy or assembly aborts its multipart upload too.
         let mut guard = stowage_core::multipart::AbortOnDrop::new(upload.clone());
         let result = futures::stream::iter(pieces.into_iter().enumerate())

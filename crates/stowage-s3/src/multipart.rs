@@ -4,14 +4,16 @@
 //! the `MultipartSink` the core writer drives.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use bytes::Bytes;
-use stowage_core::multipart::{CompletedPart, MultipartSink};
+use stowage_core::multipart::{AbortOnDrop, CompletedPart, MultipartSink};
 use stowage_core::{Error, ObjectMeta, Result, StoragePath};
+use tracing::Instrument;
 
 use crate::error::{from_sdk, DRIVER};
 use crate::retry::transient_cause;
@@ -22,54 +24,71 @@ impl S3Storage {
     /// Starts a multipart upload of `key` (CreateMultipartUpload with the
     /// write settings, retried).
     ///
-    /// The request runs in a task of its own. A caller dropped while it is
-    /// in flight (a client gone, a cancelled copy) would otherwise leave an
-    /// upload the server created but nobody knows the id of; the task
-    /// aborts it instead when no one is left to take it. A retry after a
-    /// lost answer may still leave the first upload behind, unused:
+    /// The request runs in a task of its own, which hands the upload over
+    /// with an armed [`AbortOnDrop`]. A caller dropped while the request is
+    /// in flight (a client gone, a cancelled copy), or before it took the
+    /// answer, would otherwise leave an upload the server created and
+    /// nobody knows the id of; the guard, dropped with the unanswered
+    /// channel, aborts it instead. The caller disarms it only once it holds
+    /// the upload, with no await in between, and arms its own. A retry
+    /// after a lost answer may still leave the first upload behind, unused:
     /// `cleanup_uploads` (or a lifecycle rule) aborts it.
     pub(crate) async fn start_multipart(
         &self,
         key: &str,
         path: &StoragePath,
         content_type: Option<String>,
-    ) -> Result<S3Multipart> {
-        let (taken, handed) = tokio::sync::oneshot::channel::<Result<S3Multipart>>();
+    ) -> Result<Arc<S3Multipart>> {
+        let (taken, handed) = tokio::sync::oneshot::channel();
         let this = self.clone();
-        let (key, path) = (key.to_string(), path.clone());
-        tokio::spawn(async move {
+        let (task_key, task_path) = (key.to_string(), path.clone());
+        let create = async move {
             let created = this
-                .retrying("CreateMultipartUpload", &key, || {
+                .retrying("CreateMultipartUpload", &task_key, || {
                     let create = this
                         .client
                         .create_multipart_upload()
                         .bucket(this.bucket())
-                        .key(&key)
+                        .key(&task_key)
                         .set_content_type(content_type.clone());
                     this.with_write_settings_create(create).send()
                 })
                 .await
-                .map_err(|e| from_sdk(e, this.op("CreateMultipartUpload", &key), path.as_str()))
-                .map(|out| S3Multipart {
-                    storage: this.clone(),
-                    path,
-                    key,
-                    upload_id: out.upload_id().unwrap_or_default().to_string(),
+                .map_err(|e| {
+                    from_sdk(
+                        e,
+                        this.op("CreateMultipartUpload", &task_key),
+                        task_path.as_str(),
+                    )
+                })
+                .map(|out| {
+                    let upload = Arc::new(S3Multipart {
+                        storage: this.clone(),
+                        path: task_path,
+                        key: task_key,
+                        upload_id: out.upload_id().unwrap_or_default().to_string(),
+                    });
+                    let guard = AbortOnDrop::new(upload.clone());
+                    (upload, guard)
                 });
-            if let Err(Ok(orphan)) = taken.send(created) {
-                if let Err(e) = orphan.abort_upload().await {
-                    tracing::warn!(key = %orphan.key, error = %e, "aborting a multipart upload whose writer was dropped failed");
-                }
-            }
-        });
-        handed.await.unwrap_or_else(|_| {
+            // Refused (the caller is gone): the guard inside aborts.
+            let _ = taken.send(created);
+        };
+        tokio::spawn(create.instrument(tracing::Span::current()));
+        let (upload, mut guard) = handed.await.unwrap_or_else(|_| {
             Err(Error::backend(
                 DRIVER,
-                false,
-                "CreateMultipartUpload",
-                std::io::Error::other("the task starting the upload ended without an answer"),
+                true,
+                format!(
+                    "CreateMultipartUpload s3://{}/{key} (path {}): the task starting the upload ended without an answer",
+                    self.bucket(),
+                    path.as_str()
+                ),
+                std::io::Error::other("task ended"),
             ))
-        })
+        })?;
+        guard.disarm();
+        Ok(upload)
     }
 }
 

@@ -2,8 +2,6 @@
 //! bounded-memory multipart writer of core fed by [`crate::multipart`]; the
 //! write settings (SSE, storage class) and part checksums every write uses.
 
-use std::sync::Arc;
-
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{ServerSideEncryption as SdkSse, StorageClass};
 use bytes::{Bytes, BytesMut};
@@ -159,10 +157,9 @@ impl S3Storage {
                 .boxed();
         }
         let key = self.object_key(path);
-        let sink = Arc::new(
-            self.start_multipart(&key, path, options.content_type.clone())
-                .await?,
-        );
+        let sink = self
+            .start_multipart(&key, path, options.content_type.clone())
+            .await?;
         let options_mp = MultipartOptions {
             part_size,
             limits: crate::limits::S3_PART_LIMITS,
