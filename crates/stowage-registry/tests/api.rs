@@ -854,7 +854,8 @@ mod hostile_clients {
     }
 
     /// A manifest past the 4 MiB limit is a 413 `SIZE_INVALID`, as the
-    /// distribution spec asks, and nothing is stored under the tag.
+    /// distribution spec asks, one whose body breaks off a 400, and
+    /// nothing is stored under the tag either way.
     #[tokio::test]
     async fn an_oversized_manifest_is_a_413() {
         let api = Api::new();
@@ -865,6 +866,24 @@ mod hostile_clients {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(error_code(&body), "SIZE_INVALID");
         let (r, _) = api.call("GET", "/v2/app/manifests/big").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        // A manifest body that breaks off: 400, nothing stored.
+        let broken = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"{\"schemaVersion\":2,")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            )),
+        ]);
+        let (r, body) = api
+            .send(manifest_put(
+                "/v2/app/manifests/cut",
+                Body::from_stream(broken),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&body), "MANIFEST_INVALID");
+        let (r, _) = api.call("GET", "/v2/app/manifests/cut").await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
 
