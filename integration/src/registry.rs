@@ -165,6 +165,44 @@ pub fn skopeo_copy(from: &str, to: &str) {
     );
 }
 
+/// How [`oras_round_trip`] reaches the registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrasOptions<'a> {
+    /// Blobs in chunks (POST, PATCH..., PUT) rather than whole.
+    pub chunked: bool,
+    /// HTTPS trusting this CA certificate; plain HTTP when `None`.
+    pub ca_file: Option<&'a str>,
+    /// Basic credentials, passed in the environment (never as arguments).
+    pub creds: Option<(&'a str, &'a str)>,
+}
+
+/// Pushes and pulls an artifact with the oras SDK
+/// (`registry/oras_check.py`, new bytes every run) to `repo` of
+/// `registry`, and panics with its output unless the round trip was whole.
+pub fn oras_round_trip(registry: &str, repo: &str, options: OrasOptions<'_>) {
+    let mut cmd = Command::new("python3");
+    cmd.arg(script("oras_check.py"))
+        .args(["--registry", registry, "--repo", repo])
+        .env_remove("ORAS_USER")
+        .env_remove("ORAS_PASS");
+    if options.chunked {
+        cmd.arg("--chunked");
+    }
+    if let Some(ca) = options.ca_file {
+        cmd.args(["--ca-file", ca]);
+    }
+    if let Some((user, password)) = options.creds {
+        cmd.env("ORAS_USER", user).env("ORAS_PASS", password);
+    }
+    let out = cmd.output().expect("python3 runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"),
+        "oras to {registry}/{repo} ({options:?}):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The sha256 digests of the blobs of an OCI layout.
 pub fn blob_digests(layout: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))

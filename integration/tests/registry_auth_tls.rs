@@ -8,7 +8,7 @@ mod support;
 
 use std::process::Command;
 
-use stowage_integration::registry::{blob_digests, make_image};
+use stowage_integration::registry::{blob_digests, make_image, oras_round_trip, OrasOptions};
 use support::{htpasswd, skopeo, skopeo_ok, Stowage, TestCa};
 
 const USER: &str = "alice";
@@ -32,29 +32,6 @@ fn curl(ca: &std::path::Path, url: &str, extra: &[&str]) -> (u16, String, String
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     let headers = std::fs::read_to_string(&headers).unwrap_or_default();
     (code.trim().parse().unwrap_or(0), headers, body.to_string())
-}
-
-/// `oras_check.py` (the oras SDK) over HTTPS with the test CA, with
-/// credentials in the environment when given.
-fn oras(
-    addr: &str,
-    repo: &str,
-    ca: &str,
-    creds: Option<(&str, &str)>,
-    chunked: bool,
-) -> std::process::Output {
-    let mut cmd = Command::new("python3");
-    cmd.arg(stowage_integration::registry::script("oras_check.py"))
-        .args(["--registry", addr, "--repo", repo, "--ca-file", ca])
-        .env_remove("ORAS_USER")
-        .env_remove("ORAS_PASS");
-    if chunked {
-        cmd.arg("--chunked");
-    }
-    if let Some((user, password)) = creds {
-        cmd.env("ORAS_USER", user).env("ORAS_PASS", password);
-    }
-    cmd.output().unwrap()
 }
 
 fn assert_challenge(status: u16, headers: &str, body: &str, what: &str) {
@@ -169,20 +146,13 @@ fn tls_and_htpasswd_with_curl_and_skopeo() {
 
     // oras (the SDK) with credentials over HTTPS, whole and chunked (its
     // check first sees /v2/ refuse a request without them).
-    for chunked in [false, true] {
-        let repo = if chunked {
-            "artifacts/chunked"
-        } else {
-            "artifacts/whole"
+    for (repo, chunked) in [("artifacts/whole", false), ("artifacts/chunked", true)] {
+        let options = OrasOptions {
+            chunked,
+            ca_file: Some(&cacert),
+            creds: Some((USER, PASSWORD)),
         };
-        let out = oras(&server.addr, repo, &cacert, Some((USER, PASSWORD)), chunked);
-        assert!(
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"),
-            "oras with credentials (chunked: {chunked}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        oras_round_trip(&server.addr, repo, options);
     }
 
     // The password never reaches the log, whatever was sent.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 use stowage_core::Sha256Digest;
-use stowage_integration::registry::{blob_digests, make_image, script};
+use stowage_integration::registry::{blob_digests, make_image, oras_round_trip, OrasOptions};
 use stowage_integration::S3Env;
 use support::{skopeo_ok, Haproxy, Stowage};
 
@@ -65,24 +65,6 @@ fn cluster(n: usize) -> (tempfile::TempDir, Vec<Stowage>, Haproxy) {
     (dir, replicas, proxy)
 }
 
-fn oras(registry: &str, repo: &str, chunked: bool) {
-    let mut cmd = Command::new("python3");
-    cmd.arg(script("oras_check.py"))
-        .args(["--registry", registry, "--repo", repo])
-        .env_remove("ORAS_USER")
-        .env_remove("ORAS_PASS");
-    if chunked {
-        cmd.arg("--chunked");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("oras round trip ok"),
-        "oras through the balancer (chunked: {chunked}):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn three_replicas_behind_haproxy_with_skopeo_and_oras() {
     let (dir, replicas, proxy) = cluster(3);
@@ -101,8 +83,12 @@ fn three_replicas_behind_haproxy_with_skopeo_and_oras() {
         &["--src-tls-verify=false"],
     );
     assert_eq!(blob_digests(&image), blob_digests(&back));
-    oras(&proxy.addr, "artifacts/whole", false);
-    oras(&proxy.addr, "artifacts/chunked", true);
+    oras_round_trip(&proxy.addr, "artifacts/whole", OrasOptions::default());
+    let chunked = OrasOptions {
+        chunked: true,
+        ..OrasOptions::default()
+    };
+    oras_round_trip(&proxy.addr, "artifacts/chunked", chunked);
     // The balancer spread the pushes: every replica took part.
     for (i, replica) in replicas.iter().enumerate() {
         let writes = replica.requests("POST") + replica.requests("PATCH") + replica.requests("PUT");

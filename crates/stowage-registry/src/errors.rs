@@ -110,6 +110,13 @@ impl RegistryError {
         }
     }
 
+    /// 413 `SIZE_INVALID`: what was sent is larger than the registry
+    /// takes (a blob upload past `--max-upload-size`, a manifest past its
+    /// limit); `message` says which limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::SizeInvalid, message).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    }
+
     /// Answers with `status` instead of the code's usual one.
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);

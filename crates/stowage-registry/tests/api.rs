@@ -751,43 +751,25 @@ mod hostile_clients {
     #[derive(Debug)]
     struct UrlsNamingClients(LocalStorage);
 
-    #[stowage::async_trait]
-    impl Storage for UrlsNamingClients {
+    impl stowage::forward::Wraps for UrlsNamingClients {
+        type Inner = LocalStorage;
+        fn wrapped(&self) -> &LocalStorage {
+            &self.0
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for UrlsNamingClients;
+        forward [get put_stream put stat delete delete_prefix list copy upload_url
+                 start_upload write_chunk complete_upload abort_upload cleanup_uploads
+                 validate metrics];
+
         fn driver(&self) -> &'static str {
             "urls-naming-clients"
         }
 
         fn capabilities(&self) -> stowage::Capabilities {
             self.0.capabilities().with_direct_urls(true)
-        }
-
-        async fn get(
-            &self,
-            path: &StoragePath,
-            options: stowage::GetOptions,
-        ) -> stowage::Result<stowage::GetResult> {
-            self.0.get(path, options).await
-        }
-
-        async fn put_stream(
-            &self,
-            path: &StoragePath,
-            data: stowage::WriteStream<'_>,
-            options: stowage::PutOptions,
-        ) -> stowage::Result<stowage::ObjectMeta> {
-            self.0.put_stream(path, data, options).await
-        }
-
-        async fn stat(&self, path: &StoragePath) -> stowage::Result<stowage::ObjectMeta> {
-            self.0.stat(path).await
-        }
-
-        async fn delete(&self, path: &StoragePath) -> stowage::Result<()> {
-            self.0.delete(path).await
-        }
-
-        fn list(&self, prefix: Option<&StoragePath>) -> stowage::ListStream<'_> {
-            self.0.list(prefix)
         }
 
         async fn download_url(
@@ -813,14 +795,21 @@ mod hostile_clients {
     #[derive(Debug)]
     struct PanickingReads(LocalStorage);
 
-    #[stowage::async_trait]
-    impl Storage for PanickingReads {
+    impl stowage::forward::Wraps for PanickingReads {
+        type Inner = LocalStorage;
+        fn wrapped(&self) -> &LocalStorage {
+            &self.0
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for PanickingReads;
+        forward [capabilities put_stream put stat delete delete_prefix list copy upload_url
+                 download_url start_upload write_chunk complete_upload abort_upload
+                 cleanup_uploads validate metrics];
+
         fn driver(&self) -> &'static str {
             "panicking-reads"
-        }
-
-        fn capabilities(&self) -> stowage::Capabilities {
-            self.0.capabilities()
         }
 
         async fn get(
@@ -829,27 +818,6 @@ mod hostile_clients {
             _options: stowage::GetOptions,
         ) -> stowage::Result<stowage::GetResult> {
             panic!("s3://secret-bucket/{path} exploded");
-        }
-
-        async fn put_stream(
-            &self,
-            path: &StoragePath,
-            data: stowage::WriteStream<'_>,
-            options: stowage::PutOptions,
-        ) -> stowage::Result<stowage::ObjectMeta> {
-            self.0.put_stream(path, data, options).await
-        }
-
-        async fn stat(&self, path: &StoragePath) -> stowage::Result<stowage::ObjectMeta> {
-            self.0.stat(path).await
-        }
-
-        async fn delete(&self, path: &StoragePath) -> stowage::Result<()> {
-            self.0.delete(path).await
-        }
-
-        fn list(&self, prefix: Option<&StoragePath>) -> stowage::ListStream<'_> {
-            self.0.list(prefix)
         }
     }
 

@@ -21,12 +21,18 @@ pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>, op: Op<'_>, path: &str
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let operation = stowage_core::Operation {
-        name: op.name,
-        bucket: op.bucket.to_string(),
-        key: op.key.to_string(),
-    };
-    convert(err, op, path).with_operation(operation)
+    convert(err, op, path).with_operation(op.operation())
+}
+
+impl Op<'_> {
+    /// The operation, bucket and key as an error's fields.
+    pub(crate) fn operation(&self) -> stowage_core::Operation {
+        stowage_core::Operation {
+            name: self.name,
+            bucket: self.bucket.to_string(),
+            key: self.key.to_string(),
+        }
+    }
 }
 
 fn convert<E>(err: SdkError<E, HttpResponse>, op: Op<'_>, path: &str) -> Error

@@ -79,13 +79,12 @@ impl S3Storage {
             Err(Error::backend(
                 DRIVER,
                 true,
-                format!(
-                    "CreateMultipartUpload s3://{}/{key} (path {}): the task starting the upload ended without an answer",
-                    self.bucket(),
-                    path.as_str()
+                format!("starting a multipart upload of {path}"),
+                std::io::Error::other(
+                    "the task sending CreateMultipartUpload ended without an answer",
                 ),
-                std::io::Error::other("task ended"),
-            ))
+            )
+            .with_operation(self.op("CreateMultipartUpload", key).operation()))
         })?;
         guard.disarm();
         Ok(upload)

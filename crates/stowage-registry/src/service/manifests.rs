@@ -378,11 +378,9 @@ async fn manifest_body(body: Body) -> Result<Bytes, RegistryError> {
             )
         })?;
         if bytes.len() + piece.len() > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::new(
-                ErrorCode::SizeInvalid,
-                format!("manifests are limited to {MAX_MANIFEST_BYTES} bytes"),
-            )
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+            return Err(RegistryError::too_large(format!(
+                "manifests are limited to {MAX_MANIFEST_BYTES} bytes"
+            )));
         }
         bytes.extend_from_slice(&piece);
     }

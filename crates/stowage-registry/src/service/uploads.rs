@@ -125,14 +125,10 @@ impl SizeLimit {
 
 /// 413 `SIZE_INVALID`: the blob would be larger than `max`.
 fn too_large(max: Option<u64>) -> RegistryError {
-    RegistryError::new(
-        ErrorCode::SizeInvalid,
-        format!(
-            "blob uploads are limited to {} bytes on this registry",
-            max.unwrap_or(u64::MAX)
-        ),
-    )
-    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    RegistryError::too_large(format!(
+        "blob uploads are limited to {} bytes on this registry",
+        max.unwrap_or(u64::MAX)
+    ))
 }
 
 /// The `Content-Length` header, when it is a number.
