@@ -4,7 +4,8 @@
 # the benchmark, e.g. --rounds 5 --size-mib 1024.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-integration/servers/install.sh >/dev/null
+# Only what this benchmark starts: RGW, not Garage or cargo-audit.
+STOWAGE_INSTALL_SKIP="garage cargo-audit" integration/servers/install.sh >/dev/null
 cargo build --release -p stowage-cli -p stowage-integration --bin stowage --bin s3_bench
 base=$(mktemp -d /tmp/stowage-bench-rgw.XXXXXX)
 rmdir "$base"

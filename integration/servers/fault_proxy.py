@@ -33,6 +33,26 @@ streaming bodies both ways, and injects the faults it is told to:
                              a page asked for with a token as truncated, with
                              that same token as the next one (a server that
                              repeats a token).
+  --drop-abort-answers N     forward the first N AbortMultipartUpload
+                             requests (DELETE with an uploadId), then reset
+                             the client's connection instead of relaying
+                             the answer: the upload is gone, the client
+                             never hears.
+  --ignore-range             answer GETs of objects that carry a Range with
+                             the whole object (HTTP 200, no Content-Range),
+                             as a server, proxy or CDN that ignores Range
+                             does. The proxy fetches the object itself, signed
+                             with the keys in PROXY_ACCESS_KEY /
+                             PROXY_SECRET_KEY (region PROXY_REGION), since
+                             the client signed its Range header.
+  --delay-copies-seconds S   hold CopyObject requests, and UploadPartCopy
+                             requests of parts 2 and later, S seconds before
+                             forwarding them (a copy that takes a while).
+  --delay-heads-seconds S    hold HEAD requests S seconds before forwarding.
+  --throttle-bytes-per-second BYTES
+                             pace the request bodies relayed upstream (those
+                             with a Content-Length), all connections
+                             together, to BYTES per second: a slow uplink.
   --seed N                   seed of the random choices (default 1).
 
 BYTES accept suffixes K, M, G (powers of 1024). Faults are off when their
@@ -40,7 +60,8 @@ option is 0 or absent, and can be changed while running:
 POST /__proxy/config?reset_up_every=31457280&slowdown_fraction=0.2 (names as
 the options, with underscores). GET /__proxy/stats answers JSON counters:
 {"requests", "complete_seen", "complete_failed", "complete_dropped",
-"resets_up", "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered"}.
+"resets_up", "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered",
+"abort_dropped", "ranges_ignored", "copies_delayed", "heads_delayed"}.
 
 CLI:
   fault_proxy.py --listen 127.0.0.1:0 --upstream http://127.0.0.1:7480 [faults]
@@ -50,6 +71,7 @@ Prints `ready PORT` when listening.
 import argparse
 import http.client
 import json
+import os
 import random
 import re
 import socket
@@ -87,10 +109,16 @@ SETTINGS = {
     "stall_seconds": float,
     "stall_down_every": int,
     "list_token": str,
+    "throttle_bytes_per_second": int,
+    "drop_abort_answers": int,
+    "ignore_range": int,
+    "delay_copies_seconds": float,
+    "delay_heads_seconds": float,
 }
 
 COUNTERS = ["requests", "complete_seen", "complete_failed", "complete_dropped", "resets_up",
-            "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered"]
+            "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered", "abort_dropped",
+            "ranges_ignored", "copies_delayed", "heads_delayed"]
 
 
 def parse_bytes(text):
@@ -114,6 +142,7 @@ class Faults:
         self.corrupt_bytes = 0
         self.down_bytes = 0
         self.stall_down_bytes = 0
+        self.throttle_next = 0.0
 
     def get(self, name):
         with self.lock:
@@ -170,6 +199,18 @@ class Faults:
             else:
                 self.down_bytes += allowed
             return allowed, reset
+
+    def pace(self, length):
+        """Sleeps until `length` more request-body bytes fit in
+        --throttle-bytes-per-second, shared by all connections."""
+        with self.lock:
+            rate = self.settings.get("throttle_bytes_per_second") or 0
+            if rate <= 0:
+                return
+            now = time.monotonic()
+            self.throttle_next = max(now, self.throttle_next) + length / rate
+            wait = self.throttle_next - now
+        time.sleep(wait)
 
     def corrupt_at(self, length):
         """The offset in the next `length` request-body bytes of a byte to
@@ -298,6 +339,18 @@ def make_handler(upstream, faults):
             if faults.chance("stall_fraction"):
                 faults.count("stalls")
                 time.sleep(faults.get("stall_seconds"))
+            copy_source = self.headers.get("x-amz-copy-source")
+            part = urllib.parse.parse_qs(split.query).get("partNumber", ["1"])[-1]
+            if copy_source and faults.get("delay_copies_seconds") and (
+                    "uploadId=" not in split.query or part != "1"):
+                faults.count("copies_delayed")
+                time.sleep(faults.get("delay_copies_seconds"))
+            if self.command == "HEAD" and faults.get("delay_heads_seconds"):
+                faults.count("heads_delayed")
+                time.sleep(faults.get("delay_heads_seconds"))
+            if (faults.get("ignore_range") and self.command == "GET" and not split.query
+                    and self.headers.get("Range")):
+                return self.whole_object(split)
 
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=300)
             try:
@@ -319,6 +372,7 @@ def make_handler(upstream, faults):
                 conn.endheaders()
 
                 def up(piece):
+                    faults.pace(len(piece))
                     flip = faults.corrupt_at(len(piece))
                     if flip is not None:
                         damaged = bytearray(piece)
@@ -337,6 +391,13 @@ def make_handler(upstream, faults):
                 response.read()
                 faults.count("complete_dropped")
                 print("fault_proxy: CompleteMultipartUpload forwarded, answer dropped",
+                      file=sys.stderr, flush=True)
+                return self.reset()
+            is_abort = self.command == "DELETE" and "uploadId=" in split.query
+            if is_abort and faults.take("drop_abort_answers"):
+                response.read()
+                faults.count("abort_dropped")
+                print("fault_proxy: AbortMultipartUpload forwarded, answer dropped",
                       file=sys.stderr, flush=True)
                 return self.reset()
             headers = response.getheaders()
@@ -367,6 +428,45 @@ def make_handler(upstream, faults):
             if no_body:
                 return
             self.relay_down(iter(lambda: response.read(CHUNK), b""))
+
+        def whole_object(self, split):
+            """Answers a ranged GET with the whole object (200), fetched with
+            the proxy's own signature; the client's other conditions
+            (If-Match) are kept."""
+            import botocore.auth
+            import botocore.awsrequest
+            import botocore.credentials
+            url = f"{upstream.scheme}://{upstream.netloc}{split.path}"
+            headers = {}
+            if self.headers.get("If-Match"):
+                headers["If-Match"] = self.headers.get("If-Match")
+            request = botocore.awsrequest.AWSRequest(method="GET", url=url, headers=headers)
+            credentials = botocore.credentials.Credentials(
+                os.environ.get("PROXY_ACCESS_KEY", ""), os.environ.get("PROXY_SECRET_KEY", ""))
+            botocore.auth.S3SigV4Auth(credentials, "s3",
+                                      os.environ.get("PROXY_REGION", "us-east-1")).add_auth(request)
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=300)
+            try:
+                conn.putrequest("GET", split.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in request.headers.items():
+                    conn.putheader(name, value)
+                if "host" not in {k.lower() for k in request.headers.keys()}:
+                    conn.putheader("Host", upstream.netloc)
+                conn.endheaders()
+                response = conn.getresponse()
+                data = response.read()
+                if response.status == 200:
+                    faults.count("ranges_ignored")
+                self.send_response(response.status, response.reason)
+                for name, value in response.getheaders():
+                    if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                        continue
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.relay_down(iter([data]) if data else iter([]))
+            finally:
+                conn.close()
 
         def relay_down(self, pieces):
             for piece in pieces:
@@ -437,6 +537,11 @@ def main(argv):
     parser.add_argument("--stall-seconds", type=float, default=0.0)
     parser.add_argument("--stall-down-every", type=parse_bytes, default=0)
     parser.add_argument("--list-token", choices=["drop", "repeat"], default=None)
+    parser.add_argument("--drop-abort-answers", type=int, default=0)
+    parser.add_argument("--ignore-range", action="store_const", const=1, default=0)
+    parser.add_argument("--delay-copies-seconds", type=float, default=0.0)
+    parser.add_argument("--delay-heads-seconds", type=float, default=0.0)
+    parser.add_argument("--throttle-bytes-per-second", type=parse_bytes, default=0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     host, port = args.listen.rsplit(":", 1)

@@ -9,7 +9,11 @@
 #   - garage 2.5.0 via cargo into $STOWAGE_TOOLS_DIR (default /opt/stowage-ci);
 #     that build takes about 9 minutes on 2 cores, so the binary is reused;
 #     cargo-audit the same way (about 7 minutes).
+#
+# STOWAGE_INSTALL_SKIP="garage cargo-audit" leaves those builds out (the
+# benchmark and the simulation start only RGW and audit nothing).
 set -euo pipefail
+SKIP=" ${STOWAGE_INSTALL_SKIP:-} "
 TOOLS=${STOWAGE_TOOLS_DIR:-/opt/stowage-ci}
 GARAGE_VERSION=2.5.0
 PY=${PYTHON:-python3}
@@ -56,7 +60,9 @@ else
 fi
 
 # 3. Garage, built once.
-if [ -x "$TOOLS/bin/garage" ]; then
+if [[ "$SKIP" == *" garage "* ]]; then
+  say "garage: skipped (STOWAGE_INSTALL_SKIP)"
+elif [ -x "$TOOLS/bin/garage" ]; then
   say "garage: present ($("$TOOLS/bin/garage" --version 2>/dev/null | head -n1))"
 else
   command -v cargo >/dev/null || { echo "install: cargo is needed to build garage" >&2; exit 1; }
@@ -64,7 +70,9 @@ else
   cargo install garage --locked --version "$GARAGE_VERSION" --root "$TOOLS"
 fi
 # 4. cargo-audit (the advisory audit in test-all.sh), built once.
-if [ -x "$TOOLS/bin/cargo-audit" ]; then
+if [[ "$SKIP" == *" cargo-audit "* ]]; then
+  say "cargo-audit: skipped (STOWAGE_INSTALL_SKIP)"
+elif [ -x "$TOOLS/bin/cargo-audit" ]; then
   say "cargo-audit: present ($("$TOOLS/bin/cargo-audit" audit --version 2>/dev/null | head -n1))"
 else
   say "cargo install cargo-audit into $TOOLS (about 7 minutes on 2 cores)"

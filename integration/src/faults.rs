@@ -24,12 +24,18 @@ impl FaultProxy {
     /// Starts the proxy in front of `upstream` with `args` (the proxy's
     /// options, e.g. `["--reset-up-every", "30M"]`).
     pub fn start(upstream: &str, args: &[&str]) -> Self {
+        Self::start_with_env(upstream, args, &[])
+    }
+
+    /// [`FaultProxy::start`] with environment variables for the proxy.
+    pub fn start_with_env(upstream: &str, args: &[&str], vars: &[(&str, &str)]) -> Self {
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/fault_proxy.py");
         let mut child = std::process::Command::new("python3")
             .arg(script)
             .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
             .args(args)
+            .envs(vars.iter().copied())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs the fault proxy");
@@ -55,6 +61,23 @@ impl FaultProxy {
                 .as_deref()
                 .expect("an S3 endpoint (STOWAGE_S3_TEST_ENDPOINT) to put the proxy in front of"),
             args,
+        )
+    }
+
+    /// [`FaultProxy::in_front_of`] with the test server's keys given to the
+    /// proxy, for the faults where it sends requests of its own
+    /// (`--ignore-range`).
+    pub fn in_front_of_signing(env: &S3Env, args: &[&str]) -> Self {
+        Self::start_with_env(
+            env.endpoint
+                .as_deref()
+                .expect("an S3 endpoint (STOWAGE_S3_TEST_ENDPOINT) to put the proxy in front of"),
+            args,
+            &[
+                ("PROXY_ACCESS_KEY", env.access_key.as_str()),
+                ("PROXY_SECRET_KEY", env.secret_key.as_str()),
+                ("PROXY_REGION", env.region.as_str()),
+            ],
         )
     }
 

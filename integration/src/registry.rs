@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::stowage_binary;
 use std::time::{Duration, Instant};
@@ -32,6 +32,7 @@ pub struct Server {
     pub addr: String,
     config: Option<PathBuf>,
     dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl Server {
@@ -39,16 +40,24 @@ impl Server {
     /// local store and upload records live there) with `config` (none: the
     /// embedded default), and waits until `/v2/` answers.
     pub fn start(dir: &Path, config: Option<&Path>) -> Self {
-        Self::start_on(dir, config, free_port())
+        Self::start_on(dir, config, free_port(), Vec::new())
     }
 
-    fn start_on(dir: &Path, config: Option<&Path>, port: u16) -> Self {
+    /// [`Server::start`] with more `serve` options (`--shutdown-grace-seconds
+    /// 5`, ...), kept across [`Server::restart`].
+    pub fn start_with(dir: &Path, config: Option<&Path>, args: &[&str]) -> Self {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self::start_on(dir, config, free_port(), args)
+    }
+
+    fn start_on(dir: &Path, config: Option<&Path>, port: u16, args: Vec<String>) -> Self {
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(stowage_binary());
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
         cmd.args(["serve", "--listen", &addr])
+            .args(&args)
             .current_dir(dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -65,6 +74,7 @@ impl Server {
             addr,
             config: config.map(Path::to_path_buf),
             dir: dir.to_path_buf(),
+            args,
         };
         server.wait_ready();
         server
@@ -92,6 +102,30 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends the server a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -s {name} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the server to exit; its status, or `None`
+    /// when it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server's status") {
+                return Some(status);
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Peak resident memory so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -109,9 +143,9 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let port = self.addr.rsplit(':').next().unwrap().parse().unwrap();
-        let (dir, config) = (self.dir.clone(), self.config.clone());
+        let (dir, config, args) = (self.dir.clone(), self.config.clone(), self.args.clone());
         std::mem::forget(self);
-        Self::start_on(&dir, config.as_deref(), port)
+        Self::start_on(&dir, config.as_deref(), port, args)
     }
 }
 

@@ -1,9 +1,10 @@
 //! `stowage serve` on the embedded local store, driven by real clients:
 //! skopeo (image round trip), the oras SDK, a restart in the middle of a
-//! chunked upload, and a 512 MiB layer pushed in chunks with the server's
-//! memory bounded.
+//! chunked upload, a 512 MiB layer pushed in chunks with the server's
+//! memory bounded, and SIGTERM during a push (graceful stop).
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -239,5 +240,228 @@ async fn large_layer_in_chunks_with_bounded_server_memory() {
         peak < 80 * MIB,
         "the server held {} MiB at its peak: it buffers chunks instead of streaming them",
         peak / MIB
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Retried PUTs finishing an upload (completion is idempotent).
+// ---------------------------------------------------------------------------
+
+mod retried_puts {
+    use super::*;
+
+    /// Every file below `dir` with its bytes (none when it is missing).
+    fn files_below(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(files_below(&path));
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+        out
+    }
+
+    /// A PUT with a last chunk answered 201, then retried on a view of the
+    /// upload from before it (its record put back as it was: the last
+    /// chunk not in it, the chunks gone, the blob stored), as a replica
+    /// behind a load balancer may see it: the retry finds the chunks gone,
+    /// reads the stored blob back, answers 201, and the blob holds the
+    /// bytes of its digest. Once the record is removed, the same PUT is
+    /// 404 `BLOB_UPLOAD_UNKNOWN`, as in distribution.
+    #[tokio::test]
+    async fn a_put_retried_on_a_view_from_before_it_answers_201_with_the_stored_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), None);
+        let http = reqwest::Client::new();
+        let base = format!("http://{}", server.addr);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let digest = Sha256Digest::of(&data).to_string();
+        let r = http
+            .post(format!("{base}/v2/retry/app/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let location = format!("{base}{}", header(&r, "location"));
+        let id = header(&r, "docker-upload-uuid");
+        let r = http
+            .patch(&location)
+            .header("content-range", "0-149999")
+            .body(data[..150_000].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let records = dir.path().join("stowage-data/_registry/uploads").join(&id);
+        let before = files_below(&records);
+        assert!(
+            !before.is_empty(),
+            "the upload's record is in {}",
+            records.display()
+        );
+        let put = || {
+            http.put(format!("{location}?digest={digest}"))
+                .header("content-range", "150000-199999")
+                .body(data[150_000..].to_vec())
+                .send()
+        };
+        let r = put().await.unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        assert!(files_below(&records).is_empty(), "the record is removed");
+
+        // The record as it was before the PUT.
+        for (path, bytes) in &before {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let r = put().await.unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let got = http
+            .get(format!("{base}/v2/retry/app/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "the blob holds the bytes of its digest");
+        let chunks = dir.path().join("stowage-data/_uploads").join(&id);
+        assert!(files_below(&chunks).is_empty(), "no chunk is left");
+        assert!(files_below(&records).is_empty(), "the record is removed");
+
+        // The upload is gone now.
+        let r = put().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("BLOB_UPLOAD_UNKNOWN"), "{body}");
+        drop(server);
+    }
+}
+
+/// Whether a new TCP connection to `addr` is refused within 5 s.
+async fn refused_soon(addr: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// SIGTERM in the middle of a chunk that is still arriving: new
+/// connections are refused at once, the chunk is received and recorded
+/// (202), the server exits 0, and the next server continues the upload.
+#[tokio::test]
+async fn sigterm_lets_the_chunk_in_flight_finish_and_refuses_new_connections() {
+    const PIECE: usize = 128 * 1024;
+    const PIECES: usize = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(dir.path(), None, &["--shutdown-grace-seconds", "30"]);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let r = http
+        .post(format!("{base}/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let upload = header(&r, "location");
+    let data: Vec<u8> = (0..PIECE * PIECES).map(|i| (i * 13 % 256) as u8).collect();
+    // 4 MiB in pieces 100 ms apart: about 3 s of body.
+    let pieces: Vec<Bytes> = data.chunks(PIECE).map(Bytes::copy_from_slice).collect();
+    let body = futures::stream::iter(pieces).then(|piece| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(piece)
+    });
+    let chunk = tokio::spawn(
+        http.patch(format!("{base}{upload}"))
+            .header("content-range", format!("0-{}", data.len() - 1))
+            .header("content-length", data.len())
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!chunk.is_finished(), "the chunk was meant to be in flight");
+
+    server.signal("TERM");
+    assert!(
+        refused_soon(&server.addr).await,
+        "new connections are still accepted after SIGTERM"
+    );
+    let r = chunk
+        .await
+        .unwrap()
+        .expect("the chunk in flight is answered");
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server exits once its last request finished");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // The upload was kept: the next server continues it.
+    let server = Server::start(dir.path(), None);
+    let base = format!("http://{}", server.addr);
+    let r = http.get(format!("{base}{upload}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "range"), format!("0-{}", data.len() - 1));
+    let digest = Sha256Digest::of(&data).to_string();
+    let r = http
+        .put(format!("{base}{upload}?digest={digest}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
+/// SIGTERM with a request that cannot finish (its body stopped): the
+/// server waits out --shutdown-grace-seconds, closes it and exits 0.
+#[tokio::test]
+async fn sigterm_cuts_a_request_still_running_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(dir.path(), None, &["--shutdown-grace-seconds", "2"]);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let r = http
+        .post(format!("{base}/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let upload = header(&r, "location");
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 1000]))])
+        .chain(futures::stream::pending());
+    let stuck = tokio::spawn(
+        http.patch(format!("{base}{upload}"))
+            .header("content-length", 1_000_000)
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let asked = Instant::now();
+    server.signal("TERM");
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server exits after its shutdown grace");
+    let waited = asked.elapsed();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(10),
+        "exited {waited:?} after SIGTERM with a 2 s grace"
+    );
+    let cut = stuck.await.unwrap();
+    assert!(
+        cut.is_err() || !cut.as_ref().unwrap().status().is_success(),
+        "{cut:?}"
     );
 }

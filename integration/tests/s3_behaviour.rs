@@ -554,3 +554,384 @@ async fn complete_answered_200_with_internal_error_is_retried() {
     assert_no_multipart_uploads(&env, &direct).await;
     direct.delete(&p("retried")).await.unwrap();
 }
+
+// Cleanup: only the driver's own uploads, aged by their last part, one
+// round at a time, going on past a failed item.
+
+/// Starts a multipart upload of `key` with the raw client; its upload id.
+async fn start_raw_upload(sdk: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    sdk.create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("CreateMultipartUpload")
+        .upload_id()
+        .expect("an upload id")
+        .to_string()
+}
+
+/// A new bucket of its own for a test; `None` (the reason printed) when
+/// the credentials cannot create one.
+async fn fresh_bucket(env: &S3Env, label: &str) -> Option<String> {
+    let bucket = format!(
+        "stowage-{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let sdk = env.sdk().await;
+    let mut create = sdk.create_bucket().bucket(&bucket);
+    if env.region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                    env.region.as_str(),
+                ))
+                .build(),
+        );
+    }
+    match create.send().await {
+        Ok(_) => Some(bucket),
+        Err(e) => {
+            eprintln!(
+                "skipped: cannot create a bucket on {} ({})",
+                env.server,
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            );
+            None
+        }
+    }
+}
+
+/// Empties and removes a bucket from [`fresh_bucket`]: its policy, its
+/// multipart uploads, its objects.
+async fn remove_bucket(env: &S3Env, bucket: &str) {
+    let sdk = env.sdk().await;
+    let _ = sdk.delete_bucket_policy().bucket(bucket).send().await;
+    for (key, id) in multipart_uploads(&sdk, bucket, "").await {
+        sdk.abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .send()
+            .await
+            .expect("AbortMultipartUpload");
+    }
+    let listed = sdk
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    for object in listed.contents() {
+        sdk.delete_object()
+            .bucket(bucket)
+            .key(object.key().unwrap_or_default())
+            .send()
+            .await
+            .expect("DeleteObject");
+    }
+    if let Err(e) = sdk.delete_bucket().bucket(bucket).send().await {
+        eprintln!(
+            "note: bucket {bucket} left behind ({})",
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        );
+    }
+}
+
+/// The key of the cleanup lease of `s`.
+fn lease_key(s: &S3Storage) -> String {
+    format!("{}_uploads/.cleanup-lease", prefix_of(s))
+}
+
+#[tokio::test]
+async fn cleanup_with_a_root_aborts_nothing_outside_it() {
+    let env = S3Env::get();
+    let s = env.storage("cleanup-scope").await;
+    let sdk = env.sdk().await;
+    let root = s.config().root.clone();
+    let ours = format!("{root}/orphan");
+    // Another prefix of the bucket, and one that only starts like the root.
+    let foreign = [
+        format!("stowage-it/other-app-{}/x", uuid::Uuid::new_v4().simple()),
+        format!("{root}-sibling/x"),
+    ];
+    start_raw_upload(&sdk, &env.bucket, &ours).await;
+    for key in &foreign {
+        start_raw_upload(&sdk, &env.bucket, key).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = s.cleanup_uploads(Duration::ZERO).await.unwrap();
+    assert!(!report.skipped_lease_held, "{report:?}");
+    assert_eq!(report.multipart_aborted, 1, "only ours: {report:?}");
+    assert!(multipart_uploads(&sdk, &env.bucket, &prefix_of(&s))
+        .await
+        .is_empty());
+    for key in &foreign {
+        let left = multipart_uploads(&sdk, &env.bucket, key).await;
+        assert_eq!(left.len(), 1, "{key} survives: {left:?}");
+        for (key, id) in left {
+            sdk.abort_multipart_upload()
+                .bucket(&env.bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn cleanup_with_an_empty_root_aborts_only_uploads_under_the_uploads_area() {
+    let env = S3Env::get();
+    let Some(bucket) = fresh_bucket(&env, "bare-root").await else {
+        return;
+    };
+    let mut config = env.config("bare-root");
+    config.bucket = bucket.clone();
+    config.root = String::new();
+    let s = S3Storage::new(config).await.unwrap();
+    let sdk = env.sdk().await;
+    let ours = "_uploads/0123456789abcdef0123456789abcdef/000000-0123456789abcdef";
+    let foreign = "other-app/x";
+    start_raw_upload(&sdk, &bucket, ours).await;
+    start_raw_upload(&sdk, &bucket, foreign).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = s.cleanup_uploads(Duration::ZERO).await.unwrap();
+    assert_eq!(report.multipart_aborted, 1, "{report:?}");
+    let left: Vec<String> = multipart_uploads(&sdk, &bucket, "")
+        .await
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(left, [foreign], "another application's upload survives");
+    let objects = sdk.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    assert!(
+        objects.contents().is_empty(),
+        "the lease was released: {:?}",
+        objects.contents()
+    );
+    remove_bucket(&env, &bucket).await;
+}
+
+#[tokio::test]
+async fn a_multipart_upload_started_long_ago_with_a_recent_part_is_kept() {
+    let env = S3Env::get();
+    let s = env.storage("active-upload").await;
+    let sdk = env.sdk().await;
+    let key = format!("{}active", prefix_of(&s));
+    let id = start_raw_upload(&sdk, &env.bucket, &key).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sdk.upload_part()
+        .bucket(&env.bucket)
+        .key(&key)
+        .upload_id(&id)
+        .part_number(1)
+        .body(Bytes::from_static(b"a part written just now").into())
+        .send()
+        .await
+        .unwrap();
+    // Started 4 s ago, written to just now: not stale after 3 s.
+    let report = s.cleanup_uploads(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(report.multipart_aborted, 0, "{report:?}");
+    assert_eq!(report.multipart_kept_active, 1, "{report:?}");
+    assert_eq!(multipart_uploads(&sdk, &env.bucket, &key).await.len(), 1);
+    // Once the part is older than the threshold, the upload is stale.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let report = s.cleanup_uploads(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(report.multipart_aborted, 1, "{report:?}");
+    assert!(multipart_uploads(&sdk, &env.bucket, &key).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_held_cleanup_lease_skips_the_round_and_an_expired_one_is_taken_over() {
+    let env = S3Env::get();
+    let s = env.storage("cleanup-lease").await;
+    let sdk = env.sdk().await;
+    let lease = lease_key(&s);
+    let stale = format!("{}stale", prefix_of(&s));
+    start_raw_upload(&sdk, &env.bucket, &stale).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let write_lease = |expires_at: &str| {
+        sdk.put_object()
+            .bucket(&env.bucket)
+            .key(&lease)
+            .body(
+                Bytes::from(format!(
+                    r#"{{"holder":"another-replica","expires_at":"{expires_at}"}}"#
+                ))
+                .into(),
+            )
+            .send()
+    };
+
+    // Held by another process: the round does nothing.
+    write_lease("2999-01-01T00:00:00Z").await.unwrap();
+    let report = s.cleanup_uploads(Duration::ZERO).await.unwrap();
+    assert!(report.skipped_lease_held, "{report:?}");
+    assert_eq!(report.multipart_aborted, 0, "{report:?}");
+    assert_eq!(multipart_uploads(&sdk, &env.bucket, &stale).await.len(), 1);
+    let held = sdk
+        .get_object()
+        .bucket(&env.bucket)
+        .key(&lease)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(
+        String::from_utf8_lossy(&held).contains("another-replica"),
+        "the lease is left to its holder"
+    );
+
+    // Expired: taken over, the round runs, and the lease is released.
+    write_lease("2000-01-01T00:00:00Z").await.unwrap();
+    let report = s.cleanup_uploads(Duration::ZERO).await.unwrap();
+    assert!(!report.skipped_lease_held, "{report:?}");
+    assert_eq!(report.multipart_aborted, 1, "{report:?}");
+    assert!(multipart_uploads(&sdk, &env.bucket, &stale)
+        .await
+        .is_empty());
+    assert!(
+        sdk.head_object()
+            .bucket(&env.bucket)
+            .key(&lease)
+            .send()
+            .await
+            .is_err(),
+        "the lease is released"
+    );
+}
+
+#[tokio::test]
+async fn of_two_cleanups_at_once_one_runs_and_the_other_finds_the_lease_held() {
+    let env = S3Env::get();
+    if env.endpoint.is_none() {
+        eprintln!("skipped: the fault proxy needs an S3 endpoint (STOWAGE_S3_TEST_ENDPOINT)");
+        return;
+    }
+    // Every request of the first process waits a second at the proxy, so
+    // its round is still going when the second process starts one.
+    let proxy = stowage_integration::faults::FaultProxy::in_front_of(
+        &env,
+        &["--stall-fraction", "1", "--stall-seconds", "1"],
+    );
+    let config = env.config("lease-race");
+    let slow = S3Storage::new(proxy.config(&config)).await.unwrap();
+    let fast = S3Storage::new(config).await.unwrap();
+    let sdk = env.sdk().await;
+    let lease = lease_key(&fast);
+    let stale = format!("{}stale", prefix_of(&fast));
+    start_raw_upload(&sdk, &env.bucket, &stale).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let first = tokio::spawn(async move { slow.cleanup_uploads(Duration::ZERO).await });
+    let mut taken = false;
+    for _ in 0..400 {
+        if sdk
+            .head_object()
+            .bucket(&env.bucket)
+            .key(&lease)
+            .send()
+            .await
+            .is_ok()
+        {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(taken, "the first round never wrote its lease");
+    let second = fast.cleanup_uploads(Duration::ZERO).await.unwrap();
+    assert!(second.skipped_lease_held, "{second:?}");
+    assert_eq!(second.multipart_aborted, 0, "{second:?}");
+
+    let first = first.await.unwrap().unwrap();
+    assert!(!first.skipped_lease_held, "{first:?}");
+    assert_eq!(first.multipart_aborted, 1, "{first:?}");
+    assert!(proxy.stat("stalls").await > 0);
+    assert!(
+        sdk.head_object()
+            .bucket(&env.bucket)
+            .key(&lease)
+            .send()
+            .await
+            .is_err(),
+        "the lease is released"
+    );
+}
+
+#[tokio::test]
+async fn an_abort_the_server_refuses_is_counted_and_the_round_goes_on() {
+    let env = S3Env::get();
+    let Some(bucket) = fresh_bucket(&env, "refused-abort").await else {
+        return;
+    };
+    let mut config = env.config("refused-abort");
+    config.bucket = bucket.clone();
+    let s = S3Storage::new(config).await.unwrap();
+    let sdk = env.sdk().await;
+    let root = prefix_of(&s);
+    // Listed first (keys in order): the refusal comes before the success.
+    let blocked = format!("{root}a-blocked");
+    let free = format!("{root}b-free");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "KeepThisUpload",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:AbortMultipartUpload",
+            "Resource": format!("arn:aws:s3:::{bucket}/{blocked}"),
+        }],
+    });
+    if let Err(e) = sdk
+        .put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy.to_string())
+        .send()
+        .await
+    {
+        eprintln!(
+            "skipped: {} does not take bucket policies ({})",
+            env.server,
+            aws_sdk_s3::error::DisplayErrorContext(&e)
+        );
+        remove_bucket(&env, &bucket).await;
+        return;
+    }
+    let probe = start_raw_upload(&sdk, &bucket, &blocked).await;
+    start_raw_upload(&sdk, &bucket, &blocked).await;
+    start_raw_upload(&sdk, &bucket, &free).await;
+    let refused = sdk
+        .abort_multipart_upload()
+        .bucket(&bucket)
+        .key(&blocked)
+        .upload_id(&probe)
+        .send()
+        .await
+        .is_err();
+    if !refused {
+        eprintln!(
+            "skipped: {} does not apply a Deny policy to the bucket's owner",
+            env.server
+        );
+        remove_bucket(&env, &bucket).await;
+        return;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = s
+        .cleanup_uploads(Duration::ZERO)
+        .await
+        .expect("a refused abort does not fail the round");
+    assert_eq!(report.failures, 2, "{report:?}");
+    assert_eq!(report.multipart_aborted, 1, "{report:?}");
+    let left = multipart_uploads(&sdk, &bucket, &root).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|(key, _)| *key == blocked), "{left:?}");
+    remove_bucket(&env, &bucket).await;
+}

@@ -363,7 +363,7 @@ async fn a_stalled_body_is_resumed_after_the_request_timeout() {
     // A body silent for 2 s counts as broken (the direct driver keeps the
     // default, so that the set-up put is not cut short).
     let mut config = proxy.config(direct.config());
-    config.request_timeout = Duration::from_secs(2);
+    config.progress_timeout = Duration::from_secs(2);
     let through = S3Storage::new(config).await.unwrap();
     let body = data(20 * MIB, 90);
     direct
@@ -537,4 +537,279 @@ async fn listings_with_a_repeated_or_missing_token_fail_instead_of_looping_or_en
     assert!(proxy.stat("list_tampered").await >= 2);
 
     assert_eq!(direct.delete_prefix(&p("k")).await.unwrap(), 1005);
+}
+
+// Integrity: never a false success, never wrong bytes. Each test below
+// fails on a driver that decided "completed after all" by size, served a
+// whole-object answer as a range, copied without pinning the source, or
+// deleted an assembled destination it had not written.
+
+/// A driver configuration with 5 MiB parts, so that a dozen MiB is a
+/// multipart upload of three parts.
+fn small_parts(c: &mut S3Config) {
+    c.part_size = 5 * MIB as u64;
+    c.max_attempts = 2;
+}
+
+#[tokio::test]
+async fn an_overwrite_whose_completion_is_unknown_never_reports_the_old_object_as_success() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of(&env, &[]);
+    let (through, direct) = through_and_direct(&env, &proxy, "overwrite-unknown", small_parts).await;
+    // An earlier object of the same size and part count at the key.
+    let old = data(12 * MIB + 5, 50);
+    direct
+        .put_stream(&p("blob"), stream_of(&old, MIB), PutOptions::default())
+        .await
+        .unwrap();
+    // Every completion fails; the abort that settles the outcome reaches
+    // the server but its answer is lost, so the retried abort finds none.
+    proxy
+        .configure("fail_complete=100&drop_abort_answers=1")
+        .await;
+    let new = data(12 * MIB + 5, 51);
+    let outcome = through
+        .put_stream(&p("blob"), stream_of(&new, MIB), PutOptions::default())
+        .await;
+    proxy.configure("fail_complete=0&drop_abort_answers=0").await;
+    assert_eq!(proxy.stat("abort_dropped").await, 1, "the abort's answer was lost");
+    let err = outcome.expect_err("the new bytes were never stored: no success");
+    assert!(!err.to_string().is_empty());
+    assert_eq!(
+        direct.get_bytes(&p("blob")).await.unwrap(),
+        old,
+        "the earlier object is untouched"
+    );
+    assert_eq!(metric(&through, "stowage_s3_completions_reconciled_total"), 0);
+    assert_no_multipart_uploads(&env, &direct).await;
+
+    // The same with nothing at the key before: an error, nothing stored.
+    proxy
+        .configure("fail_complete=100&drop_abort_answers=1")
+        .await;
+    let outcome = through
+        .put_stream(&p("fresh"), stream_of(&new, MIB), PutOptions::default())
+        .await;
+    proxy.configure("fail_complete=0&drop_abort_answers=0").await;
+    outcome.expect_err("nothing was stored");
+    assert!(!direct.exists(&p("fresh")).await.unwrap());
+    assert_no_multipart_uploads(&env, &direct).await;
+}
+
+#[tokio::test]
+async fn a_ranged_read_answered_with_the_whole_object_serves_exactly_the_range() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of_signing(&env, &["--ignore-range"]);
+    let (through, direct) = through_and_direct(&env, &proxy, "range-ignored", |_| {}).await;
+    let body = data(3 * MIB + 7, 52);
+    direct.put(&p("blob"), body.clone(), PutOptions::default()).await.unwrap();
+    let n = body.len() as u64;
+    let cases = [
+        (stowage_core::ByteRange::Bounded { start: 100, end: 5000 }, 100..5000),
+        (stowage_core::ByteRange::From(MIB as u64 + 3), MIB as u64 + 3..n),
+        (stowage_core::ByteRange::Suffix(777), n - 777..n),
+        (stowage_core::ByteRange::Bounded { start: n - 1, end: n + 50 }, n - 1..n),
+    ];
+    for (range, want) in cases {
+        let got = through.get(&p("blob"), GetOptions::default().with_range(range)).await.unwrap();
+        assert_eq!(got.range, want.clone(), "{range}: the range the answer is labelled with");
+        let bytes: Vec<Bytes> = got.stream.try_collect().await.unwrap();
+        let bytes: Vec<u8> = bytes.concat();
+        assert_eq!(
+            bytes,
+            body[want.start as usize..want.end as usize],
+            "{range}: exactly the bytes asked for"
+        );
+    }
+    assert!(proxy.stat("ranges_ignored").await >= 4, "the proxy ignored the ranges");
+    assert!(metric(&through, "stowage_s3_ranges_ignored_total") >= 4);
+    // A range past the end is still refused as such.
+    let past = through
+        .get(
+            &p("blob"),
+            GetOptions::default().with_range(stowage_core::ByteRange::From(n + 10)),
+        )
+        .await;
+    assert!(
+        matches!(past, Err(stowage_core::Error::InvalidRange { .. })),
+        "{past:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_whose_source_is_replaced_mid_copy_fails_and_writes_nothing() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of(&env, &[]);
+    let (through, direct) = through_and_direct(&env, &proxy, "copy-pinned", |c| {
+        c.multipart_copy_threshold = 5 * MIB as u64;
+        c.multipart_copy_part_size = 5 * MIB as u64;
+    })
+    .await;
+    let old = data(12 * MIB, 53);
+    direct.put(&p("src"), old.clone(), PutOptions::default()).await.unwrap();
+    // Parts after the first are held while the source is replaced.
+    proxy.configure("delay_copies_seconds=3").await;
+    let copy = {
+        let through = through.clone();
+        tokio::spawn(async move { through.copy(&p("src"), &p("dst")).await })
+    };
+    for _ in 0..100 {
+        if proxy.stat("copies_delayed").await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let new = data(12 * MIB, 54);
+    direct.put(&p("src"), new.clone(), PutOptions::default()).await.unwrap();
+    let outcome = copy.await.unwrap();
+    proxy.configure("delay_copies_seconds=0").await;
+    let err = outcome.expect_err("a copy of a source replaced mid-copy fails");
+    assert!(err.to_string().contains("replaced"), "{err}");
+    assert!(
+        !direct.exists(&p("dst")).await.unwrap(),
+        "nothing is written at the destination"
+    );
+    assert!(metric(&through, "stowage_s3_copies_source_changed_total") >= 1);
+    assert_no_multipart_uploads(&env, &direct).await;
+    // Without interference the copy is whole.
+    through.copy(&p("src"), &p("dst")).await.unwrap();
+    assert_eq!(direct.get_bytes(&p("dst")).await.unwrap(), new);
+}
+
+#[tokio::test]
+async fn assembly_never_deletes_an_object_another_writer_put_at_the_destination() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of(&env, &[]);
+    let (through, direct) = through_and_direct(&env, &proxy, "assembly-foreign", |_| {}).await;
+    let first = data(6 * MIB, 55);
+    let tail = data(MIB, 56);
+    let mut state = through.start_upload().await.unwrap();
+    state = through
+        .write_chunk(&state, 0, stream_of(&first, MIB))
+        .await
+        .unwrap();
+    state = through
+        .write_chunk(&state, first.len() as u64, stream_of(&tail, MIB))
+        .await
+        .unwrap();
+    // The HEADs after the completion are held while another writer puts
+    // an object of another size at the destination.
+    proxy.configure("delay_heads_seconds=3").await;
+    let complete = {
+        let (through, state) = (through.clone(), state.clone());
+        tokio::spawn(async move {
+            through
+                .complete_upload(&state, &p("blob"), CompleteOptions::default())
+                .await
+        })
+    };
+    for _ in 0..500 {
+        if proxy.stat("heads_delayed").await >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let foreign = data(MIB + 3, 57);
+    direct.put(&p("blob"), foreign.clone(), PutOptions::default()).await.unwrap();
+    let outcome = complete.await.unwrap();
+    proxy.configure("delay_heads_seconds=0").await;
+    let err = outcome.expect_err("the assembled size does not match");
+    assert!(err.to_string().contains("not this upload's"), "{err}");
+    assert_eq!(
+        direct.get_bytes(&p("blob")).await.unwrap(),
+        foreign,
+        "the other writer's object stays"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_request_without_a_body_is_retried_and_ends_inside_the_budget() {
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of(&env, &[]);
+    let (through, direct) = through_and_direct(&env, &proxy, "hung-head", |c| {
+        c.first_byte_timeout = Duration::from_secs(1);
+        c.retry_timeout = Duration::from_secs(4);
+    })
+    .await;
+    direct.put(&p("blob"), Bytes::from_static(b"x"), PutOptions::default()).await.unwrap();
+    // Every request is held far longer than an attempt may wait.
+    proxy.configure("stall_fraction=1&stall_seconds=20").await;
+    let started = std::time::Instant::now();
+    let outcome = through.stat(&p("blob")).await;
+    let took = started.elapsed();
+    proxy.configure("stall_fraction=0").await;
+    let err = outcome.expect_err("no answer inside the budget");
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        took < Duration::from_secs(4 + 1 + 3),
+        "the budget (4 s) plus one attempt (1 s) and slack, took {took:?}"
+    );
+    assert!(proxy.stat("stalls").await >= 2, "the hung request was sent again");
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn parallel_downloads_survive_resets_and_leave_nothing_on_failure() {
+    use stowage_core::download::DownloadOptions;
+    let env = S3Env::get();
+    let proxy = FaultProxy::in_front_of(&env, &["--reset-down-every", "7M"]);
+    let (through, direct) = through_and_direct(&env, &proxy, "parallel-get", |_| {}).await;
+    let body = data(41 * MIB + 17, 58);
+    direct.put(&p("blob"), body.clone(), PutOptions::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("blob.bin");
+    let options = DownloadOptions::default()
+        .with_range_size(4 * MIB as u64)
+        .with_concurrency(4);
+    let meta = through.download_to_file(&p("blob"), &dest, options).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), body, "every byte right");
+    assert!(proxy.stat("resets_down").await >= 4, "the ranges were cut");
+    assert!(metric(&through, "stowage_s3_read_resumes_total") >= 4);
+    assert_eq!(names_in(dir.path()), vec!["blob.bin".to_string()]);
+
+    // An empty object and one smaller than a range.
+    direct.put(&p("empty"), Bytes::new(), PutOptions::default()).await.unwrap();
+    let empty = dir.path().join("empty");
+    through.download_to_file(&p("empty"), &empty, options).await.unwrap();
+    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+
+    // The object replaced mid-download: an error, the destination keeps
+    // its old content, and no temporary file is left.
+    proxy
+        .configure("reset_down_every=0&stall_down_every=2M&stall_seconds=0.5")
+        .await;
+    let slow = {
+        let (through, dest) = (through.clone(), dest.clone());
+        let options = options.with_concurrency(1);
+        tokio::spawn(async move { through.download_to_file(&p("blob"), &dest, options).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    direct
+        .put(&p("blob"), data(41 * MIB + 17, 59), PutOptions::default())
+        .await
+        .unwrap();
+    let err = slow.await.unwrap().expect_err("the object changed mid-download");
+    proxy.configure("stall_down_every=0").await;
+    assert!(err.to_string().contains("replaced") || err.to_string().contains("changed"), "{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), body, "the old file is untouched");
+    assert_eq!(names_in(dir.path()), vec!["blob.bin".to_string(), "empty".to_string()]);
+
+    // A missing object: an error and nothing created.
+    let missing = dir.path().join("missing");
+    through
+        .download_to_file(&p("nope"), &missing, options)
+        .await
+        .expect_err("no such object");
+    assert!(!missing.exists());
+    assert_eq!(names_in(dir.path()).len(), 2);
 }

@@ -1,8 +1,9 @@
 //! The long STS group: tests that wait for real credential expiry (Ceph
 //! RGW grants sessions of 60 s, see `rgw sts min session duration` in
 //! rgw-up.sh; against AWS set STOWAGE_STS_TEST_MIN_SESSION_SECONDS=900 and
-//! expect a quarter of an hour). All scenarios run at once in one test so
-//! the suite waits for one expiry, not four.
+//! expect a quarter of an hour). The expiry scenarios run at once in one
+//! test so the suite waits for one expiry, not four; alongside it, one test
+//! keeps steady traffic going for two sessions with the default margin.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,8 +24,8 @@ fn path(s: &str) -> StoragePath {
     StoragePath::parse(s).unwrap()
 }
 
-/// Short sessions refreshed 20 s before they end (the SDK cache refreshes
-/// between 10 and 20 s before).
+/// Short sessions refreshed 20 s before they end (in the background, by the
+/// first request inside those 20 s).
 fn short(mut c: StsConfig) -> StsConfig {
     c.duration = shortest_session();
     c.refresh_margin = Duration::from_secs(20);
@@ -209,4 +210,51 @@ async fn credentials_expire_and_are_refreshed_while_work_goes_on() {
     storage.delete(&path("warm")).await.unwrap();
     web.delete(&path("warm")).await.unwrap();
     web.delete(&path("after")).await.unwrap();
+}
+
+/// Sessions of the server's shortest length with the default refresh margin
+/// (300 s, longer than the session): the margin applied is a third of the
+/// session, so under steady traffic a new session is assumed about every
+/// two thirds of a session, in the background. Two sessions' worth of
+/// requests make a bounded number of STS calls, and only the first request
+/// waits for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_shorter_than_the_default_margin_refresh_in_the_background() {
+    let env = StsEnv::get();
+    let mut config = env.assume_role_config("sts-default-margin");
+    config.duration = shortest_session();
+    assert_eq!(config.refresh_margin, Duration::from_secs(300));
+    let storage = StsS3::open(config).await;
+    let p = path("steady/blob");
+    let run = shortest_session() * 2;
+    let started = Instant::now();
+    let mut requests = 0u64;
+    while started.elapsed() < run {
+        storage
+            .put(
+                &p,
+                Bytes::from(format!("write {requests}")),
+                PutOptions::default(),
+            )
+            .await
+            .expect("a write during the run");
+        storage.get_bytes(&p).await.expect("a read during the run");
+        requests += 2;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stats = storage.credential_stats();
+    // New sessions at about 2/3 and 4/3 of a session (and perhaps right at
+    // the end): 3 or 4 calls, not one per request.
+    assert!(
+        (3..=5).contains(&stats.sts_calls()),
+        "{} STS calls for {requests} requests over {run:?}",
+        stats.sts_calls()
+    );
+    assert_eq!(
+        stats.blocking_loads(),
+        1,
+        "only the first request waited for STS"
+    );
+    assert_eq!(stats.failures(), 0);
+    storage.delete(&p).await.unwrap();
 }

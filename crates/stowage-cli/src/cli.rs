@@ -174,6 +174,17 @@ pub(crate) struct ServeLimits {
     /// SIZE_INVALID): bytes, or with a unit (500MiB, 10GiB, 2TB).
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub(crate) max_upload_size: Option<u64>,
+    /// On SIGTERM or SIGINT the server stops accepting connections and
+    /// gives the requests in flight this long to finish, then closes what
+    /// is left and exits 0 (a chunk cut short stays resumable). A second
+    /// signal exits at once. 0: close at once.
+    #[arg(
+        long,
+        alias = "shutdown-grace",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub(crate) shutdown_grace_seconds: u64,
 }
 
 /// A size in bytes: digits, optionally followed by a unit (`k`/`KB` =

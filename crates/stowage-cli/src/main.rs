@@ -1,16 +1,19 @@
 //! The `stowage` command line.
 //!
 //! Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
-//! error.
+//! error, 130 and 143 stopped by SIGINT and SIGTERM (`serve` stops
+//! gracefully on either and exits 0).
 
 mod cli;
 mod commands;
 mod context;
 mod failure;
+mod interrupt;
 mod progress;
 mod target;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -53,7 +56,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let result = runtime.block_on(commands::run(args));
+    // An interrupted command may leave a read of stdin or a file operation
+    // running on a blocking thread: the process does not wait for it.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("stowage: {}", failure.message);

@@ -480,3 +480,133 @@ fn sign_dash_signs_each_line_of_stdin_like_single_urls() {
     let out = sign_with_stdin(dir.path(), &["--cookies", "-"], "");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Sends the process `pid` a signal by name (`INT`, `TERM`).
+fn send_signal(pid: u32, name: &str) {
+    let sent = Command::new("kill")
+        .args(["-s", name, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -s {name} {pid}");
+}
+
+/// Waits up to `limit` for `child` (its stderr piped) to exit; its exit
+/// code (`None`: killed by a signal) and what it wrote to stderr.
+fn exit_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), reader.join().unwrap());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}:\n{}", reader.join().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigint_during_a_put_cancels_it_stores_nothing_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["put", "-", "blobs/x"])
+        .current_dir(dir.path())
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("STOWAGE_LOCATION")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stdin stays open: the put waits for the rest.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&vec![7u8; 1 << 20]).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    send_signal(child.id(), "INT");
+    let (code, stderr) = exit_within(child, std::time::Duration::from_secs(15));
+    drop(stdin);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "stowage: interrupted by SIGINT: the upload of stdin to local:blobs/x was cancelled, \
+             nothing was stored"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(ok(&stowage(dir.path(), &["ls"])), "");
+}
+
+#[test]
+fn serve_stops_on_sigterm_and_exits_0() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-grace-seconds",
+            "5",
+        ])
+        .current_dir(dir.path())
+        .env_remove("STOWAGE_CONFIG")
+        .env_remove("STOWAGE_LOCATION")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    // The banner comes once the signals are caught.
+    while !text.contains("serving an example OCI registry") {
+        let line = seen
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no banner:\n{text}"));
+        text.push_str(&line);
+        text.push('\n');
+    }
+    send_signal(child.id(), "TERM");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "still serving 15 s after SIGTERM:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    while let Ok(line) = seen.recv_timeout(std::time::Duration::from_secs(5)) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("stowage: SIGTERM: no new connections; requests in flight have up to 5 s"),
+        "{text}"
+    );
+    assert!(text.contains("stowage: registry stopped"), "{text}");
+}

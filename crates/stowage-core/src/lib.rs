@@ -19,6 +19,7 @@
 pub mod config;
 mod digest;
 mod direct_url;
+pub mod download;
 mod error;
 pub mod forward;
 pub mod metrics;

@@ -19,6 +19,7 @@
 //! [`Storage::cleanup_uploads`](crate::Storage::cleanup_uploads) catches
 //! what a killed process left.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -106,7 +107,9 @@ pub fn base_part_size(configured: u64, size: Option<u64>, limits: &PartLimits) -
 
 /// Aborts the upload from a background task when dropped while armed, so a
 /// cancelled write leaves no orphaned multipart upload. Drivers that drive a
-/// multipart upload themselves (server-side copies) hold one too.
+/// multipart upload themselves (server-side copies) hold one too. The task
+/// runs on the runtime the guard is dropped in: a program about to exit
+/// waits for it with [`wait_for_aborts`].
 pub struct AbortOnDrop {
     sink: Option<Arc<dyn MultipartSink>>,
 }
@@ -135,14 +138,131 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(sink) = self.sink.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                // Counted from here, before the task exists, so that a
+                // caller who dropped a write and then calls
+                // `wait_for_aborts` waits for this abort too.
+                let running = RunningAbort::start();
                 handle.spawn(async move {
-                    if let Err(e) = sink.abort().await {
+                    // The whole tally moves into the task (not only the
+                    // field assigned below), so it ends with the task.
+                    let mut running = running;
+                    let result = sink.abort().await;
+                    if let Err(e) = &result {
                         tracing::warn!(error = %e, "aborting a cancelled multipart upload failed");
                     }
+                    // Counted as finished when `running` drops, here.
+                    running.succeeded = result.is_ok();
                 });
             }
         }
     }
+}
+
+/// The aborts dropped [`AbortOnDrop`] guards started, process-wide.
+struct DroppedAborts {
+    running: AtomicUsize,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    /// Woken when `running` falls to zero.
+    idle: tokio::sync::Notify,
+}
+
+static DROPPED_ABORTS: DroppedAborts = DroppedAborts {
+    running: AtomicUsize::new(0),
+    succeeded: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    idle: tokio::sync::Notify::const_new(),
+};
+
+/// One abort in flight; counted as finished when dropped (as failed unless
+/// it succeeded, also when its task was cancelled before it could run).
+struct RunningAbort {
+    succeeded: bool,
+}
+
+impl RunningAbort {
+    fn start() -> Self {
+        DROPPED_ABORTS.running.fetch_add(1, Ordering::SeqCst);
+        Self { succeeded: false }
+    }
+}
+
+impl Drop for RunningAbort {
+    fn drop(&mut self) {
+        let outcome = if self.succeeded {
+            &DROPPED_ABORTS.succeeded
+        } else {
+            &DROPPED_ABORTS.failed
+        };
+        // The outcome first: whoever sees `running` at zero sees it too.
+        outcome.fetch_add(1, Ordering::SeqCst);
+        if DROPPED_ABORTS.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            DROPPED_ABORTS.idle.notify_waiters();
+        }
+    }
+}
+
+/// How the aborts started by dropped [`AbortOnDrop`] guards stand,
+/// process-wide: finished ones counted since the process started,
+/// [`AbortTally::since`] for those of one stretch of work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AbortTally {
+    /// Aborts that finished: the upload is gone (or was already completed
+    /// or aborted).
+    pub succeeded: u64,
+    /// Aborts that failed, each logged as a warning, or whose task ended
+    /// with its runtime before they could finish: their upload may stay
+    /// open until `cleanup_uploads` or a lifecycle rule removes it.
+    pub failed: u64,
+    /// Aborts still running.
+    pub running: usize,
+}
+
+impl AbortTally {
+    /// The aborts that finished after `earlier` was taken (the running
+    /// count stays this tally's own).
+    #[must_use]
+    pub fn since(self, earlier: AbortTally) -> AbortTally {
+        AbortTally {
+            succeeded: self.succeeded.saturating_sub(earlier.succeeded),
+            failed: self.failed.saturating_sub(earlier.failed),
+            running: self.running,
+        }
+    }
+}
+
+/// How the aborts started by dropped [`AbortOnDrop`] guards stand now.
+pub fn dropped_aborts() -> AbortTally {
+    AbortTally {
+        succeeded: DROPPED_ABORTS.succeeded.load(Ordering::SeqCst),
+        failed: DROPPED_ABORTS.failed.load(Ordering::SeqCst),
+        running: DROPPED_ABORTS.running.load(Ordering::SeqCst),
+    }
+}
+
+/// Waits until no abort started by a dropped [`AbortOnDrop`] guard is
+/// running, or `timeout` passes, and tells how they stand.
+///
+/// A guard aborts from a task of the runtime, which ends with the runtime:
+/// a program that cancels a write (on a signal, say) and is about to exit
+/// drops the write's future first, then calls this, so that the upload it
+/// cancelled is really aborted before the process ends. Needs a runtime
+/// with its time driver enabled.
+pub async fn wait_for_aborts(timeout: std::time::Duration) -> AbortTally {
+    let idle = async {
+        loop {
+            let mut notified = std::pin::pin!(DROPPED_ABORTS.idle.notified());
+            // Registered before the check, so a wake-up in between is kept.
+            notified.as_mut().enable();
+            if DROPPED_ABORTS.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(timeout, idle).await;
+    dropped_aborts()
 }
 
 /// Writes `initial` followed by `data` as parts of `sink`, then completes
@@ -486,6 +606,62 @@ mod tests {
         for s in stalled {
             s.abort();
         }
+    }
+
+    /// A sink whose abort takes `delay` and is then recorded.
+    struct SlowAbort {
+        delay: std::time::Duration,
+        aborted: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl MultipartSink for SlowAbort {
+        async fn upload_part(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
+            Ok(CompletedPart {
+                number,
+                etag: String::new(),
+                size: data.len() as u64,
+            })
+        }
+        async fn complete(&self, _parts: Vec<CompletedPart>) -> Result<ObjectMeta> {
+            Ok(ObjectMeta::new(crate::StoragePath::parse("x").unwrap(), 0))
+        }
+        async fn abort(&self) -> Result<()> {
+            tokio::time::sleep(self.delay).await;
+            self.aborted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_aborts_outlasts_the_abort_a_dropped_guard_started() {
+        use std::sync::atomic::Ordering::SeqCst;
+        use std::time::Duration;
+        let before = dropped_aborts();
+        let sink = Arc::new(SlowAbort {
+            delay: Duration::from_secs(1),
+            aborted: Default::default(),
+        });
+        drop(AbortOnDrop::new(sink.clone()));
+        // Counted as soon as the guard is dropped, and running until the
+        // abort ends.
+        let early = wait_for_aborts(Duration::from_millis(10)).await;
+        assert!(early.running >= 1, "{early:?}");
+        let done = wait_for_aborts(Duration::from_secs(10)).await.since(before);
+        assert!(sink.aborted.load(SeqCst), "the abort finished");
+        assert!(done.succeeded >= 1, "{done:?}");
+
+        // A disarmed guard starts nothing.
+        let quiet = Arc::new(SlowAbort {
+            delay: Duration::ZERO,
+            aborted: Default::default(),
+        });
+        let mut guard = AbortOnDrop::new(quiet.clone());
+        guard.disarm();
+        drop(guard);
+        wait_for_aborts(Duration::from_secs(10)).await;
+        assert!(!quiet.aborted.load(SeqCst));
     }
 
     #[test]

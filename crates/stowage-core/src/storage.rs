@@ -265,6 +265,22 @@ pub trait StorageExt: Storage {
             .await
     }
 
+    /// Downloads the object to the local file `dest` in parallel ranges,
+    /// pinned to one version, the file appearing whole or not at all (see
+    /// [`crate::download`]).
+    ///
+    /// # Errors
+    /// As [`crate::download::download_to_file`].
+    async fn download_to_file(
+        &self,
+        path: &StoragePath,
+        dest: &std::path::Path,
+        options: crate::download::DownloadOptions,
+    ) -> Result<ObjectMeta> {
+        crate::download::download_to_file(self, path, dest, options, &crate::download::no_progress)
+            .await
+    }
+
     /// Whether an object exists.
     ///
     /// # Errors

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             chunked_upload_wrong_offset, racing_writers_at_one_offset_never_corrupt,
             chunked_upload_digest_mismatch,
             chunked_upload_cancel_leaves_nothing, chunked_upload_empty_and_single_chunk,
+            completing_an_upload_twice_gives_the_same_object,
             cleanup_removes_only_stale_uploads, concurrent_writes, concurrent_chunked_uploads,
             large_streamed_object, direct_urls_match_capabilities, validate_passes
         );
@@ -76,6 +77,7 @@ pub async fn run_all(storage: &dyn Storage) {
     chunked_upload_digest_mismatch(storage).await;
     chunked_upload_cancel_leaves_nothing(storage).await;
     chunked_upload_empty_and_single_chunk(storage).await;
+    completing_an_upload_twice_gives_the_same_object(storage).await;
     cleanup_removes_only_stale_uploads(storage).await;
     concurrent_writes(storage).await;
     concurrent_chunked_uploads(storage).await;
@@ -721,6 +723,111 @@ pub async fn chunked_upload_empty_and_single_chunk(s: &dyn Storage) {
     assert_eq!(s.get_bytes(&dest1).await.unwrap(), body);
     assert!(list_paths(s, Some(&state.area())).await.is_empty());
     s.delete_prefix(&p("edge")).await.unwrap();
+}
+
+/// Completing the same state twice (a retried request, a second replica)
+/// answers the same object both times, for an upload of one chunk and of
+/// several: the second completion finds the chunks gone, checks that the
+/// destination holds exactly the upload's bytes, and answers with it. A
+/// destination holding other bytes (of the same size or not) or nothing is
+/// refused with [`Error::InvalidUploadState`] and left as it was; a wrong
+/// digest is still [`Error::DigestMismatch`].
+pub async fn completing_an_upload_twice_gives_the_same_object(s: &dyn Storage) {
+    let body = random_bytes(35, 150_000);
+    let digest = Sha256Digest::of(&body);
+    let options = || CompleteOptions::default().with_expected_digest(digest);
+    for (name, sizes) in [
+        ("one-chunk", vec![150_000]),
+        ("three-chunks", vec![50_000, 60_000, 40_000]),
+    ] {
+        let mut state = s.start_upload().await.unwrap();
+        let mut offset = 0;
+        for len in sizes {
+            let chunk = body.slice(offset..offset + len);
+            state = s
+                .write_chunk(&state, offset as u64, stream_of(vec![chunk]))
+                .await
+                .unwrap();
+            offset += len;
+        }
+        let dest = p(&format!("twice/{name}"));
+        let first = s
+            .complete_upload(&state, &dest, options())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: first completion: {e}"));
+        let second = s
+            .complete_upload(&state, &dest, options())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: completing again: {e}"));
+        assert_eq!(second.path, first.path, "{name}");
+        assert_eq!(second.size, first.size, "{name}");
+        assert_eq!(second.size, body.len() as u64, "{name}");
+        assert_eq!(
+            second.etag,
+            s.stat(&dest).await.unwrap().etag,
+            "{name}: the second answer describes the stored object"
+        );
+        assert!(
+            s.get_bytes(&dest).await.unwrap() == body,
+            "{name}: the object holds the upload's bytes"
+        );
+        assert!(
+            list_paths(s, Some(&state.area())).await.is_empty(),
+            "{name}: no chunk left"
+        );
+
+        // Other bytes of the same size at the destination: refused, kept.
+        let other = random_bytes(36, body.len());
+        s.put(&dest, other.clone(), PutOptions::default())
+            .await
+            .unwrap();
+        let err = s
+            .complete_upload(&state, &dest, options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidUploadState { .. }),
+            "{name}: {err}"
+        );
+        assert!(
+            s.get_bytes(&dest).await.unwrap() == other,
+            "{name}: the destination kept its bytes"
+        );
+        // A prefix of the upload, and no object at all: refused too.
+        s.put(&dest, body.slice(..1000), PutOptions::default())
+            .await
+            .unwrap();
+        let err = s
+            .complete_upload(&state, &dest, options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidUploadState { .. }),
+            "{name}: {err}"
+        );
+        assert_eq!(s.stat(&dest).await.unwrap().size, 1000, "{name}");
+        let elsewhere = p(&format!("twice/{name}-elsewhere"));
+        let err = s
+            .complete_upload(&state, &elsewhere, options())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidUploadState { .. }),
+            "{name}: {err}"
+        );
+        assert!(!s.exists(&elsewhere).await.unwrap(), "{name}");
+        // The digest is checked first, as on a first completion.
+        let err = s
+            .complete_upload(
+                &state,
+                &dest,
+                CompleteOptions::default().with_expected_digest(Sha256Digest::of(b"nope")),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{name}: {err}");
+        s.delete(&dest).await.unwrap();
+    }
 }
 
 /// cleanup_uploads removes uploads older than the threshold and keeps

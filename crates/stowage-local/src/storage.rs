@@ -315,12 +315,20 @@ impl Storage for LocalStorage {
             return upload::complete_by_streaming(self, state, dest, options).await;
         }
         let chunk = state.chunk_path(0);
-        let meta = self.stat(&chunk).await.map_err(|e| match e {
-            Error::NotFound { .. } => Error::InvalidUploadState {
-                reason: "chunk 0 of the upload is gone (expired or already completed)".into(),
-            },
-            other => other,
-        })?;
+        let gone = || Error::InvalidUploadState {
+            reason: "chunk 0 of the upload is gone (expired or already completed)".into(),
+        };
+        let meta = match self.stat(&chunk).await {
+            Ok(meta) => meta,
+            // A retry of a completion that already happened finds the
+            // object, checked against the upload's digest.
+            Err(Error::NotFound { .. }) => {
+                return upload::finished_already(self, state, dest, &options)
+                    .await?
+                    .ok_or_else(gone);
+            }
+            Err(e) => return Err(e),
+        };
         if meta.size != state.size {
             return Err(Error::InvalidUploadState {
                 reason: format!(
@@ -329,10 +337,21 @@ impl Storage for LocalStorage {
                 ),
             });
         }
-        self.store
+        match self
+            .store
             .rename(&to_store(&chunk), &to_store(dest))
             .await
-            .map_err(|e| from_object_store(e, dest.as_str()))?;
+            .map_err(|e| from_object_store(e, dest.as_str()))
+        {
+            Ok(()) => {}
+            // Another completion of the same state renamed it first.
+            Err(Error::NotFound { .. }) => {
+                return upload::finished_already(self, state, dest, &options)
+                    .await?
+                    .ok_or_else(gone);
+            }
+            Err(e) => return Err(e),
+        }
         let _ = upload::remove_chunk_objects(self, state).await;
         self.stat(dest).await
     }

@@ -23,6 +23,8 @@
 //!   id (details go to the log); header-read and idle timeouts; an optional
 //!   upload size limit; method labels bounded; the client address taken
 //!   from `X-Forwarded-For` only behind trusted proxies, and canonical.
+//! - Graceful stops ([`serve_with_shutdown`]): no new connections, requests
+//!   in flight given a bounded time to finish, uploads left resumable.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -53,7 +55,7 @@ pub use errors::{ErrorCode, RegistryError};
 pub use net::{Cidr, CidrParseError};
 pub use registry::Registry;
 pub use routes::router;
-pub use server::{build, serve, ServeOptions};
+pub use server::{build, serve, serve_with_shutdown, ServeOptions};
 pub use service::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub use tls::{TlsConfig, TlsError};
 pub use upload_store::{UploadRecord, UploadStore};

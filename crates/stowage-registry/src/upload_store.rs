@@ -38,6 +38,16 @@
 //! effort; a reader that listed it and finds it gone lists again). Removing
 //! an upload deletes everything under its id; deleting something already
 //! gone succeeds, so several replicas cleaning up at once do no harm.
+//!
+//! # Finishing records
+//!
+//! A finishing `PUT` that carries a body leaves a finishing record next to
+//! the state its body reached (`<id>/finishing-<offset, 20 digits>-<SHA-256
+//! so far>.json`, written before that state's record), naming its digest
+//! and where its body started: a retry of that `PUT` (its answer lost, or
+//! sent to another replica) finds it with the record and does not append
+//! the body again. Its name is not a record's, so it is never taken for
+//! the upload's state; it goes with the upload.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,6 +67,16 @@ pub struct UploadRecord {
     pub repository: String,
     /// Where it stands.
     pub state: UploadState,
+}
+
+/// What a finishing `PUT` recorded with the state its body reached (see
+/// the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Finishing {
+    /// The digest the `PUT` named, `<algorithm>:<hex>`.
+    pub(crate) digest: String,
+    /// The upload's size before the `PUT`'s body: where the body started.
+    pub(crate) from: u64,
 }
 
 /// Upload records, in the registry's storage or in a local directory.
@@ -125,6 +145,17 @@ impl UploadStore {
     fn record_path(&self, state: &UploadState) -> StoragePath {
         StoragePath::parse(format!(
             "{}/{}/{:020}-{}.json",
+            self.root,
+            state.id,
+            state.size,
+            state.digest().hex()
+        ))
+        .expect("ids are hex")
+    }
+
+    fn finishing_path(&self, state: &UploadState) -> StoragePath {
+        StoragePath::parse(format!(
+            "{}/{}/finishing-{:020}-{}.json",
             self.root,
             state.id,
             state.size,
@@ -272,6 +303,49 @@ impl UploadStore {
         Ok(())
     }
 
+    /// Records that a finishing `PUT` appended its body and reached `state`.
+    /// Written before the record of `state`, so whoever finds that record
+    /// finds this too.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub(crate) async fn mark_finishing(
+        &self,
+        state: &UploadState,
+        finishing: &Finishing,
+    ) -> Result<(), RegistryError> {
+        let json = serde_json::to_vec(finishing).expect("finishing records serialize");
+        self.storage
+            .put(
+                &self.finishing_path(state),
+                json.into(),
+                PutOptions::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    /// What a finishing `PUT` recorded with `state`, if one did.
+    ///
+    /// # Errors
+    /// `BLOB_UPLOAD_INVALID` for a record that is not one; storage failures.
+    pub(crate) async fn finishing(
+        &self,
+        state: &UploadState,
+    ) -> Result<Option<Finishing>, RegistryError> {
+        match self.storage.get_bytes(&self.finishing_path(state)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                RegistryError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("upload finishing record: {e}"),
+                )
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
     /// Forgets an upload: every record of it. Records already gone are
     /// fine (another replica may be removing it too).
     ///
@@ -410,12 +484,27 @@ mod tests {
         let stale = store.stale(Duration::ZERO).await.unwrap();
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].0, id);
+        // A finishing record sits next to the state it describes and is
+        // never taken for the upload's record.
+        let finishing = Finishing {
+            digest: "sha512:00".into(),
+            from: 4,
+        };
+        store.mark_finishing(&ten.state, &finishing).await.unwrap();
+        assert_eq!(store.finishing(&ten.state).await.unwrap(), Some(finishing));
+        assert_eq!(store.finishing(&start.state).await.unwrap(), None);
+        assert_eq!(store.get("app", &id).await.unwrap().state, ten.state);
         // Removing twice (two replicas cleaning up) is fine.
         store.remove(&id).await.unwrap();
         store.remove(&id).await.unwrap();
         assert_eq!(
             store.get("app", &id).await.unwrap_err().code,
             ErrorCode::BlobUploadUnknown
+        );
+        assert_eq!(
+            store.finishing(&ten.state).await.unwrap(),
+            None,
+            "removing the upload removes its finishing record"
         );
     }
 }

@@ -17,6 +17,7 @@ use crate::S3Config;
 pub(crate) async fn client(
     config: &S3Config,
     credentials: Option<&dyn CredentialSource>,
+    http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 ) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
@@ -24,19 +25,26 @@ pub(crate) async fn client(
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(config.connect_timeout)
-                .operation_attempt_timeout(config.request_timeout)
+                .operation_attempt_timeout(config.first_byte_timeout)
                 .build(),
         );
     if let Some(source) = credentials {
-        // One cached identity for the whole client: loaded once for
-        // concurrent requests, renewed `refresh_margin` before expiry.
+        // A source that caches itself (STS, refreshing in the background)
+        // is asked on every request and answers from memory: the SDK's lazy
+        // cache on top would reload synchronously inside its buffer time.
+        // Any other source gets that cache: one identity for the whole
+        // client, loaded once for concurrent requests, renewed
+        // `refresh_margin` before expiry.
+        let cache = if source.caches_itself() {
+            IdentityCache::no_cache()
+        } else {
+            IdentityCache::lazy()
+                .buffer_time(source.refresh_margin())
+                .build()
+        };
         loader = loader
             .credentials_provider(source.provider())
-            .identity_cache(
-                IdentityCache::lazy()
-                    .buffer_time(source.refresh_margin())
-                    .build(),
-            );
+            .identity_cache(cache);
     } else if let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) {
         loader = loader.credentials_provider(Credentials::new(
             ak.clone(),
@@ -48,6 +56,9 @@ pub(crate) async fn client(
             None,
             "stowage-config",
         ));
+    }
+    if let Some(http) = http {
+        loader = loader.http_client(http);
     }
     let shared = loader.load().await;
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)

@@ -109,10 +109,25 @@ pub struct S3Config {
     /// (`s3_part_checksum`, default `auto`: `md5` on `http://` endpoints,
     /// `sha256` otherwise).
     pub part_checksum: PartChecksum,
-    /// Connect timeout (`s3_connect_timeout_seconds`, default 10).
+    /// Connect timeout (`s3_connect_timeout_seconds`, default 10: a TCP
+    /// and TLS handshake on any working link).
     pub connect_timeout: Duration,
-    /// Timeout of one attempt of one request (`s3_request_timeout_seconds`,
-    /// default 300).
+    /// How long a request without a body (HEAD, the headers of a GET,
+    /// CompleteMultipartUpload, AbortMultipartUpload, listings) may wait
+    /// for its answer in one attempt (`s3_first_byte_timeout_seconds`,
+    /// default 30), so that a hung request is retried inside the retry
+    /// budget; an attempt that sends a body adds its transfer time.
+    pub first_byte_timeout: Duration,
+    /// How long a streamed read may go without a byte before it resumes
+    /// from the next byte (`s3_progress_timeout_seconds`, default 30).
+    pub progress_timeout: Duration,
+    /// The slowest upload rate an attempt that sends a body allows for, per
+    /// part in flight (`s3_min_upload_rate_kib`, KiB/s, default 64, i.e.
+    /// about 0.5 Mbit/s per part, 2 Mbit/s for the 4 parts in flight by
+    /// default).
+    pub min_upload_rate: u64,
+    /// The most one attempt of any request may take
+    /// (`s3_request_timeout_seconds`, default 3600).
     pub request_timeout: Duration,
 }
 
@@ -158,7 +173,10 @@ impl S3Config {
             retry_timeout: Duration::from_secs(180),
             part_checksum: PartChecksum::Auto,
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(300),
+            first_byte_timeout: Duration::from_secs(30),
+            progress_timeout: Duration::from_secs(30),
+            min_upload_rate: 64 * 1024,
+            request_timeout: Duration::from_secs(3600),
         }
     }
 
@@ -211,13 +229,14 @@ impl S3Config {
     }
 
     /// The timeout of one attempt of a request that sends `size` body
-    /// bytes (UploadPart, PutObject): 60 s plus the body at 256 KiB/s, at
-    /// most `request_timeout`. A stalled upload attempt then ends in time
-    /// for the retry budget (`retry_timeout`) to send it again, instead of
-    /// one silent attempt using the whole budget: 124 s for a 16 MiB part.
+    /// bytes (UploadPart, PutObject): the first-byte timeout plus the body
+    /// at `min_upload_rate`, at most `request_timeout`: 286 s for a 16 MiB
+    /// part by default. It scales with the part, so a large part on a slow
+    /// link can finish; the retry budget starts when an attempt fails, so
+    /// a stalled attempt is always sent again.
     pub fn body_attempt_timeout(&self, size: u64) -> Duration {
-        let transfer = Duration::from_secs(size / (256 * 1024));
-        (Duration::from_secs(60) + transfer).min(self.request_timeout)
+        let transfer = Duration::from_secs(size / self.min_upload_rate.max(1));
+        (self.first_byte_timeout + transfer).min(self.request_timeout)
     }
 
     /// Whether UploadPart and PutObject carry a Content-MD5.
@@ -402,6 +421,15 @@ impl S3Config {
         // clock arithmetic of whoever adds it to an instant.
         if let Some(s) = params.u64_in(keys::S3_CONNECT_TIMEOUT_SECONDS, 1..=3600) {
             c.connect_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = params.u64_in(keys::S3_FIRST_BYTE_TIMEOUT_SECONDS, 1..=3600) {
+            c.first_byte_timeout = Duration::from_secs(s);
+        }
+        if let Some(s) = params.u64_in(keys::S3_PROGRESS_TIMEOUT_SECONDS, 1..=3600) {
+            c.progress_timeout = Duration::from_secs(s);
+        }
+        if let Some(k) = params.u64_in(keys::S3_MIN_UPLOAD_RATE_KIB, 1..=10 * 1024 * 1024) {
+            c.min_upload_rate = k * 1024;
         }
         if let Some(s) = params.u64_in(keys::S3_REQUEST_TIMEOUT_SECONDS, 1..=86_400) {
             c.request_timeout = Duration::from_secs(s);
@@ -598,22 +626,30 @@ mod tests {
     }
 
     #[test]
-    fn body_attempts_time_out_before_the_retry_budget_ends() {
+    fn attempt_deadlines_scale_with_the_body_and_fit_the_budget() {
         let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        // Bodiless requests: several attempts fit the 180 s budget.
+        assert_eq!(c.first_byte_timeout, Duration::from_secs(30));
+        assert!(c.first_byte_timeout * 3 < c.retry_timeout);
         let part = c.body_attempt_timeout(c.part_size);
-        assert_eq!(part, Duration::from_secs(124));
-        assert!(
-            part < c.retry_timeout,
-            "a stalled part leaves time to retry"
-        );
-        assert_eq!(c.body_attempt_timeout(0), Duration::from_secs(60));
+        assert_eq!(part, Duration::from_secs(30 + 256), "16 MiB at 64 KiB/s");
+        // A 64 MiB part on a link giving each part 64 KiB/s still finishes.
+        assert!(c.body_attempt_timeout(64 << 20) >= Duration::from_secs(1024));
+        assert_eq!(c.body_attempt_timeout(0), c.first_byte_timeout);
         assert_eq!(
             c.body_attempt_timeout(u64::MAX),
             c.request_timeout,
             "capped by s3_request_timeout_seconds"
         );
-        let c = parse(r#"{"s3_bucket": "bkt", "s3_request_timeout_seconds": 5}"#).unwrap();
+        let c = parse(
+            r#"{"s3_bucket": "bkt", "s3_request_timeout_seconds": 5,
+                "s3_first_byte_timeout_seconds": 2, "s3_progress_timeout_seconds": 3,
+                "s3_min_upload_rate_kib": 1024}"#,
+        )
+        .unwrap();
         assert_eq!(c.body_attempt_timeout(16 << 20), Duration::from_secs(5));
+        assert_eq!(c.body_attempt_timeout(1 << 20), Duration::from_secs(3));
+        assert_eq!(c.progress_timeout, Duration::from_secs(3));
     }
 
     #[test]

@@ -18,9 +18,11 @@ pub use aws_sdk_s3::config::SharedCredentialsProvider;
 
 /// A source of credentials for the S3 client, with what it can report.
 ///
-/// The client caches what [`CredentialSource::provider`] returns and loads
-/// new credentials [`CredentialSource::refresh_margin`] before they expire,
-/// one load for all concurrent requests.
+/// Unless the source [caches itself](CredentialSource::caches_itself), the
+/// client caches what [`CredentialSource::provider`] returns in the SDK's
+/// lazy identity cache and loads new credentials
+/// [`CredentialSource::refresh_margin`] before they expire, one load for all
+/// concurrent requests (which wait for it).
 #[async_trait]
 pub trait CredentialSource: Debug + Send + Sync + 'static {
     /// A short name for reports and logs, e.g. `sts`.
@@ -29,8 +31,19 @@ pub trait CredentialSource: Debug + Send + Sync + 'static {
     /// The SDK provider the S3 client loads credentials from.
     fn provider(&self) -> SharedCredentialsProvider;
 
-    /// How long before expiry the client's cache loads new credentials.
+    /// How long before expiry new credentials are loaded: by the client's
+    /// cache, or by the source itself when it caches itself.
     fn refresh_margin(&self) -> Duration;
+
+    /// Whether the provider keeps and renews its credentials itself (the
+    /// STS source does, refreshing in the background). The client then
+    /// asks the provider on every request, without an identity cache of
+    /// its own: a second cache would reload synchronously inside its
+    /// buffer time and make requests wait for the provider. Default:
+    /// `false`.
+    fn caches_itself(&self) -> bool {
+        false
+    }
 
     /// Checks the source (e.g. assumes the role once) and adds facts and
     /// checks to `report`. `false` when the credentials cannot be had, so

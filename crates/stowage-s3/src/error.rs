@@ -173,6 +173,12 @@ pub(crate) fn classify(
                 source,
             )
         }
+        (412, _) | (_, "PreconditionFailed") => Error::backend(
+            DRIVER,
+            false,
+            format!("{msg} (the object was replaced since it was read)"),
+            source,
+        ),
         (403, _) | (_, "AccessDenied") => Error::PermissionDenied {
             driver: DRIVER,
             message: msg,

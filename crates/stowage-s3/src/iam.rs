@@ -47,6 +47,11 @@ pub const SDK_OPERATIONS: &[(&str, &[&str], Scope)] = &[
         &["s3:AbortMultipartUpload"],
         Scope::Objects,
     ),
+    (
+        "list_parts",
+        &["s3:ListMultipartUploadParts"],
+        Scope::Objects,
+    ),
     ("list_objects_v2", &["s3:ListBucket"], Scope::Bucket),
     ("head_bucket", &["s3:ListBucket"], Scope::Bucket),
     (
@@ -223,6 +228,7 @@ mod tests {
                 "s3:AbortMultipartUpload",
                 "s3:DeleteObject",
                 "s3:GetObject",
+                "s3:ListMultipartUploadParts",
                 "s3:PutObject"
             ]
         );

@@ -34,6 +34,12 @@ pub const S3_PART_SIZE_MB: &str = "s3_part_size_mb";
 pub const S3_PATH_STYLE: &str = "s3_path_style";
 /// `s3_region`.
 pub const S3_REGION: &str = "s3_region";
+/// `s3_first_byte_timeout_seconds`.
+pub const S3_FIRST_BYTE_TIMEOUT_SECONDS: &str = "s3_first_byte_timeout_seconds";
+/// `s3_progress_timeout_seconds`.
+pub const S3_PROGRESS_TIMEOUT_SECONDS: &str = "s3_progress_timeout_seconds";
+/// `s3_min_upload_rate_kib`.
+pub const S3_MIN_UPLOAD_RATE_KIB: &str = "s3_min_upload_rate_kib";
 /// `s3_request_timeout_seconds`.
 pub const S3_REQUEST_TIMEOUT_SECONDS: &str = "s3_request_timeout_seconds";
 /// `s3_retry_timeout_seconds`.
@@ -65,13 +71,16 @@ pub const ALL: &[&str] = &[
     S3_ACCESS_KEY,
     S3_BUCKET,
     S3_CONNECT_TIMEOUT_SECONDS,
+    S3_FIRST_BYTE_TIMEOUT_SECONDS,
     S3_MAX_ATTEMPTS,
     S3_MAX_PARTS_IN_FLIGHT,
+    S3_MIN_UPLOAD_RATE_KIB,
     S3_MULTIPART_COPY_PART_SIZE_MB,
     S3_MULTIPART_COPY_THRESHOLD_MB,
     S3_PART_CHECKSUM,
     S3_PART_SIZE_MB,
     S3_PATH_STYLE,
+    S3_PROGRESS_TIMEOUT_SECONDS,
     S3_REGION,
     S3_REQUEST_TIMEOUT_SECONDS,
     S3_RETRY_TIMEOUT_SECONDS,

@@ -46,6 +46,7 @@ mod copies;
 mod deletes;
 mod listing;
 mod multipart;
+mod plan;
 mod presign;
 mod reads;
 mod resume;

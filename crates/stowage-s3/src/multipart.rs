@@ -104,13 +104,14 @@ impl S3Multipart {
         &self,
         number: u32,
         source_key: &str,
+        etag: Option<&str>,
         start: u64,
         end: u64,
     ) -> Result<CompletedPart> {
         let s = &self.storage;
         let source = s.copy_source(source_key);
         match self
-            .copy_part_from(number, &source, source_key, start, end)
+            .copy_part_from(number, &source, source_key, etag, start, end)
             .await
         {
             // Ceph RGW decodes the copy source of UploadPartCopy twice, so a
@@ -118,7 +119,7 @@ impl S3Multipart {
             // copy started, so try again with '%' encoded once more.
             Err(Error::NotFound { .. }) if source_key.contains('%') => {
                 let twice = source.replace("%25", "%2525");
-                self.copy_part_from(number, &twice, source_key, start, end)
+                self.copy_part_from(number, &twice, source_key, etag, start, end)
                     .await
             }
             other => other,
@@ -130,6 +131,7 @@ impl S3Multipart {
         number: u32,
         copy_source: &str,
         source_key: &str,
+        etag: Option<&str>,
         start: u64,
         end: u64,
     ) -> Result<CompletedPart> {
@@ -145,6 +147,7 @@ impl S3Multipart {
                     .part_number(number as i32)
                     .copy_source(copy_source)
                     .set_copy_source_range(range.clone())
+                    .set_copy_source_if_match(etag.map(str::to_string))
                     .customize()
                     // Ceph RGW answers 411 to an UploadPartCopy without a length.
                     .mutate_request(|req| {
@@ -165,13 +168,6 @@ impl S3Multipart {
             size: end - start,
         })
     }
-}
-
-/// The number of parts an S3 multipart ETag says it has (`"<md5>-<n>"`),
-/// `None` for other ETags.
-fn etag_part_count(etag: &str) -> Option<usize> {
-    let (_, n) = etag.trim_matches('"').rsplit_once('-')?;
-    n.parse().ok()
 }
 
 /// Whether the SDK client sends a request more than once itself (its retry
@@ -211,21 +207,30 @@ impl S3Multipart {
         }
     }
 
-    /// Whether the object at the key is this upload, completed after all:
-    /// a HEAD finds it with the parts' total size and, when its ETag has a
-    /// `-N` part count, with N equal to the number of parts.
-    pub(crate) async fn completed_after_all(&self, parts: &[CompletedPart]) -> Option<ObjectMeta> {
+    /// Whether the object at the key is this upload, completed after all,
+    /// decided only from evidence that names this upload: the multipart
+    /// ETag S3 gives a completed upload (the MD5 of the parts' MD5s, then
+    /// `-N`), computed from the parts' own ETags. An object of the same
+    /// size is not evidence: it may be the one this write was replacing.
+    pub(crate) async fn completed_after_all(&self, parts: &[CompletedPart]) -> Outcome {
         let s = &self.storage;
-        let expected: u64 = parts.iter().map(|p| p.size).sum();
+        let Some(expected) = multipart_etag(parts) else {
+            return Outcome::Unknown(
+                "the parts' ETags are not MD5s (an encrypted bucket?), so the object at the key \
+                 cannot be matched to this upload"
+                    .into(),
+            );
+        };
         let meta = match s.head_object(&self.path).await {
             Ok(meta) => meta,
+            Err(Error::NotFound { .. }) => return Outcome::NotOurs,
             Err(e) => {
-                tracing::warn!(key = %self.key, error = %e, "no object after a CompleteMultipartUpload that found no upload");
-                return None;
+                return Outcome::Unknown(format!("the object at the key could not be read: {e}"))
             }
         };
-        let count = meta.etag.as_deref().and_then(etag_part_count);
-        if meta.size == expected && count.is_none_or(|n| n == parts.len()) {
+        let size: u64 = parts.iter().map(|p| p.size).sum();
+        let etag = meta.etag.as_deref().map(|e| e.trim_matches('"').to_string());
+        if etag.as_deref() == Some(expected.as_str()) && meta.size == size {
             s.retries
                 .counters
                 .completions_reconciled
@@ -234,23 +239,74 @@ impl S3Multipart {
                 key = %self.key,
                 size = meta.size,
                 parts = parts.len(),
-                "CompleteMultipartUpload found no upload on a retry; a HEAD shows an earlier \
-                 attempt completed it: reporting success"
+                etag = %expected,
+                "CompleteMultipartUpload's answers were lost; the object at the key has this \
+                 upload's multipart ETag: an earlier attempt completed it"
             );
-            Some(meta)
+            Outcome::Ours(meta)
         } else {
             tracing::warn!(
                 key = %self.key,
-                size = meta.size,
-                expected_size = expected,
-                etag_parts = ?count,
-                parts = parts.len(),
+                etag = ?etag,
+                expected_etag = %expected,
                 "CompleteMultipartUpload found no upload, and the object at the key is not this \
                  upload's"
             );
-            None
+            Outcome::NotOurs
         }
     }
+
+    /// The error of a completion whose outcome could not be settled.
+    fn outcome_unknown(&self, why: &str, cause: &Error) -> Error {
+        Error::Backend {
+            driver: DRIVER,
+            retryable: false,
+            message: format!(
+                "completing the multipart upload of s3://{}/{}: the outcome is unknown ({why}); \
+                 the last error was: {cause}",
+                self.storage.bucket(),
+                self.key
+            ),
+            operation: Some(Box::new(
+                self.storage
+                    .op("CompleteMultipartUpload", &self.key)
+                    .operation(),
+            )),
+            source: None,
+        }
+    }
+}
+
+/// What a completion whose answers were lost turned out to be.
+pub(crate) enum Outcome {
+    /// The object at the key is this upload's.
+    Ours(ObjectMeta),
+    /// The object at the key (or its absence) is not this upload's.
+    NotOurs,
+    /// Nothing tells, for the reason given.
+    Unknown(String),
+}
+
+/// The ETag S3 gives a completed multipart upload of `parts` (without
+/// quotes): the MD5 of the concatenated binary MD5s of the parts, `-N`;
+/// `None` when a part's ETag is not an MD5 (SSE-KMS, SSE-C).
+pub(crate) fn multipart_etag(parts: &[CompletedPart]) -> Option<String> {
+    use md5::Digest as _;
+    let mut outer = md5::Md5::new();
+    for part in parts {
+        let hex = part.etag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut raw = [0u8; 16];
+        for (i, byte) in raw.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        outer.update(raw);
+    }
+    let digest = outer.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{hex}-{}", parts.len()))
 }
 
 #[async_trait]
@@ -316,25 +372,34 @@ impl MultipartSink for S3Multipart {
             .await;
         if let Err(e) = result {
             let retried = sent > 1 || sdk_retries(&s.client);
-            if e.code() == Some("NoSuchUpload") && retried {
-                if let Some(meta) = self.completed_after_all(&parts).await {
-                    return Ok(meta);
-                }
-            } else if transient_cause(&e).is_some() {
-                // The last attempt's answer was lost: it may have completed
-                // the upload. An abort settles which: it either removes the
-                // upload (nothing becomes visible) or finds none.
-                if let Ok(false) = self.abort_upload().await {
-                    if let Some(meta) = self.completed_after_all(&parts).await {
-                        return Ok(meta);
-                    }
-                }
-            }
-            return Err(from_sdk(
+            let gone = e.code() == Some("NoSuchUpload");
+            let transient = transient_cause(&e).is_some();
+            let err = from_sdk(
                 e,
                 s.op("CompleteMultipartUpload", &self.key),
                 self.path.as_str(),
-            ));
+            );
+            let settle = if gone && retried {
+                // An earlier attempt whose answer was lost may have
+                // completed it.
+                true
+            } else if transient {
+                // The last attempt's answer was lost: it may have completed
+                // the upload. An abort settles which: it either removes the
+                // upload (nothing becomes visible) or finds none (then only
+                // this upload's own ETag at the key says it completed).
+                !matches!(self.abort_upload().await, Ok(true))
+            } else {
+                false
+            };
+            if settle {
+                return match self.completed_after_all(&parts).await {
+                    Outcome::Ours(meta) => Ok(meta),
+                    Outcome::NotOurs => Err(err),
+                    Outcome::Unknown(why) => Err(self.outcome_unknown(&why, &err)),
+                };
+            }
+            return Err(err);
         }
         // Some servers (Ceph RGW) answer with an empty ETag: read it back.
         s.head_object(&self.path).await
@@ -347,22 +412,30 @@ impl MultipartSink for S3Multipart {
 
 #[cfg(test)]
 mod tests {
-    use super::etag_part_count;
+    use super::multipart_etag;
+    use stowage_core::multipart::CompletedPart;
+
+    fn part(number: u32, etag: &str) -> CompletedPart {
+        CompletedPart {
+            number,
+            etag: etag.to_string(),
+            size: 5,
+        }
+    }
 
     #[test]
-    fn multipart_etags_tell_their_part_count() {
+    fn multipart_etag_is_the_md5_of_the_part_md5s() {
+        // Two parts "hello" and "world": MD5s 5d41402a... and 7d793037...
+        let parts = [
+            part(1, "\"5d41402abc4b2a76b9719d911017c592\""),
+            part(2, "7d793037a0760186574b0282f2f435e7"),
+        ];
+        // md5(bytes.fromhex(md5("hello")) + bytes.fromhex(md5("world")))
         assert_eq!(
-            etag_part_count("\"9b2cf535f27731c974343645a3985328-12\""),
-            Some(12)
+            multipart_etag(&parts).unwrap(),
+            "065947336a2f2a95ba8899f3675c3be6-2"
         );
-        assert_eq!(
-            etag_part_count("9b2cf535f27731c974343645a3985328-1"),
-            Some(1)
-        );
-        assert_eq!(
-            etag_part_count("\"9b2cf535f27731c974343645a3985328\""),
-            None
-        );
-        assert_eq!(etag_part_count(""), None);
+        assert_eq!(multipart_etag(&[part(1, "not-an-md5")]), None);
+        assert_eq!(multipart_etag(&[part(1, "\"zz41402abc4b2a76b9719d911017c592\"")]), None);
     }
 }

@@ -4,15 +4,38 @@
 use chrono::{DateTime, Utc};
 use stowage_core::{ByteRange, Error, GetOptions, GetResult, ObjectMeta, Result, StoragePath};
 
-use crate::error::from_sdk;
+use crate::error::{from_sdk, DRIVER};
 use crate::S3Storage;
 
 pub(crate) fn to_chrono(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
-fn total_from_content_range(range: Option<&str>) -> Option<u64> {
-    range?.rsplit('/').next()?.parse().ok()
+/// What a GetObject answer covers.
+#[derive(Clone, Copy)]
+enum Answered {
+    /// The whole object (a 200).
+    Whole,
+    /// Bytes from `start` of an object of `total` bytes (a 206).
+    Part { start: u64, total: u64 },
+}
+
+/// `Content-Range: bytes START-LAST/TOTAL` as `(start, last + 1, total)`,
+/// the total `None` when it is `*`.
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    if last < first {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first, last.checked_add(1)?, total))
 }
 
 impl S3Storage {
@@ -76,15 +99,77 @@ impl S3Storage {
         };
         let known_length = out.content_length().map(|l| l.max(0) as u64);
         let length = known_length.unwrap_or(0);
-        let size = if range.is_some() {
-            total_from_content_range(out.content_range()).unwrap_or(length)
-        } else {
-            length
+        // What the answer covers: the Content-Range of a 206, or the whole
+        // object for a 200 (a server, proxy or CDN that ignored `Range`).
+        let answered = match (range, out.content_range()) {
+            (None, _) => Answered::Whole,
+            (Some(_), Some(cr)) => match parse_content_range(cr) {
+                Some((start, end, total)) if end - start == length => Answered::Part {
+                    start,
+                    total: total.unwrap_or(length),
+                },
+                _ => {
+                    return Err(Error::Backend {
+                        driver: DRIVER,
+                        retryable: false,
+                        message: format!(
+                            "reading s3://{}/{key}: the answer's Content-Range {cr:?} does not \
+                             match its {length} bytes",
+                            self.bucket()
+                        ),
+                        operation: None,
+                        source: None,
+                    })
+                }
+            },
+            (Some(_), None) => Answered::Whole,
         };
-        let start = match range {
-            Some(r) => r.resolve(path, size)?.start,
-            None => 0,
+        let size = match answered {
+            Answered::Whole => length,
+            Answered::Part { total, .. } => total,
         };
+        // The bytes asked for, against the object's size.
+        let (start, end) = match range {
+            Some(r) => {
+                let asked = r.resolve(path, size)?;
+                (asked.start, asked.end)
+            }
+            None => (0, length),
+        };
+        // Where the body starts: an answer that begins before the range
+        // asked for is skipped up to it; one that begins after it (or ends
+        // short of it) cannot serve the range.
+        let body_start = match answered {
+            Answered::Whole => 0,
+            Answered::Part { start, .. } => start,
+        };
+        if body_start > start || (known_length.is_some() && body_start + length < end) {
+            return Err(Error::Backend {
+                driver: DRIVER,
+                retryable: false,
+                message: format!(
+                    "reading s3://{}/{key}: asked for bytes {start}-{end}, the server answered \
+                     bytes {body_start}-{}",
+                    self.bucket(),
+                    body_start + length
+                ),
+                operation: None,
+                source: None,
+            });
+        }
+        if range.is_some() && matches!(answered, Answered::Whole) {
+            self.retries
+                .counters
+                .ranges_ignored
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                key = %key,
+                start,
+                end,
+                size,
+                "a ranged GetObject was answered with the whole object; serving only the range"
+            );
+        }
         let meta = ObjectMeta::new(path.clone(), size)
             .with_etag(out.e_tag().map(str::to_string))
             .with_last_modified(to_chrono(out.last_modified()))
@@ -96,11 +181,14 @@ impl S3Storage {
             path.clone(),
             key,
             out.e_tag().map(str::to_string),
-            start,
-            known_length.map(|l| start + l),
+            crate::resume::Span {
+                start,
+                end: known_length.map(|_| end),
+                skip: start - body_start,
+            },
             out.body,
         );
-        Ok(GetResult::new(meta, start..start + length, stream))
+        Ok(GetResult::new(meta, start..end, stream))
     }
 
     pub(crate) async fn head_object(&self, path: &StoragePath) -> Result<ObjectMeta> {
@@ -122,5 +210,19 @@ impl S3Storage {
         .with_etag(out.e_tag().map(str::to_string))
         .with_last_modified(to_chrono(out.last_modified()))
         .with_content_type(out.content_type().map(str::to_string)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges_parse_strictly() {
+        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 10, Some(100))));
+        assert_eq!(parse_content_range("bytes 5-5/*"), Some((5, 6, None)));
+        assert_eq!(parse_content_range("bytes 9-0/100"), None);
+        assert_eq!(parse_content_range("bytes */100"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
     }
 }

@@ -1,5 +1,5 @@
 //! Reads that resume: when a GetObject body breaks mid-stream (connection
-//! reset, closed early, or silent for `s3_request_timeout_seconds`), the
+//! reset, closed early, or silent for `s3_progress_timeout_seconds`), the
 //! driver asks again for the bytes not yet delivered (`Range` from the next
 //! byte to the end of what was asked for, `If-Match` the first response's
 //! ETag) and the stream goes on where it stopped. A caller sees one
@@ -51,16 +51,26 @@ struct Reader {
     streak: Option<(Instant, u32)>,
 }
 
-/// The body of a GetObject answer as a stream that resumes after a break.
-/// `start..end` are the absolute offsets `body` covers (`end` from the
-/// answer's Content-Length); `etag` is the answer's ETag.
+/// The bytes a stream delivers from a body.
+pub(crate) struct Span {
+    /// Absolute offset of the first byte to deliver.
+    pub(crate) start: u64,
+    /// Absolute end (exclusive) of the bytes to deliver; `None` when the
+    /// answer had no length (no resumption).
+    pub(crate) end: Option<u64>,
+    /// Bytes at the start of `body` before `start` (an answer that ignored
+    /// the range and sent the whole object), dropped.
+    pub(crate) skip: u64,
+}
+
+/// The body of a GetObject answer as a stream that delivers exactly
+/// `span` and resumes after a break; `etag` is the answer's ETag.
 pub(crate) fn resuming_stream(
     storage: S3Storage,
     path: StoragePath,
     key: String,
     etag: Option<String>,
-    start: u64,
-    end: Option<u64>,
+    span: Span,
     body: SdkBody,
 ) -> stowage_core::ByteStream {
     let reader = Reader {
@@ -68,9 +78,9 @@ pub(crate) fn resuming_stream(
         path,
         key,
         etag,
-        next: start,
-        end,
-        skip: 0,
+        next: span.start,
+        end: span.end,
+        skip: span.skip,
         body,
         streak: None,
     };
@@ -105,7 +115,7 @@ impl Reader {
     /// The next bytes, resuming as often as the policy allows; `None` at
     /// the end of what was asked for.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
-        let idle = self.storage.config.request_timeout;
+        let idle = self.storage.config.progress_timeout;
         loop {
             let cause = match tokio::time::timeout(idle, self.body.try_next()).await {
                 Ok(Ok(Some(mut chunk))) => {

@@ -139,9 +139,15 @@ pub(crate) struct RetryCounters {
     /// Reads that ended with an error because the object changed (ETag)
     /// between the first response and a resumption.
     pub(crate) reads_changed: AtomicU64,
-    /// CompleteMultipartUpload calls answered NoSuchUpload on a retry and
-    /// found completed (by an earlier attempt) with a HEAD.
+    /// CompleteMultipartUpload calls whose answers were lost, found
+    /// completed by a HEAD showing the upload's own multipart ETag.
     pub(crate) completions_reconciled: AtomicU64,
+    /// Ranged GetObject calls answered with the whole object (the range
+    /// was served by skipping to it).
+    pub(crate) ranges_ignored: AtomicU64,
+    /// Copies refused because their source changed after it was read
+    /// (`x-amz-copy-source-if-match` failed).
+    pub(crate) copies_source_changed: AtomicU64,
 }
 
 impl RetryCounters {
@@ -198,7 +204,8 @@ impl Retries {
     /// `stowage_s3_retried_requests_total{attempts}` (2 to the configured
     /// maximum), `stowage_s3_retries_exhausted_total`, `stowage_s3_read_resumes_total`,
     /// `stowage_s3_reads_changed_total`,
-    /// `stowage_s3_completions_reconciled_total`.
+    /// `stowage_s3_completions_reconciled_total`,
+    /// `stowage_s3_ranges_ignored_total`, `stowage_s3_copies_source_changed_total`.
     pub(crate) fn metrics(&self) -> Vec<Metric> {
         let c = &self.counters;
         let mut out: Vec<Metric> = OPERATIONS
@@ -250,9 +257,21 @@ impl Retries {
         ));
         out.push(Metric::counter(
             "stowage_s3_completions_reconciled_total",
-            "CompleteMultipartUpload retries answered NoSuchUpload and confirmed complete by a \
-             HEAD (an earlier attempt had completed the upload).",
+            "CompleteMultipartUpload calls whose answers were lost, confirmed complete by a \
+             HEAD that found the upload's own multipart ETag.",
             c.completions_reconciled.load(Ordering::Relaxed),
+        ));
+        out.push(Metric::counter(
+            "stowage_s3_ranges_ignored_total",
+            "Ranged reads the server answered with the whole object; the driver skipped to \
+             the range asked for.",
+            c.ranges_ignored.load(Ordering::Relaxed),
+        ));
+        out.push(Metric::counter(
+            "stowage_s3_copies_source_changed_total",
+            "Copies refused because their source was replaced after it was read (the copy \
+             is pinned to the source's ETag).",
+            c.copies_source_changed.load(Ordering::Relaxed),
         ));
         out
     }
@@ -368,7 +387,10 @@ where
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
+    // The time budget starts when an attempt first fails: an attempt that
+    // is slow but working (a large part on a slow link) uses none of it,
+    // and one that stalls until its deadline is still sent again.
+    let mut started: Option<Instant> = None;
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -384,6 +406,7 @@ where
             return Err(err);
         };
         let wait = policy.backoff(attempt);
+        let started = *started.get_or_insert_with(Instant::now);
         if !policy.allows_another(attempt, started, wait) {
             counters.count_attempts(attempt);
             if policy.max_attempts > 1 {

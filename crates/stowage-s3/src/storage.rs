@@ -1,6 +1,5 @@
 //! `S3Storage`: the `Storage` trait over one bucket and key prefix.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +22,11 @@ use crate::S3Config;
 pub struct S3Storage {
     pub(crate) client: aws_sdk_s3::Client,
     pub(crate) config: Arc<S3Config>,
-    /// Set once the server refused an UploadPartCopy that the credentials
-    /// should allow (Ceph RGW does for assumed-role sessions): later copies
-    /// and assemblies stream the bytes instead.
-    pub(crate) part_copy_refused: Arc<AtomicBool>,
+    /// When the server last refused an UploadPartCopy that the
+    /// credentials should allow (Ceph RGW does for assumed-role sessions):
+    /// copies and assemblies of this bucket stream the bytes instead for a
+    /// while (copies.rs), then try again.
+    pub(crate) part_copy_refused: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// Parts in flight across every write of this driver.
     pub(crate) part_budget: Arc<tokio::sync::Semaphore>,
     /// Where credentials come from when not from the configuration (STS).
@@ -68,8 +68,31 @@ impl S3Storage {
         Self::build(config, Some(source)).await
     }
 
+    /// A driver whose requests go through `http` instead of the SDK's
+    /// default HTTPS client: a client with the embedder's own TLS or proxy
+    /// settings, or a layer that observes or disturbs requests (the
+    /// seeded fault simulation in `integration/` is one). Credentials as in
+    /// [`S3Storage::new`].
+    ///
+    /// # Errors
+    /// As [`S3Storage::new`].
+    pub async fn with_http_client(
+        config: S3Config,
+        http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    ) -> Result<Self> {
+        Self::build_with(config, None, Some(http)).await
+    }
+
     async fn build(config: S3Config, credentials: Option<SharedSource>) -> Result<Self> {
-        let client = builder::client(&config, credentials.as_deref()).await;
+        Self::build_with(config, credentials, None).await
+    }
+
+    async fn build_with(
+        config: S3Config,
+        credentials: Option<SharedSource>,
+        http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+    ) -> Result<Self> {
+        let client = builder::client(&config, credentials.as_deref(), http).await;
         Ok(Self {
             client,
             part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
@@ -94,10 +117,7 @@ impl S3Storage {
     /// configured so, and the server has not refused an UploadPartCopy
     /// (after a refusal the driver streams the bytes instead).
     pub fn copies_server_side(&self) -> bool {
-        self.config.server_side_assembly
-            && !self
-                .part_copy_refused
-                .load(std::sync::atomic::Ordering::Relaxed)
+        self.config.server_side_assembly && !self.part_copy_refused()
     }
 
     /// The bucket.

@@ -94,9 +94,12 @@ pub struct StsConfig {
     /// AWS accepts 900 to the role's maximum).
     pub duration: Duration,
     /// Credentials are refreshed this long before they expire
-    /// (`sts_refresh_margin_seconds`, default 300; the SDK's cache refreshes
-    /// somewhere between half the margin and the margin, spreading
-    /// refreshes of many processes).
+    /// (`sts_refresh_margin_seconds`, default 300), in the background while
+    /// requests go on with the held ones. The margin applied to a session
+    /// is `min(max(margin, 10 s), session / 3)`: never more than a third of
+    /// the session, so a session no longer than the margin (e.g.
+    /// `sts_duration_seconds: 60` with the default margin) is still used
+    /// for two thirds of its life instead of calling STS on every request.
     pub refresh_margin: Duration,
 }
 
@@ -189,14 +192,17 @@ impl StsConfig {
                 ),
             );
         }
-        let refresh_margin = Duration::from_secs(margin.unwrap_or(300).min(duration.as_secs()));
+        // The margin applied to a session is capped at a third of it (see
+        // `refresh_margin`), so the default needs no adjusting to short
+        // sessions; a margin given explicitly must fit in the session.
+        let refresh_margin = Duration::from_secs(margin.unwrap_or(300));
         if let Some(m) = margin {
             if m >= duration.as_secs() {
                 params.problem(
                     keys::STS_REFRESH_MARGIN_SECONDS,
                     format!(
-                        "{m} is not below sts_duration_seconds ({}): credentials would be \
-                         refreshed on every request",
+                        "{m} is not below sts_duration_seconds ({}): give a margin shorter \
+                         than the session (stowage applies at most a third of the session)",
                         duration.as_secs()
                     ),
                 );
@@ -441,6 +447,23 @@ mod tests {
             .unwrap_err(),
         );
         assert!(m.contains("sts_refresh_margin_seconds"), "{m}");
+    }
+
+    #[test]
+    fn the_default_margin_fits_sessions_shorter_than_it() {
+        // A 120 s session with the default 300 s margin is accepted; the
+        // margin applied to it is 40 s, not the whole session.
+        let c = parse(
+            json!({"s3_bucket": "registry-bucket", "sts_role_arn": "arn:aws:iam::1:role/r", "sts_duration_seconds": 120}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.duration, Duration::from_secs(120));
+        assert_eq!(c.refresh_margin, Duration::from_secs(300));
+        assert_eq!(
+            crate::refresh::effective_margin(c.refresh_margin, c.duration),
+            Duration::from_secs(40)
+        );
     }
 
     #[test]

@@ -1,23 +1,20 @@
-//! The credential provider behind [`crate::StsCredentials`]: aws-config's
-//! `AssumeRoleProvider` (or the web-identity provider of this crate, or the
-//! SDK's default chain), wrapped in [`TrackedProvider`], which counts STS
-//! calls, remembers the last expiry and turns STS failures into messages
-//! that name the cause.
+//! The provider that calls STS behind [`crate::StsCredentials`]:
+//! aws-config's `AssumeRoleProvider` (or the web-identity provider of this
+//! crate, or the SDK's default chain), wrapped in [`TrackedProvider`], which
+//! counts STS calls, remembers the last expiry and turns STS failures into
+//! messages that name the cause.
 //!
-//! Caching is not done here: the S3 client's identity cache (the SDK's lazy
-//! cache, with `buffer_time` = the refresh margin) keeps one set of
-//! credentials, refreshes it before it expires and lets concurrent requests
-//! wait on one load, so a burst of requests at refresh time makes one STS
-//! call.
+//! Caching is not done here but in [`crate::refresh`]: it holds one set of
+//! credentials, serves it to every request while it is valid and renews it
+//! in the background.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::BehaviorVersion;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use stowage_core::{CredentialsFailure, CredentialsProblem};
@@ -33,24 +30,20 @@ pub struct CredentialStats {
     loads: AtomicU64,
     failures: AtomicU64,
     kept: AtomicU64,
+    blocking: AtomicU64,
     last: Mutex<LastLoad>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct LastLoad {
-    /// The last credentials STS gave (kept in use while a refresh fails
-    /// and they are still valid). `Credentials`' Debug shows no secret.
-    good: Option<Credentials>,
-    /// When the last refresh failed (cleared by a success): STS is asked
-    /// again [`RETRY_AFTER_FAILED_REFRESH`] later, not on every request.
-    failed_at: Option<std::time::Instant>,
     expiry: Option<SystemTime>,
     access_key_prefix: Option<String>,
     error: Option<(CredentialsProblem, String)>,
 }
 
 impl CredentialStats {
-    /// How many times credentials were requested from STS (successful or not).
+    /// How many times credentials were requested from STS (successful or
+    /// not; `validate` included).
     pub fn sts_calls(&self) -> u64 {
         self.loads.load(Ordering::Relaxed)
     }
@@ -60,29 +53,46 @@ impl CredentialStats {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// How many failed refreshes kept the still-valid credentials in use.
+    /// How many failed background refreshes kept the still-valid
+    /// credentials in use.
     pub fn kept_after_failure(&self) -> u64 {
         self.kept.load(Ordering::Relaxed)
     }
 
+    /// How many STS calls requests had to wait for because no valid
+    /// credentials were held (the first load, or a load after an expiry).
+    /// Refreshes of valid credentials run in the background and are not
+    /// counted here.
+    pub fn blocking_loads(&self) -> u64 {
+        self.blocking.load(Ordering::Relaxed)
+    }
+
     /// Expiry of the credentials obtained last.
     pub fn last_expiry(&self) -> Option<SystemTime> {
-        self.last.lock().expect("stats lock").expiry
+        self.last().expiry
     }
 
     /// The first characters of the last access key id (never the secret),
     /// so a report can show that credentials changed.
     pub fn last_access_key_prefix(&self) -> Option<String> {
-        self.last
-            .lock()
-            .expect("stats lock")
-            .access_key_prefix
-            .clone()
+        self.last().access_key_prefix.clone()
     }
 
     /// The last failure: its kind and a message without secrets.
     pub fn last_error(&self) -> Option<(CredentialsProblem, String)> {
-        self.last.lock().expect("stats lock").error.clone()
+        self.last().error.clone()
+    }
+
+    pub(crate) fn count_kept(&self) {
+        self.kept.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_blocking_load(&self) {
+        self.blocking.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> MutexGuard<'_, LastLoad> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -94,10 +104,6 @@ pub(crate) struct TrackedProvider {
     stats: Arc<CredentialStats>,
     describe: Describe,
 }
-
-/// The longest a kept set of credentials is handed out before STS is asked
-/// again, after a failed refresh.
-const RETRY_AFTER_FAILED_REFRESH: Duration = Duration::from_secs(30);
 
 /// What to say in messages about the credential source, and what is
 /// needed to tell wrong user keys from an untrusting role.
@@ -112,26 +118,11 @@ pub(crate) struct Describe {
 }
 
 impl TrackedProvider {
-    /// Asks STS now, reporting a failure as it is (no kept credentials):
-    /// what `validate` uses.
-    pub(crate) async fn load_fresh(&self) -> Result<Credentials, CredentialsError> {
-        self.load(false).await
-    }
-
-    async fn load(&self, keep_on_failure: bool) -> Result<Credentials, CredentialsError> {
-        if keep_on_failure {
-            // A refresh failed a moment ago and the session is still valid:
-            // keep using it without asking STS again yet. (The client's
-            // cache asks on every request while the credentials are inside
-            // the refresh margin; the pause is kept here.)
-            let last = self.stats.last.lock().expect("stats lock");
-            let recent = last
-                .failed_at
-                .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILED_REFRESH);
-            if let Some(good) = self.still_valid(&last).filter(|_| recent) {
-                return Ok(good);
-            }
-        }
+    /// Asks STS now (one call; for web identity the token file is read
+    /// again): what the cache calls to load or refresh, and what `validate`
+    /// calls outside it. Counts the call and records the expiry, or the
+    /// failure explained in words without secrets.
+    pub(crate) async fn fetch(&self) -> Result<Credentials, CredentialsFailure> {
         self.stats.loads.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.provide_credentials().await;
         match result {
@@ -142,13 +133,11 @@ impl TrackedProvider {
                     expires = ?credentials.expiry().map(chrono::DateTime::<chrono::Utc>::from),
                     "obtained role credentials from STS"
                 );
-                let mut last = self.stats.last.lock().expect("stats lock");
+                let mut last = self.stats.last();
                 last.expiry = credentials.expiry();
                 last.access_key_prefix =
                     Some(credentials.access_key_id().chars().take(8).collect());
                 last.error = None;
-                last.failed_at = None;
-                last.good = Some(credentials.clone());
                 Ok(credentials)
             }
             Err(err) => {
@@ -160,45 +149,44 @@ impl TrackedProvider {
                             format!("{}; {}", diagnosis.message, diagnose_user_keys(probe).await);
                     }
                 }
-                let mut last = self.stats.last.lock().expect("stats lock");
-                last.error = Some((diagnosis.problem, diagnosis.message.clone()));
-                last.failed_at = Some(std::time::Instant::now());
-                if let Some(kept) = self.still_valid(&last).filter(|_| keep_on_failure) {
-                    self.stats.kept.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        role = %self.describe.role,
-                        "refreshing role credentials failed, the current ones stay in use until \
-                         they expire and STS is asked again shortly: {}",
-                        diagnosis.message
-                    );
-                    return Ok(kept);
-                }
-                tracing::warn!(role = %self.describe.role, "{}", diagnosis.message);
-                Err(CredentialsError::provider_error(CredentialsFailure {
+                self.stats.last().error = Some((diagnosis.problem, diagnosis.message.clone()));
+                Err(CredentialsFailure {
                     problem: diagnosis.problem,
                     message: diagnosis.message,
                     retryable: diagnosis.transient,
-                }))
+                })
             }
         }
     }
 
-    /// The last credentials STS gave, while they stay valid for more than
-    /// a few seconds: kept in use after a failed refresh, with their real
-    /// expiry (so nothing is used after it, and presigned URLs stay bounded).
-    fn still_valid(&self, last: &LastLoad) -> Option<Credentials> {
-        let good = last.good.as_ref()?;
-        let left = good.expiry()?.duration_since(SystemTime::now()).ok()?;
-        (left > Duration::from_secs(2)).then(|| good.clone())
+    /// The counters this provider keeps.
+    pub(crate) fn stats(&self) -> &CredentialStats {
+        &self.stats
     }
-}
 
-impl ProvideCredentials for TrackedProvider {
-    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        future::ProvideCredentials::new(self.load(true))
+    /// The role, for log lines.
+    pub(crate) fn role(&self) -> &str {
+        &self.describe.role
+    }
+
+    /// A tracked provider around `inner` (a fake STS in tests).
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        inner: impl ProvideCredentials + 'static,
+    ) -> (Self, Arc<CredentialStats>) {
+        let stats = Arc::new(CredentialStats::default());
+        let tracked = Self {
+            inner: SharedCredentialsProvider::new(inner),
+            stats: stats.clone(),
+            describe: Describe {
+                role: "arn:aws:iam::123456789012:role/test".into(),
+                mode: "assume-role",
+                endpoint: "the fake STS".into(),
+                token_file: None,
+                user_key_probe: None,
+            },
+        };
+        (tracked, stats)
     }
 }
 

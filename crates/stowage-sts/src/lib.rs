@@ -10,9 +10,12 @@
 //!   refresh (EKS IRSA, OpenShift's Cloud Credential Operator), configured
 //!   explicitly or by `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`; or a
 //!   shared config profile with `role_arn` + `web_identity_token_file`.
-//! - Credentials are cached by the S3 client and refreshed a configurable
-//!   margin before they expire; concurrent requests at refresh time wait for
-//!   one STS call.
+//! - Credentials are cached by the source itself: requests get them at
+//!   once while they are valid, a background refresh renews them from the
+//!   refresh margin before their expiry on (the configured margin, capped at
+//!   a third of the session), retried with backoff while it fails; requests
+//!   wait only when no valid credentials are held, and then share one STS
+//!   call.
 //! - `validate` assumes the role and reports the role, the mode and the
 //!   credential expiry, or precisely why STS refused.
 //!
@@ -32,6 +35,7 @@ mod credentials;
 mod diagnosis;
 pub mod keys;
 mod policy;
+mod refresh;
 mod source;
 mod web_identity;
 

@@ -6,23 +6,31 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use stowage_core::{CheckStatus, Metric, Result, ValidationReport};
 use stowage_s3::{CredentialSource, S3Storage};
 
-use crate::credentials::{provider, CredentialStats, TrackedProvider};
+use crate::credentials::{provider, CredentialStats};
+use crate::refresh::{effective_margin, RefreshingProvider};
 use crate::StsConfig;
 
 /// The name of this source in reports and logs.
 pub const SOURCE: &str = "sts";
 
 /// Credentials of an assumed role (AssumeRole with user keys or the default
-/// chain, web identity with the token file read again at every refresh),
-/// loaded by the S3 client's cache and refreshed before they expire.
+/// chain, web identity with the token file read again at every refresh).
+///
+/// The source caches them itself: every request gets the held credentials
+/// at once while they are valid; inside the refresh margin (the configured
+/// `sts_refresh_margin_seconds`, capped at a third of the session) one
+/// background refresh renews them, retried with backoff while it fails and
+/// the held credentials stay valid. Requests wait for STS only when no
+/// valid credentials are held (the first request, or after an expiry), and
+/// then share one call.
 #[derive(Debug, Clone)]
 pub struct StsCredentials {
     config: Arc<StsConfig>,
-    provider: Arc<TrackedProvider>,
+    provider: RefreshingProvider,
     stats: Arc<CredentialStats>,
 }
 
@@ -32,8 +40,8 @@ impl StsCredentials {
     pub async fn new(config: StsConfig) -> Self {
         let (tracked, stats) = provider(&config).await;
         Self {
+            provider: RefreshingProvider::new(tracked, config.refresh_margin),
             config: Arc::new(config),
-            provider: Arc::new(tracked),
             stats,
         }
     }
@@ -62,21 +70,6 @@ pub async fn open_s3(config: StsConfig) -> Result<(S3Storage, Arc<StsCredentials
     Ok((storage, credentials))
 }
 
-/// Lets the S3 client and the source share one tracked provider.
-#[derive(Debug)]
-struct SharedTracked(Arc<TrackedProvider>);
-
-impl ProvideCredentials for SharedTracked {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        self.0.provide_credentials()
-    }
-}
-
 #[async_trait]
 impl CredentialSource for StsCredentials {
     fn name(&self) -> &'static str {
@@ -84,14 +77,22 @@ impl CredentialSource for StsCredentials {
     }
 
     fn provider(&self) -> SharedCredentialsProvider {
-        SharedCredentialsProvider::new(SharedTracked(self.provider.clone()))
+        SharedCredentialsProvider::new(self.provider.clone())
     }
 
+    /// The configured margin; each session is refreshed
+    /// `min(max(margin, 10 s), session / 3)` before it ends.
     fn refresh_margin(&self) -> Duration {
         self.config.refresh_margin
     }
 
-    /// Assumes the role (one STS call, outside the client's cache) and
+    /// The source keeps and refreshes its credentials (in the background):
+    /// the client asks it on every request.
+    fn caches_itself(&self) -> bool {
+        true
+    }
+
+    /// Assumes the role (one STS call, outside the source's cache) and
     /// reports the role, the mode and the credential expiry, or why STS
     /// refused.
     async fn validate(&self, report: &mut ValidationReport) -> bool {
@@ -109,32 +110,35 @@ impl CredentialSource for StsCredentials {
                 .clone()
                 .unwrap_or_else(|| format!("AWS ({})", c.sts_region)),
         );
-        match self.provider.load_fresh().await {
+        match self.provider.source().fetch().await {
             Ok(creds) => {
                 let expiry = creds
                     .expiry()
                     .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
                     .unwrap_or_else(|| "none (credentials do not expire)".into());
+                let margin = creds
+                    .expiry()
+                    .map(|t| {
+                        let session = t.duration_since(SystemTime::now()).unwrap_or_default();
+                        effective_margin(c.refresh_margin, session)
+                    })
+                    .unwrap_or(c.refresh_margin);
                 report.fact("credential expiry", expiry.clone());
                 report.check(
                     "assume role",
                     CheckStatus::Ok,
                     format!(
-                        "assumed {} ({}); credentials expire at {expiry}, refreshed {}s before",
+                        "assumed {} ({}); credentials expire at {expiry}, refreshed in the \
+                         background from {}s before",
                         c.role_arn.as_deref().unwrap_or("the profile's role"),
                         c.source.mode(),
-                        c.refresh_margin.as_secs()
+                        margin.as_secs()
                     ),
                 );
                 true
             }
-            Err(_) => {
-                let detail = self
-                    .stats
-                    .last_error()
-                    .map(|(_, m)| m)
-                    .unwrap_or_else(|| "STS gave no credentials".into());
-                report.check("assume role", CheckStatus::Failed, detail);
+            Err(failure) => {
+                report.check("assume role", CheckStatus::Failed, failure.message);
                 false
             }
         }
@@ -154,13 +158,19 @@ impl CredentialSource for StsCredentials {
             ),
             Metric::counter(
                 "stowage_sts_kept_after_failure_total",
-                "Failed refreshes after which the still-valid credentials stayed in use.",
+                "Failed background refreshes after which the still-valid credentials stayed in use.",
                 self.stats.kept_after_failure(),
+            ),
+            Metric::counter(
+                "stowage_sts_blocking_loads_total",
+                "STS calls requests waited for because no valid credentials were held (first load, or after an expiry).",
+                self.stats.blocking_loads(),
             ),
         ]
     }
 
+    /// Expiry of the credentials requests are signed with now.
     fn expiry(&self) -> Option<SystemTime> {
-        self.stats.last_expiry()
+        self.provider.expiry().or_else(|| self.stats.last_expiry())
     }
 }

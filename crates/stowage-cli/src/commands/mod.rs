@@ -11,26 +11,14 @@ mod validate;
 use crate::cli::{Cli, Command};
 use crate::context::Context;
 use crate::failure::Failure;
+use crate::interrupt;
 
-/// Runs the parsed command line.
+/// Runs the parsed command line. `serve` stops gracefully on SIGINT and
+/// SIGTERM; every other command is cancelled by the first one (see the
+/// `interrupt` module).
 pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = Context::load(&cli.global)?;
     match cli.command {
-        Command::Validate { json } => validate::run(&ctx, json).await,
-        Command::Put {
-            local,
-            path,
-            content_type,
-        } => transfer::put(&ctx, &local, &path, content_type).await,
-        Command::Get { path, local } => transfer::get(&ctx, &path, &local).await,
-        Command::Cat { path } => transfer::get(&ctx, &path, "-".as_ref()).await,
-        Command::Cp { source, dest } => transfer::cp(&ctx, &source, &dest).await,
-        Command::Ls { prefix, long } => inspect::ls(&ctx, prefix.as_deref(), long).await,
-        Command::Stat { path, json } => inspect::stat(&ctx, &path, json).await,
-        Command::Rm { path, recursive } => inspect::rm(&ctx, &path, recursive).await,
-        Command::IamPolicy { with_setup, only } => iam_policy::run(&ctx, with_setup, only),
-        Command::Sign(args) => sign::run(&ctx, &args),
-        Command::Setup => setup::run(&ctx).await,
         Command::Serve {
             listen,
             state_dir,
@@ -38,6 +26,29 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             limits,
             security,
         } => serve::run(&ctx, listen, state_dir, !no_redirect, limits, security).await,
+        command => interrupt::cancel_on_signal(run_once(&ctx, command)).await,
+    }
+}
+
+/// Runs a command other than `serve`.
+async fn run_once(ctx: &Context, command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Validate { json } => validate::run(ctx, json).await,
+        Command::Put {
+            local,
+            path,
+            content_type,
+        } => transfer::put(ctx, &local, &path, content_type).await,
+        Command::Get { path, local } => transfer::get(ctx, &path, &local).await,
+        Command::Cat { path } => transfer::get(ctx, &path, "-".as_ref()).await,
+        Command::Cp { source, dest } => transfer::cp(ctx, &source, &dest).await,
+        Command::Ls { prefix, long } => inspect::ls(ctx, prefix.as_deref(), long).await,
+        Command::Stat { path, json } => inspect::stat(ctx, &path, json).await,
+        Command::Rm { path, recursive } => inspect::rm(ctx, &path, recursive).await,
+        Command::IamPolicy { with_setup, only } => iam_policy::run(ctx, with_setup, only),
+        Command::Sign(args) => sign::run(ctx, &args),
+        Command::Setup => setup::run(ctx).await,
+        Command::Serve { .. } => unreachable!("`run` serves without cancelling on a signal"),
     }
 }
 

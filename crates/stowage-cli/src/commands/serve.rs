@@ -10,10 +10,13 @@ use stowage_registry::{HtpasswdAuth, ServeOptions, TlsConfig};
 use crate::cli::{ServeLimits, ServeSecurity};
 use crate::context::Context;
 use crate::failure::Failure;
+use crate::interrupt::Signals;
 
-/// Opens the location and serves until the process is stopped. An
-/// htpasswd file, certificate or key that cannot be used is a usage error
-/// (exit 2) naming the file, found before anything is served.
+/// Opens the location and serves until SIGTERM or SIGINT, then stops
+/// gracefully (`--shutdown-grace-seconds`) and returns; a second signal
+/// exits at once. An htpasswd file, certificate or key that cannot be used
+/// is a usage error (exit 2) naming the file, found before anything is
+/// served.
 pub(crate) async fn run(
     ctx: &Context,
     listen: SocketAddr,
@@ -43,6 +46,8 @@ pub(crate) async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::failed(format!("cannot listen on {listen}: {e}")))?;
+    // Caught from before the banner on: a signal after it stops gracefully.
+    let signals = Signals::install();
     let mut options = ServeOptions::default();
     options.state_dir = state_dir.clone();
     options.redirect = redirect;
@@ -50,6 +55,7 @@ pub(crate) async fn run(
     options.idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     options.header_read_timeout = Duration::from_secs(limits.header_read_timeout_seconds);
     options.max_upload_size = limits.max_upload_size;
+    options.shutdown_grace = Duration::from_secs(limits.shutdown_grace_seconds);
     let who = match &auth {
         Some(a) if security.anonymous_pull => format!(
             "htpasswd authentication ({} users), anonymous pulls",
@@ -74,9 +80,38 @@ pub(crate) async fn run(
     for warning in exposure_warnings(listen, options.authenticator.is_some(), scheme == "https") {
         eprintln!("stowage: warning: {warning}");
     }
-    stowage_registry::serve(storage, listener, options)
+    let shutdown = stop_signal(signals, limits.shutdown_grace_seconds);
+    stowage_registry::serve_with_shutdown(storage, listener, options, shutdown)
         .await
-        .map_err(|e| Failure::failed(format!("registry stopped: {e}")))
+        .map_err(|e| Failure::failed(format!("registry stopped: {e}")))?;
+    eprintln!("stowage: registry stopped");
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT, saying so; from then on a
+/// second one exits the process at once. Never completes when the signals
+/// cannot be caught (they then end the process as usual).
+async fn stop_signal(signals: std::io::Result<Signals>, grace_seconds: u64) {
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot catch SIGTERM/SIGINT: stopping the registry will cut requests in flight"
+            );
+            return std::future::pending().await;
+        }
+    };
+    let signal = signals.recv().await;
+    eprintln!(
+        "stowage: {signal}: no new connections; requests in flight have up to {grace_seconds} s \
+         to finish ({signal} again stops at once)"
+    );
+    tokio::spawn(async move {
+        let again = signals.recv().await;
+        eprintln!("stowage: {again} again: stopping at once (uploads cut short stay resumable)");
+        std::process::exit(again.exit_code().into());
+    });
 }
 
 /// What an operator should know before a registry listens beyond this

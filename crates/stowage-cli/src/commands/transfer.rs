@@ -1,6 +1,6 @@
 //! `put`, `get`, `cat` and `cp`: streaming transfers with bounded memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -12,6 +12,7 @@ use tokio_util::io::ReaderStream;
 use super::storage_path;
 use crate::context::Context;
 use crate::failure::Failure;
+use crate::interrupt::{self, Activity};
 use crate::progress;
 use crate::target::Target;
 
@@ -36,13 +37,23 @@ fn reader_stream(
         .boxed()
 }
 
-/// Uploads a local file or stdin.
+/// Uploads a local file or stdin to `path`, which `to` names in messages
+/// (`LOCATION:PATH`).
 async fn upload(
     storage: &dyn Storage,
     local: &Path,
     path: &StoragePath,
     options: PutOptions,
+    to: &str,
 ) -> Result<(), Failure> {
+    let from = if is_std(local) {
+        "stdin".to_string()
+    } else {
+        local.display().to_string()
+    };
+    interrupt::begin(Activity::Write {
+        what: format!("the upload of {from} to {to}"),
+    });
     let (data, size) = if is_std(local) {
         let bar = progress::bar(None, "put");
         (reader_stream(tokio::io::stdin(), bar, "stdin".into()), None)
@@ -62,13 +73,50 @@ async fn upload(
     Ok(())
 }
 
-/// Downloads to a local file (written beside it, then renamed: no partial
-/// file on failure) or stdout.
-async fn download(storage: &dyn Storage, path: &StoragePath, local: &Path) -> Result<(), Failure> {
+/// A partial download, removed when dropped unless kept: on a failure and
+/// when the command is cancelled mid-download (an interrupt).
+struct PartialFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Downloads `path`, which `from` names in messages (`LOCATION:PATH`), to a
+/// local file (written beside it, then renamed: no partial file on failure
+/// or interrupt) or stdout.
+async fn download(
+    storage: &dyn Storage,
+    path: &StoragePath,
+    local: &Path,
+    from: &str,
+) -> Result<(), Failure> {
+    let partial = (!is_std(local)).then(|| {
+        local.with_file_name(format!(
+            ".{}.stowage-partial",
+            local
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("download")
+        ))
+    });
+    interrupt::begin(Activity::Read {
+        what: match &partial {
+            Some(_) => format!("the download of {from} to {}", local.display()),
+            None => format!("the download of {from} to stdout"),
+        },
+        partial: partial.clone(),
+    });
     let got = storage.get(path, GetOptions::default()).await?;
     let bar = progress::bar(Some(got.meta.size), "get");
     let mut stream = got.stream;
-    if is_std(local) {
+    let Some(partial) = partial else {
         let mut out = tokio::io::stdout();
         while let Some(chunk) = stream.try_next().await? {
             out.write_all(&chunk)
@@ -80,40 +128,36 @@ async fn download(storage: &dyn Storage, path: &StoragePath, local: &Path) -> Re
             .await
             .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
         return Ok(());
-    }
-    let partial = local.with_file_name(format!(
-        ".{}.stowage-partial",
-        local
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("download")
-    ));
-    let result = async {
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| Failure::failed(format!("cannot create {}: {e}", partial.display())))?;
-        while let Some(chunk) = stream.try_next().await? {
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
-            bar.inc(chunk.len() as u64);
-        }
-        file.sync_all()
+    };
+    let mut guard = PartialFile {
+        path: partial.clone(),
+        keep: false,
+    };
+    // Created and renamed synchronously: a cancelled `tokio::fs` call goes
+    // on in the background and could create (or move) the file after the
+    // guard has run.
+    let file = std::fs::File::create(&partial)
+        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", partial.display())))?;
+    let mut file = tokio::fs::File::from_std(file);
+    while let Some(chunk) = stream.try_next().await? {
+        file.write_all(&chunk)
             .await
             .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
-        tokio::fs::rename(&partial, local).await.map_err(|e| {
-            Failure::failed(format!(
-                "cannot move the download to {}: {e}",
-                local.display()
-            ))
-        })
+        bar.inc(chunk.len() as u64);
     }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&partial).await;
-    }
+    file.sync_all()
+        .await
+        .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
+    drop(file);
+    std::fs::rename(&partial, local).map_err(|e| {
+        Failure::failed(format!(
+            "cannot move the download to {}: {e}",
+            local.display()
+        ))
+    })?;
+    guard.keep = true;
     bar.finish_and_clear();
-    result
+    Ok(())
 }
 
 /// `stowage put LOCAL PATH`.
@@ -124,19 +168,21 @@ pub(crate) async fn put(
     content_type: Option<String>,
 ) -> Result<(), Failure> {
     let path = storage_path(path)?;
+    let to = format!("{}:{path}", ctx.selected()?.name);
     let storage = ctx.storage().await?;
     let mut options = PutOptions::default();
     if let Some(ct) = content_type {
         options = options.with_content_type(ct);
     }
-    upload(&*storage, local, &path, options).await
+    upload(&*storage, local, &path, options, &to).await
 }
 
 /// `stowage get PATH LOCAL` and `stowage cat PATH`.
 pub(crate) async fn get(ctx: &Context, path: &str, local: &Path) -> Result<(), Failure> {
     let path = storage_path(path)?;
+    let from = format!("{}:{path}", ctx.selected()?.name);
     let storage = ctx.storage().await?;
-    download(&*storage, &path, local).await
+    download(&*storage, &path, local, &from).await
 }
 
 /// `stowage cp SOURCE DEST`.
@@ -156,12 +202,13 @@ pub(crate) async fn cp(ctx: &Context, source: &str, dest: &str) -> Result<(), Fa
                 &local,
                 &path,
                 PutOptions::default(),
+                dest,
             )
             .await
         }
         (Target::Storage { location, path }, Target::Local(local)) => {
             let path = storage_path(&path)?;
-            download(&*open(location).await?, &path, &local).await
+            download(&*open(location).await?, &path, &local, source).await
         }
         (
             Target::Storage {
@@ -174,6 +221,9 @@ pub(crate) async fn cp(ctx: &Context, source: &str, dest: &str) -> Result<(), Fa
             },
         ) => {
             let (from, to) = (storage_path(&from)?, storage_path(&to)?);
+            interrupt::begin(Activity::Write {
+                what: format!("the copy of {source} to {dest}"),
+            });
             let source: Arc<dyn Storage> = open(from_loc.clone()).await?;
             if from_loc == to_loc {
                 source.copy(&from, &to).await?;

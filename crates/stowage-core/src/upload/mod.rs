@@ -7,7 +7,7 @@
 mod hasher;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -168,7 +168,7 @@ impl CompleteOptions {
     }
 }
 
-/// What [`Storage::cleanup_uploads`] removed.
+/// What a [`Storage::cleanup_uploads`] round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CleanupReport {
@@ -176,6 +176,27 @@ pub struct CleanupReport {
     pub uploads_removed: u64,
     /// Orphaned backend multipart uploads aborted.
     pub multipart_aborted: u64,
+    /// Backend multipart uploads started before the threshold but kept
+    /// because a part was written since.
+    pub multipart_kept_active: u64,
+    /// Items whose removal failed (a temporary object, a multipart upload,
+    /// or the listing of its parts): each was logged at warn, the round
+    /// went on, and the next round tries again.
+    pub failures: u64,
+    /// The round did nothing because another process holds the cleanup
+    /// lease (drivers that take one: S3).
+    pub skipped_lease_held: bool,
+}
+
+impl CleanupReport {
+    /// The report of a round skipped because another process holds the
+    /// cleanup lease.
+    pub fn skipped() -> Self {
+        Self {
+            skipped_lease_held: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Stores a chunk as its own temporary object, hashing it on the way.
@@ -268,8 +289,14 @@ pub fn check_digest(state: &UploadState, options: &CompleteOptions) -> Result<()
 /// into the destination (written atomically and digest-checked again), then
 /// removes the chunks. The generic [`Storage::complete_upload`].
 ///
+/// Completing is idempotent: when a chunk is gone because the same upload
+/// was completed already (a retried request, another replica finishing it
+/// at the same time), the destination is checked with [`finished_already`]
+/// and its metadata returned when it holds exactly the upload's bytes.
+///
 /// # Errors
-/// As [`Storage::complete_upload`].
+/// As [`Storage::complete_upload`]; [`Error::InvalidUploadState`] when a
+/// chunk is gone and `dest` does not hold the upload.
 pub async fn complete_by_streaming<S: Storage + ?Sized>(
     storage: &S,
     state: &UploadState,
@@ -278,22 +305,52 @@ pub async fn complete_by_streaming<S: Storage + ?Sized>(
 ) -> Result<ObjectMeta> {
     state.check()?;
     check_digest(state, &options)?;
-    let meta = match state.chunks.len() {
+    let gone = OnceLock::new();
+    let meta = match assemble(storage, state, dest, &gone).await {
+        Ok(meta) => meta,
+        Err(e) => {
+            let Some(&index) = gone.get() else {
+                return Err(e);
+            };
+            // Completed already (a retried request, another replica)?
+            let Some(meta) = finished_already(storage, state, dest, &options).await? else {
+                return Err(chunk_gone(index));
+            };
+            tracing::debug!(upload = %state.id, %dest, "the upload was completed already");
+            meta
+        }
+    };
+    remove_left_over_chunks(storage, state).await;
+    Ok(meta)
+}
+
+/// Writes the upload's bytes to `dest`; a chunk found missing is recorded in
+/// `gone` (the first one) and fails the assembly, which stores nothing.
+async fn assemble<S: Storage + ?Sized>(
+    storage: &S,
+    state: &UploadState,
+    dest: &StoragePath,
+    gone: &OnceLock<usize>,
+) -> Result<ObjectMeta> {
+    match state.chunks.len() {
         0 => {
             storage
                 .put(dest, bytes::Bytes::new(), PutOptions::default())
-                .await?
+                .await
         }
         1 => {
             let chunk = state.chunk_path(0);
             let meta = storage
                 .stat(&chunk)
                 .await
-                .map_err(|e| missing_chunk(e, 0))?;
+                .map_err(|e| missing_chunk(e, 0, gone))?;
             if meta.size != state.chunks[0] {
                 return Err(chunk_size_changed(0, state.chunks[0], meta.size));
             }
-            storage.copy(&chunk, dest).await?
+            storage
+                .copy(&chunk, dest)
+                .await
+                .map_err(|e| missing_chunk(e, 0, gone))
         }
         _ => {
             let chunks = futures::stream::iter(state.chunks.iter().copied().enumerate())
@@ -301,7 +358,7 @@ pub async fn complete_by_streaming<S: Storage + ?Sized>(
                     let got = storage
                         .get(&state.chunk_path(i), GetOptions::default())
                         .await
-                        .map_err(|e| missing_chunk(e, i))?;
+                        .map_err(|e| missing_chunk(e, i, gone))?;
                     if got.meta.size != expected {
                         return Err(chunk_size_changed(i, expected, got.meta.size));
                     }
@@ -312,21 +369,85 @@ pub async fn complete_by_streaming<S: Storage + ?Sized>(
             let options = PutOptions::default()
                 .with_expected_digest(state.digest())
                 .with_size_hint(state.size);
-            storage.put_stream(dest, chunks, options).await?
+            storage.put_stream(dest, chunks, options).await
         }
-    };
+    }
+}
+
+/// Removes a completed upload's chunks, logging (not failing) when some
+/// stay: [`Storage::cleanup_uploads`] removes them later.
+async fn remove_left_over_chunks<S: Storage + ?Sized>(storage: &S, state: &UploadState) {
     if let Err(e) = remove_chunk_objects(storage, state).await {
         tracing::warn!(upload = %state.id, error = %e, "completed upload left temporary chunks; cleanup_uploads will remove them");
     }
-    Ok(meta)
 }
 
-fn missing_chunk(e: Error, index: usize) -> Error {
+/// Whether `dest` already holds exactly the bytes of the upload `state`
+/// (and, when `options` expects a digest, that digest): its size is the
+/// upload's and its SHA-256, read back and hashed as it streams (memory
+/// bounded by one piece of the read), is the upload's running digest.
+/// `Ok(Some(meta))` with `dest`'s metadata when it does; `Ok(None)` when
+/// `dest` is missing or holds other bytes.
+///
+/// This is what makes completion idempotent: a completion that finds a
+/// chunk gone asks it before failing, so completing the same state again
+/// (a retried request, another replica) answers as the first completion did
+/// and never with wrong bytes. Reading `dest` back costs one read of the
+/// object, on that path only.
+///
+/// # Errors
+/// [`Error::InvalidUploadState`] for an inconsistent state; failures other
+/// than not found while reading `dest`.
+pub async fn finished_already<S: Storage + ?Sized>(
+    storage: &S,
+    state: &UploadState,
+    dest: &StoragePath,
+    options: &CompleteOptions,
+) -> Result<Option<ObjectMeta>> {
+    state.check()?;
+    let digest = state.digest();
+    if options
+        .expected_digest
+        .is_some_and(|expected| expected != digest)
+    {
+        return Ok(None);
+    }
+    let read = match storage.get(dest, GetOptions::default()).await {
+        Ok(read) => read,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if read.meta.size != state.size {
+        return Ok(None);
+    }
+    let mut stream = read.stream;
+    let mut hasher = ResumableSha256::default();
+    while let Some(piece) = stream.try_next().await? {
+        hasher.update(&piece);
+        if hasher.len() > state.size {
+            return Ok(None);
+        }
+    }
+    if hasher.len() != state.size || hasher.digest() != digest {
+        return Ok(None);
+    }
+    Ok(Some(read.meta))
+}
+
+/// Maps a chunk's not found to [`chunk_gone`], recording `index` in `gone`.
+fn missing_chunk(e: Error, index: usize, gone: &OnceLock<usize>) -> Error {
     match e {
-        Error::NotFound { .. } => Error::InvalidUploadState {
-            reason: format!("chunk {index} of the upload is gone (expired or already completed)"),
-        },
+        Error::NotFound { .. } => {
+            let _ = gone.set(index);
+            chunk_gone(index)
+        }
         other => other,
+    }
+}
+
+fn chunk_gone(index: usize) -> Error {
+    Error::InvalidUploadState {
+        reason: format!("chunk {index} of the upload is gone (expired or already completed)"),
     }
 }
 
@@ -370,8 +491,14 @@ fn cutoff_before(now: DateTime<Utc>, older_than: Duration) -> DateTime<Utc> {
 /// Removes chunk objects of uploads whose newest chunk is older than
 /// `older_than`. The generic [`Storage::cleanup_uploads`].
 ///
+/// Only upload areas (`_uploads/<id>/`, `<id>` as [`UploadState::id`]) are
+/// considered: other names in `_uploads/` (the S3 driver's cleanup lease)
+/// are not uploads. A delete that fails is logged at warn and counted in
+/// [`CleanupReport::failures`], and the round goes on; the upload then
+/// counts as removed in a later round.
+///
 /// # Errors
-/// Backend failures.
+/// Listing `_uploads/` failed.
 pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
     storage: &S,
     older_than: Duration,
@@ -381,24 +508,44 @@ pub async fn cleanup_chunk_objects<S: Storage + ?Sized>(
     let mut newest: HashMap<String, (Option<DateTime<Utc>>, Vec<StoragePath>)> = HashMap::new();
     let mut listing = storage.list(Some(&area));
     while let Some(meta) = listing.try_next().await? {
-        let Some(id) = meta.path.segments().nth(1).map(str::to_string) else {
+        let Some(id) = meta.path.segments().nth(1).filter(|id| is_upload_id(id)) else {
             continue;
         };
-        let entry = newest.entry(id).or_default();
+        let entry = newest.entry(id.to_string()).or_default();
         entry.0 = entry.0.max(meta.last_modified);
         entry.1.push(meta.path);
     }
     drop(listing);
     let mut report = CleanupReport::default();
-    for (_id, (modified, paths)) in newest {
-        if modified.is_some_and(|m| m < cutoff) {
-            for p in &paths {
-                storage.delete(p).await?;
+    for (id, (modified, paths)) in newest {
+        if modified.is_none_or(|m| m >= cutoff) {
+            continue;
+        }
+        let mut failed = 0;
+        for p in &paths {
+            match storage.delete(p).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(upload = %id, path = %p, error = %e.chain(), "removing a stale upload's temporary object failed; the next cleanup tries again");
+                }
             }
+        }
+        if failed == 0 {
             report.uploads_removed += 1;
+        } else {
+            report.failures += failed;
         }
     }
     Ok(report)
+}
+
+/// Whether `name` is an upload id (32 lowercase hex digits).
+fn is_upload_id(name: &str) -> bool {
+    name.len() == 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -451,5 +598,110 @@ mod tests {
         let mut lying = s.clone();
         lying.size = 5;
         assert!(lying.check().is_err());
+    }
+    /// A storage listing fixed objects, refusing to delete some of them.
+    #[derive(Debug)]
+    struct Listed {
+        objects: Vec<ObjectMeta>,
+        refused: Vec<StoragePath>,
+        deleted: Mutex<Vec<StoragePath>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Listed {
+        fn driver(&self) -> &'static str {
+            "listed"
+        }
+
+        fn capabilities(&self) -> crate::Capabilities {
+            crate::Capabilities::default()
+        }
+
+        async fn get(&self, path: &StoragePath, _: GetOptions) -> Result<crate::GetResult> {
+            Err(Error::NotFound {
+                path: path.to_string(),
+                source: None,
+            })
+        }
+
+        async fn put_stream(
+            &self,
+            path: &StoragePath,
+            _: WriteStream<'_>,
+            _: PutOptions,
+        ) -> Result<ObjectMeta> {
+            Err(Error::backend(
+                "listed",
+                false,
+                format!("{path}: read-only"),
+                std::io::Error::other("read-only"),
+            ))
+        }
+
+        async fn stat(&self, path: &StoragePath) -> Result<ObjectMeta> {
+            Err(Error::NotFound {
+                path: path.to_string(),
+                source: None,
+            })
+        }
+
+        async fn delete(&self, path: &StoragePath) -> Result<()> {
+            if self.refused.contains(path) {
+                return Err(Error::backend(
+                    "listed",
+                    false,
+                    format!("{path}: denied"),
+                    std::io::Error::other("denied"),
+                ));
+            }
+            self.deleted.lock().unwrap().push(path.clone());
+            Ok(())
+        }
+
+        fn list(&self, _: Option<&StoragePath>) -> crate::ListStream<'_> {
+            futures::stream::iter(self.objects.clone().into_iter().map(Ok)).boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_delete_does_not_stop_the_cleanup_round() {
+        let old = Utc::now() - chrono::Duration::hours(2);
+        let object = |path: &str, at: DateTime<Utc>| {
+            ObjectMeta::new(StoragePath::parse(path).unwrap(), 1).with_last_modified(Some(at))
+        };
+        let (a, b, fresh) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+        let storage = Listed {
+            objects: vec![
+                object(&format!("_uploads/{a}/000000-x"), old),
+                object(&format!("_uploads/{a}/000001-y"), old),
+                object(&format!("_uploads/{b}/000000-z"), old),
+                object(&format!("_uploads/{fresh}/000000-w"), Utc::now()),
+                // Not an upload (the S3 driver's lease), however old.
+                object("_uploads/.cleanup-lease", old),
+            ],
+            refused: vec![StoragePath::parse(format!("_uploads/{a}/000000-x")).unwrap()],
+            deleted: Mutex::default(),
+        };
+        let report = cleanup_chunk_objects(&storage, Duration::from_secs(3600))
+            .await
+            .expect("only a failed listing fails the round");
+        assert_eq!(report.failures, 1, "{report:?}");
+        assert_eq!(report.uploads_removed, 1, "{report:?}");
+        let mut deleted: Vec<String> = storage
+            .deleted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [
+                format!("_uploads/{a}/000001-y"),
+                format!("_uploads/{b}/000000-z"),
+            ],
+            "the chunk after the refused one, and the other stale upload"
+        );
     }
 }

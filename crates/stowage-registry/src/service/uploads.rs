@@ -9,17 +9,26 @@
 //! sha512 digests while a monolithic upload streams in, and for a chunked
 //! upload by assembling it at a temporary path, reading it back once, and
 //! copying it into place only when it matches.
+//!
+//! Finishing an upload (`PUT`) is idempotent, so a client or a load
+//! balancer may retry it on any replica: its body is appended only when the
+//! recorded upload does not hold it already, completion of a state already
+//! completed answers with the stored blob once its bytes are checked, and
+//! the upload record is removed last, after the blob is linked.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
-use stowage::{CompleteOptions, GetOptions, PutOptions, StoragePath, UploadState, WriteStream};
+use stowage::upload::ResumableSha256;
+use stowage::{
+    CompleteOptions, ErrorKind, GetOptions, PutOptions, StoragePath, UploadState, WriteStream,
+};
 
 use super::{body_stream, empty, location, upload_range, DIGEST_HEADER, UPLOAD_UUID};
 use crate::digest::{digest_of_stream, verified, Digest};
@@ -27,7 +36,7 @@ use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::layout;
 use crate::names::parse_digest;
 use crate::registry::Registry;
-use crate::upload_store::UploadRecord;
+use crate::upload_store::{Finishing, UploadRecord};
 
 fn upload_url(repo: &str, id: &str) -> String {
     format!("/v2/{repo}/blobs/uploads/{id}")
@@ -277,14 +286,18 @@ impl Registry {
             return Err(too_large(self.max_upload_size));
         }
         if let Some(data) = non_empty(body).await {
-            record = self.append_chunk(repo, id, &record, data, &limit).await?;
+            record = self
+                .append_chunk(repo, id, &record, data, &limit, None)
+                .await?;
         }
         Ok(Self::accepted(repo, &record))
     }
 
     /// Writes `data` at the end of the upload of `record` (within `limit`)
     /// and records the new state: what PATCH and the final PUT share. A
-    /// chunk over the size limit is 413, one at another offset 416.
+    /// chunk over the size limit is 413, one at another offset 416. The
+    /// final PUT passes its `finishing` record, saved with the new state
+    /// before its record.
     async fn append_chunk(
         &self,
         repo: &str,
@@ -292,6 +305,7 @@ impl Registry {
         record: &UploadRecord,
         data: WriteStream<'static>,
         limit: &SizeLimit,
+        finishing: Option<&Finishing>,
     ) -> Result<UploadRecord, RegistryError> {
         let size = record.state.size;
         let state = self
@@ -303,6 +317,9 @@ impl Registry {
                 stowage::Error::OffsetMismatch { got, .. } => out_of_order(repo, id, size, got),
                 other => RegistryError::storage(other, ErrorCode::BlobUploadInvalid),
             })?;
+        if let Some(finishing) = finishing {
+            self.uploads.mark_finishing(&state, finishing).await?;
+        }
         let next = UploadRecord {
             repository: record.repository.clone(),
             state,
@@ -312,10 +329,18 @@ impl Registry {
     }
 
     /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the last chunk (if any),
-    /// then assembly at the blob's path with the digest checked. A wrong
+    /// then assembly at the blob's path with the digest checked, then the
+    /// repository's link, and the upload record removed last. A wrong
     /// digest stores nothing and cancels the upload. A last chunk whose
     /// `Content-Range` does not start where the upload stands gets 416 (with
     /// `Location` and the `Range` received), and the upload stays.
+    ///
+    /// Retrying it after any step (a lost answer, a failure, another
+    /// replica) ends the same way: a body the recorded upload holds already
+    /// is not appended again (`is_retry`), and a blob stored by the first
+    /// attempt is checked and linked (`blob_holds`). Once the record is
+    /// removed the upload is unknown (404 `BLOB_UPLOAD_UNKNOWN`, as
+    /// distribution answers).
     pub(crate) async fn finish_upload(
         &self,
         repo: &str,
@@ -336,15 +361,34 @@ impl Registry {
         let _guard = lock.lock().await;
         let (mut record, contested) = self.uploads.get_contested(repo, id).await?;
         let size = record.state.size;
-        if let Some(value) = headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
-            let (start, _) = parse_content_range(value).ok_or_else(|| bad_content_range(value))?;
-            if start != size {
+        let start = match headers.get(CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+            Some(value) => {
+                let (start, _) =
+                    parse_content_range(value).ok_or_else(|| bad_content_range(value))?;
+                Some(start)
+            }
+            None => None,
+        };
+        let data = non_empty(body).await;
+        let retry = (data.is_some() || start.is_some())
+            && self.is_retry(&record.state, &digest, start).await?;
+        if retry {
+            // Its body is in the upload already: not appended again.
+            tracing::info!(upload = %id, "a retried PUT: its body was appended by an earlier attempt");
+        } else {
+            if let Some(start) = start.filter(|start| *start != size) {
                 return Err(out_of_order(repo, id, size, start));
             }
-        }
-        if let Some(data) = non_empty(body).await {
-            let limit = SizeLimit::new(self.max_upload_size, size);
-            record = self.append_chunk(repo, id, &record, data, &limit).await?;
+            if let Some(data) = data {
+                let limit = SizeLimit::new(self.max_upload_size, size);
+                let finishing = Finishing {
+                    digest: digest.to_string(),
+                    from: size,
+                };
+                record = self
+                    .append_chunk(repo, id, &record, data, &limit, Some(&finishing))
+                    .await?;
+            }
         }
         // sha256 is checked from the running hash and the chunks are
         // assembled straight into place, unless another writer raced on the
@@ -378,19 +422,96 @@ impl Registry {
                 self.uploads.remove(id).await?;
                 return Err(RegistryError::new(ErrorCode::DigestInvalid, e.to_string()));
             }
-            Err(e) => return Err(RegistryError::storage(e, ErrorCode::BlobUploadInvalid)),
+            Err(e) => {
+                // The chunks are gone: an earlier attempt may have stored
+                // the blob, then failed before it could link it or remove
+                // the record. Fine when the blob holds exactly this upload.
+                let gone = matches!(
+                    e.kind(),
+                    ErrorKind::InvalidUploadState | ErrorKind::NotFound
+                );
+                let stored = gone
+                    && self
+                        .blob_holds(&record.state, &digest)
+                        .await
+                        .map_err(|check| {
+                            RegistryError::storage(check, ErrorCode::BlobUploadInvalid)
+                        })?;
+                if !stored {
+                    return Err(RegistryError::storage(e, ErrorCode::BlobUploadInvalid));
+                }
+                tracing::info!(upload = %id, "the blob was stored by an earlier attempt of this PUT");
+            }
         }
         self.link_blob(repo, &digest).await?;
         self.uploads.remove(id).await?;
         Ok(Self::created(repo, &digest))
     }
 
+    /// Whether a PUT naming `digest` whose body starts at `start` (its
+    /// `Content-Range`, when sent) is a retry of the PUT that took the
+    /// upload to `state`, so that its body is in already: that PUT left a
+    /// finishing record with `state` naming the same digest, and the same
+    /// start when one is given.
+    ///
+    /// # Errors
+    /// The upload store's failures.
+    async fn is_retry(
+        &self,
+        state: &UploadState,
+        digest: &Digest,
+        start: Option<u64>,
+    ) -> RegistryResult<bool> {
+        let Some(finishing) = self.uploads.finishing(state).await? else {
+            return Ok(false);
+        };
+        Ok(finishing.digest == digest.to_string() && start.is_none_or(|s| s == finishing.from))
+    }
+
+    /// Whether the blob `digest` already holds exactly the bytes of the
+    /// upload `state` (its size, `digest`, and the upload's running
+    /// SHA-256), read back as a stream: what a retried PUT checks when the
+    /// upload's chunks are gone.
+    ///
+    /// # Errors
+    /// Failures other than not found while reading the blob.
+    async fn blob_holds(&self, state: &UploadState, digest: &Digest) -> stowage::Result<bool> {
+        use futures::TryStreamExt;
+        let blob = layout::blob(digest);
+        if let Digest::Sha256(d) = digest {
+            let options = CompleteOptions::default().with_expected_digest(*d);
+            let done =
+                stowage::upload::finished_already(&*self.storage, state, &blob, &options).await?;
+            return Ok(done.is_some());
+        }
+        let read = match self.storage.get(&blob, GetOptions::default()).await {
+            Ok(read) => read,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if read.meta.size != state.size {
+            return Ok(false);
+        }
+        let sha256 = Arc::new(Mutex::new(ResumableSha256::default()));
+        let feed = sha256.clone();
+        let stream = read
+            .stream
+            .inspect_ok(move |piece| feed.lock().expect("hasher lock").update(piece))
+            .boxed();
+        let actual = digest_of_stream(stream, digest).await?;
+        let sha256 = sha256.lock().expect("hasher lock").clone();
+        Ok(actual == *digest && sha256.len() == state.size && sha256.digest() == state.digest())
+    }
+
     /// Completes an upload whose digest the storage cannot check from its
     /// running hash (sha512), or whose chunk objects another writer may
-    /// have touched: assembles it at a temporary path of its own (with
-    /// `options`), reads it back hashing, and copies it to the blob's path
-    /// only when it matches; the temporary object is removed either way
-    /// (and by the stale-upload cleanup, should the process die meanwhile).
+    /// have touched: assembles it at a temporary path named after the
+    /// upload and its state (with `options`), reads it back hashing, and
+    /// copies it to the blob's path only when it matches; the temporary
+    /// object is removed either way (and by the stale-upload cleanup,
+    /// should the process die meanwhile). The name is the same for every
+    /// attempt, so a retry whose first attempt assembled the upload (and
+    /// removed its chunks) finds it there and checks it before using it.
     async fn complete_verified(
         &self,
         state: &UploadState,
@@ -398,13 +519,32 @@ impl Registry {
         options: CompleteOptions,
     ) -> stowage::Result<()> {
         let temp = StoragePath::parse(format!(
-            "{}/{}-{}",
+            "{}/{}-{:020}-{}",
             layout::verify_area(),
             state.id,
-            uuid::Uuid::new_v4().simple()
+            state.size,
+            state.digest().hex()
         ))
         .expect("a valid path");
-        self.storage.complete_upload(state, &temp, options).await?;
+        if let Err(e) = self
+            .storage
+            .complete_upload(state, &temp, options.clone())
+            .await
+        {
+            // Assembled here by an earlier attempt, which removed the
+            // chunks: fine when the object holds exactly this upload.
+            let gone = matches!(
+                e.kind(),
+                ErrorKind::InvalidUploadState | ErrorKind::NotFound
+            );
+            if !gone
+                || stowage::upload::finished_already(&*self.storage, state, &temp, &options)
+                    .await?
+                    .is_none()
+            {
+                return Err(e);
+            }
+        }
         let checked = async {
             let read = self.storage.get(&temp, GetOptions::default()).await?;
             let actual = digest_of_stream(read.stream, digest).await?;
@@ -476,6 +616,15 @@ impl Registry {
         }
         self.cleanup_verify_area(older_than).await;
         match self.storage.cleanup_uploads(older_than).await {
+            Ok(report) if report.skipped_lease_held => tracing::debug!(
+                records = removed,
+                "another replica is cleaning up the storage's stale uploads"
+            ),
+            Ok(report) if report.failures > 0 => tracing::warn!(
+                records = removed,
+                ?report,
+                "cleaned up stale uploads; some could not be removed, the next cleanup tries again"
+            ),
             Ok(report) => tracing::info!(records = removed, ?report, "cleaned up stale uploads"),
             Err(e) => tracing::warn!(error = %e.chain(), "cleanup of stale uploads failed"),
         }
@@ -584,5 +733,261 @@ mod tests {
             .await;
         assert!(over.is_err());
         assert!(limit.exceeded());
+    }
+}
+
+/// Finishing an upload retried after each of its steps failed once.
+#[cfg(test)]
+mod retries {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::header::CONTENT_RANGE;
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+    use futures::TryStreamExt;
+    use stowage::local::LocalStorage;
+    use stowage::{
+        CompleteOptions, ObjectMeta, PutOptions, Storage, StorageExt, StoragePath, UploadState,
+    };
+
+    use super::UPLOAD_UUID;
+    use crate::digest::Digest;
+    use crate::errors::ErrorCode;
+    use crate::layout;
+    use crate::registry::Registry;
+    use crate::upload_store::UploadStore;
+
+    /// The step of a finishing PUT that fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fault {
+        /// Assembling the blob, before anything is written.
+        BeforeComplete,
+        /// Assembling the blob, after it was stored and the chunks removed.
+        AfterComplete,
+        /// Linking the blob to the repository.
+        Link,
+        /// Removing the upload record.
+        RecordRemoval,
+    }
+
+    /// Local storage that fails the step it is armed for, once.
+    #[derive(Debug)]
+    struct Faulty {
+        inner: LocalStorage,
+        armed: Mutex<Option<Fault>>,
+    }
+
+    impl Faulty {
+        fn arm(&self, fault: Fault) {
+            *self.armed.lock().unwrap() = Some(fault);
+        }
+
+        /// Whether `fault` is armed; it is not any more.
+        fn trips(&self, fault: Fault) -> bool {
+            let mut armed = self.armed.lock().unwrap();
+            let trips = *armed == Some(fault);
+            if trips {
+                *armed = None;
+            }
+            trips
+        }
+    }
+
+    fn injected() -> stowage::Error {
+        stowage::Error::backend("faulty", true, "an injected failure", "the test's fault")
+    }
+
+    impl stowage::forward::Wraps for Faulty {
+        type Inner = LocalStorage;
+        fn wrapped(&self) -> &LocalStorage {
+            &self.inner
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for Faulty;
+        forward [driver capabilities get put_stream stat delete list copy download_url
+                 upload_url start_upload write_chunk abort_upload cleanup_uploads validate
+                 metrics];
+
+        async fn put(
+            &self,
+            path: &StoragePath,
+            data: bytes::Bytes,
+            options: PutOptions,
+        ) -> stowage::Result<ObjectMeta> {
+            if path.as_str().contains("/_layers/") && self.trips(Fault::Link) {
+                return Err(injected());
+            }
+            self.inner.put(path, data, options).await
+        }
+
+        async fn delete_prefix(&self, prefix: &StoragePath) -> stowage::Result<u64> {
+            if prefix.as_str().starts_with("_registry/uploads/")
+                && self.trips(Fault::RecordRemoval)
+            {
+                return Err(injected());
+            }
+            self.inner.delete_prefix(prefix).await
+        }
+
+        async fn complete_upload(
+            &self,
+            state: &UploadState,
+            dest: &StoragePath,
+            options: CompleteOptions,
+        ) -> stowage::Result<ObjectMeta> {
+            if self.trips(Fault::BeforeComplete) {
+                return Err(injected());
+            }
+            let meta = self.inner.complete_upload(state, dest, options).await?;
+            if self.trips(Fault::AfterComplete) {
+                return Err(injected());
+            }
+            Ok(meta)
+        }
+    }
+
+    /// A PUT finishing upload `id` of `app` with `digest`, `body` and the
+    /// `Content-Range` `range`: its status, or its error's code.
+    async fn finish(
+        registry: &Registry,
+        id: &str,
+        digest: &Digest,
+        body: &[u8],
+        range: Option<&str>,
+    ) -> Result<StatusCode, ErrorCode> {
+        let query = [("digest".to_string(), digest.to_string())];
+        let mut headers = HeaderMap::new();
+        if let Some(range) = range {
+            headers.insert(CONTENT_RANGE, HeaderValue::from_str(range).unwrap());
+        }
+        registry
+            .finish_upload("app", id, &query, &headers, Body::from(body.to_vec()))
+            .await
+            .map(|r| r.status())
+            .map_err(|e| e.code)
+    }
+
+    /// A PUT (with a last chunk, with or without its `Content-Range`, or
+    /// without a body) that fails at any step, retried as it was sent:
+    /// 201, the blob holds the upload's bytes (its last chunk once), it is
+    /// linked, and nothing else is left. A PUT after that finds the upload
+    /// gone (404 `BLOB_UPLOAD_UNKNOWN`, as distribution answers).
+    #[tokio::test]
+    async fn a_put_retried_after_any_failed_step_stores_the_blob_once_and_links_it() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let faults = [
+            Fault::BeforeComplete,
+            Fault::AfterComplete,
+            Fault::Link,
+            Fault::RecordRemoval,
+        ];
+        let cases = [
+            ("a last chunk", 60_000, false),
+            ("a last chunk and its Content-Range", 60_000, true),
+            ("no body", data.len(), false),
+        ];
+        for digest in [Digest::sha256_of(&data), Digest::sha512_of(&data)] {
+            for fault in faults {
+                for (case, patched, ranged) in cases {
+                    let what = format!("{} digest, {case}, {fault:?}", digest.algorithm());
+                    let storage = Arc::new(Faulty {
+                        inner: LocalStorage::in_memory(),
+                        armed: Mutex::new(None),
+                    });
+                    let shared: Arc<dyn Storage> = storage.clone();
+                    let registry = Registry::new(shared.clone(), UploadStore::in_storage(shared));
+                    let started = registry
+                        .start_upload("app", &[], Body::empty())
+                        .await
+                        .unwrap();
+                    let id = started.headers()[UPLOAD_UUID].to_str().unwrap().to_string();
+                    let patch = Body::from(data[..patched].to_vec());
+                    let r = registry
+                        .patch_upload("app", &id, &HeaderMap::new(), patch)
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::ACCEPTED, "{what}");
+                    let last = &data[patched..];
+                    let range = format!("{patched}-{}", data.len() - 1);
+                    let range = ranged.then_some(range.as_str());
+
+                    storage.arm(fault);
+                    let first = finish(&registry, &id, &digest, last, range).await;
+                    assert_eq!(first, Err(ErrorCode::Unknown), "{what}: the first PUT");
+                    assert!(!storage.trips(fault), "{what}: the fault was hit");
+                    let retried = finish(&registry, &id, &digest, last, range).await;
+                    assert_eq!(retried, Ok(StatusCode::CREATED), "{what}: the retry");
+
+                    let blob = storage.get_bytes(&layout::blob(digest)).await.unwrap();
+                    assert_eq!(blob.len(), data.len(), "{what}");
+                    assert!(blob == data, "{what}: the blob holds the upload's bytes");
+                    let link = layout::layer_link("app", digest);
+                    assert!(storage.exists(&link).await.unwrap(), "{what}: linked");
+                    let mut left: Vec<String> = storage
+                        .list(None)
+                        .map_ok(|m| m.path.to_string())
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    left.sort();
+                    let mut expected = vec![layout::blob(digest).to_string(), link.to_string()];
+                    expected.sort();
+                    assert_eq!(
+                        left, expected,
+                        "{what}: only the blob and its link are left"
+                    );
+                    let again = finish(&registry, &id, &digest, last, range).await;
+                    assert_eq!(again, Err(ErrorCode::BlobUploadUnknown), "{what}");
+                }
+            }
+        }
+    }
+
+    /// A PUT whose body is not a retry's (another digest, or a
+    /// `Content-Range` starting where the recorded upload ends) is appended
+    /// as before: a retry is recognised by its digest and its start only.
+    #[tokio::test]
+    async fn only_the_same_put_counts_as_a_retry() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+        let storage = Arc::new(Faulty {
+            inner: LocalStorage::in_memory(),
+            armed: Mutex::new(None),
+        });
+        let shared: Arc<dyn Storage> = storage.clone();
+        let registry = Registry::new(shared.clone(), UploadStore::in_storage(shared));
+        let started = registry
+            .start_upload("app", &[], Body::empty())
+            .await
+            .unwrap();
+        let id = started.headers()[UPLOAD_UUID].to_str().unwrap().to_string();
+        let head = Body::from(data[..4_000].to_vec());
+        registry
+            .patch_upload("app", &id, &HeaderMap::new(), head)
+            .await
+            .unwrap();
+        // The first PUT appends 4000-5999 and fails before completing.
+        storage.arm(Fault::BeforeComplete);
+        let first_digest = Digest::sha256_of(&data[..6_000]);
+        let r = finish(
+            &registry,
+            &id,
+            &first_digest,
+            &data[4_000..6_000],
+            Some("4000-5999"),
+        )
+        .await;
+        assert_eq!(r, Err(ErrorCode::Unknown));
+        // A PUT saying its body starts at 4000 with another digest is not
+        // that PUT: it is out of order now.
+        let digest = Digest::sha256_of(&data);
+        let r = finish(&registry, &id, &digest, &data[4_000..], Some("4000-9999")).await;
+        assert_eq!(r, Err(ErrorCode::RangeInvalid));
+        // The rest, where the upload stands, finishes it.
+        let r = finish(&registry, &id, &digest, &data[6_000..], Some("6000-9999")).await;
+        assert_eq!(r, Ok(StatusCode::CREATED));
+        let blob = storage.get_bytes(&layout::blob(digest)).await.unwrap();
+        assert!(blob == data, "the blob holds the upload's bytes");
     }
 }
