@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cloudfront;
 pub mod faults;
 pub mod registry;
+pub mod sim;
 pub mod sts;
 
 use stowage_core::config::Secret;

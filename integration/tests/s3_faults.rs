@@ -555,7 +555,8 @@ fn small_parts(c: &mut S3Config) {
 async fn an_overwrite_whose_completion_is_unknown_never_reports_the_old_object_as_success() {
     let env = S3Env::get();
     let proxy = FaultProxy::in_front_of(&env, &[]);
-    let (through, direct) = through_and_direct(&env, &proxy, "overwrite-unknown", small_parts).await;
+    let (through, direct) =
+        through_and_direct(&env, &proxy, "overwrite-unknown", small_parts).await;
     // An earlier object of the same size and part count at the key.
     let old = data(12 * MIB + 5, 50);
     direct
@@ -571,8 +572,14 @@ async fn an_overwrite_whose_completion_is_unknown_never_reports_the_old_object_a
     let outcome = through
         .put_stream(&p("blob"), stream_of(&new, MIB), PutOptions::default())
         .await;
-    proxy.configure("fail_complete=0&drop_abort_answers=0").await;
-    assert_eq!(proxy.stat("abort_dropped").await, 1, "the abort's answer was lost");
+    proxy
+        .configure("fail_complete=0&drop_abort_answers=0")
+        .await;
+    assert_eq!(
+        proxy.stat("abort_dropped").await,
+        1,
+        "the abort's answer was lost"
+    );
     let err = outcome.expect_err("the new bytes were never stored: no success");
     assert!(!err.to_string().is_empty());
     assert_eq!(
@@ -580,7 +587,10 @@ async fn an_overwrite_whose_completion_is_unknown_never_reports_the_old_object_a
         old,
         "the earlier object is untouched"
     );
-    assert_eq!(metric(&through, "stowage_s3_completions_reconciled_total"), 0);
+    assert_eq!(
+        metric(&through, "stowage_s3_completions_reconciled_total"),
+        0
+    );
     assert_no_multipart_uploads(&env, &direct).await;
 
     // The same with nothing at the key before: an error, nothing stored.
@@ -590,7 +600,9 @@ async fn an_overwrite_whose_completion_is_unknown_never_reports_the_old_object_a
     let outcome = through
         .put_stream(&p("fresh"), stream_of(&new, MIB), PutOptions::default())
         .await;
-    proxy.configure("fail_complete=0&drop_abort_answers=0").await;
+    proxy
+        .configure("fail_complete=0&drop_abort_answers=0")
+        .await;
     outcome.expect_err("nothing was stored");
     assert!(!direct.exists(&p("fresh")).await.unwrap());
     assert_no_multipart_uploads(&env, &direct).await;
@@ -602,17 +614,42 @@ async fn a_ranged_read_answered_with_the_whole_object_serves_exactly_the_range()
     let proxy = FaultProxy::in_front_of_signing(&env, &["--ignore-range"]);
     let (through, direct) = through_and_direct(&env, &proxy, "range-ignored", |_| {}).await;
     let body = data(3 * MIB + 7, 52);
-    direct.put(&p("blob"), body.clone(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("blob"), body.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let n = body.len() as u64;
     let cases = [
-        (stowage_core::ByteRange::Bounded { start: 100, end: 5000 }, 100..5000),
-        (stowage_core::ByteRange::From(MIB as u64 + 3), MIB as u64 + 3..n),
+        (
+            stowage_core::ByteRange::Bounded {
+                start: 100,
+                end: 5000,
+            },
+            100..5000,
+        ),
+        (
+            stowage_core::ByteRange::From(MIB as u64 + 3),
+            MIB as u64 + 3..n,
+        ),
         (stowage_core::ByteRange::Suffix(777), n - 777..n),
-        (stowage_core::ByteRange::Bounded { start: n - 1, end: n + 50 }, n - 1..n),
+        (
+            stowage_core::ByteRange::Bounded {
+                start: n - 1,
+                end: n + 50,
+            },
+            n - 1..n,
+        ),
     ];
     for (range, want) in cases {
-        let got = through.get(&p("blob"), GetOptions::default().with_range(range)).await.unwrap();
-        assert_eq!(got.range, want.clone(), "{range}: the range the answer is labelled with");
+        let got = through
+            .get(&p("blob"), GetOptions::default().with_range(range))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.range,
+            want.clone(),
+            "{range}: the range the answer is labelled with"
+        );
         let bytes: Vec<Bytes> = got.stream.try_collect().await.unwrap();
         let bytes: Vec<u8> = bytes.concat();
         assert_eq!(
@@ -621,7 +658,10 @@ async fn a_ranged_read_answered_with_the_whole_object_serves_exactly_the_range()
             "{range}: exactly the bytes asked for"
         );
     }
-    assert!(proxy.stat("ranges_ignored").await >= 4, "the proxy ignored the ranges");
+    assert!(
+        proxy.stat("ranges_ignored").await >= 4,
+        "the proxy ignored the ranges"
+    );
     assert!(metric(&through, "stowage_s3_ranges_ignored_total") >= 4);
     // A range past the end is still refused as such.
     let past = through
@@ -646,7 +686,10 @@ async fn a_copy_whose_source_is_replaced_mid_copy_fails_and_writes_nothing() {
     })
     .await;
     let old = data(12 * MIB, 53);
-    direct.put(&p("src"), old.clone(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("src"), old.clone(), PutOptions::default())
+        .await
+        .unwrap();
     // Parts after the first are held while the source is replaced.
     proxy.configure("delay_copies_seconds=3").await;
     let copy = {
@@ -660,7 +703,10 @@ async fn a_copy_whose_source_is_replaced_mid_copy_fails_and_writes_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let new = data(12 * MIB, 54);
-    direct.put(&p("src"), new.clone(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("src"), new.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let outcome = copy.await.unwrap();
     proxy.configure("delay_copies_seconds=0").await;
     let err = outcome.expect_err("a copy of a source replaced mid-copy fails");
@@ -710,7 +756,10 @@ async fn assembly_never_deletes_an_object_another_writer_put_at_the_destination(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let foreign = data(MIB + 3, 57);
-    direct.put(&p("blob"), foreign.clone(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("blob"), foreign.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let outcome = complete.await.unwrap();
     proxy.configure("delay_heads_seconds=0").await;
     let err = outcome.expect_err("the assembled size does not match");
@@ -731,7 +780,10 @@ async fn a_hung_request_without_a_body_is_retried_and_ends_inside_the_budget() {
         c.retry_timeout = Duration::from_secs(4);
     })
     .await;
-    direct.put(&p("blob"), Bytes::from_static(b"x"), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("blob"), Bytes::from_static(b"x"), PutOptions::default())
+        .await
+        .unwrap();
     // Every request is held far longer than an attempt may wait.
     proxy.configure("stall_fraction=1&stall_seconds=20").await;
     let started = std::time::Instant::now();
@@ -744,7 +796,10 @@ async fn a_hung_request_without_a_body_is_retried_and_ends_inside_the_budget() {
         took < Duration::from_secs(4 + 1 + 3),
         "the budget (4 s) plus one attempt (1 s) and slack, took {took:?}"
     );
-    assert!(proxy.stat("stalls").await >= 2, "the hung request was sent again");
+    assert!(
+        proxy.stat("stalls").await >= 2,
+        "the hung request was sent again"
+    );
 }
 
 /// The names in `dir`, sorted.
@@ -764,13 +819,19 @@ async fn parallel_downloads_survive_resets_and_leave_nothing_on_failure() {
     let proxy = FaultProxy::in_front_of(&env, &["--reset-down-every", "7M"]);
     let (through, direct) = through_and_direct(&env, &proxy, "parallel-get", |_| {}).await;
     let body = data(41 * MIB + 17, 58);
-    direct.put(&p("blob"), body.clone(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("blob"), body.clone(), PutOptions::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("blob.bin");
     let options = DownloadOptions::default()
         .with_range_size(4 * MIB as u64)
         .with_concurrency(4);
-    let meta = through.download_to_file(&p("blob"), &dest, options).await.unwrap();
+    let meta = through
+        .download_to_file(&p("blob"), &dest, options)
+        .await
+        .unwrap();
     assert_eq!(meta.size, body.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), body, "every byte right");
     assert!(proxy.stat("resets_down").await >= 4, "the ranges were cut");
@@ -778,9 +839,15 @@ async fn parallel_downloads_survive_resets_and_leave_nothing_on_failure() {
     assert_eq!(names_in(dir.path()), vec!["blob.bin".to_string()]);
 
     // An empty object and one smaller than a range.
-    direct.put(&p("empty"), Bytes::new(), PutOptions::default()).await.unwrap();
+    direct
+        .put(&p("empty"), Bytes::new(), PutOptions::default())
+        .await
+        .unwrap();
     let empty = dir.path().join("empty");
-    through.download_to_file(&p("empty"), &empty, options).await.unwrap();
+    through
+        .download_to_file(&p("empty"), &empty, options)
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(&empty).unwrap(), b"");
 
     // The object replaced mid-download: an error, the destination keeps
@@ -798,11 +865,24 @@ async fn parallel_downloads_survive_resets_and_leave_nothing_on_failure() {
         .put(&p("blob"), data(41 * MIB + 17, 59), PutOptions::default())
         .await
         .unwrap();
-    let err = slow.await.unwrap().expect_err("the object changed mid-download");
+    let err = slow
+        .await
+        .unwrap()
+        .expect_err("the object changed mid-download");
     proxy.configure("stall_down_every=0").await;
-    assert!(err.to_string().contains("replaced") || err.to_string().contains("changed"), "{err}");
-    assert_eq!(std::fs::read(&dest).unwrap(), body, "the old file is untouched");
-    assert_eq!(names_in(dir.path()), vec!["blob.bin".to_string(), "empty".to_string()]);
+    assert!(
+        err.to_string().contains("replaced") || err.to_string().contains("changed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        body,
+        "the old file is untouched"
+    );
+    assert_eq!(
+        names_in(dir.path()),
+        vec!["blob.bin".to_string(), "empty".to_string()]
+    );
 
     // A missing object: an error and nothing created.
     let missing = dir.path().join("missing");

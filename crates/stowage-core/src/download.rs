@@ -125,7 +125,11 @@ fn create_partial(dest: &Path) -> Result<(std::fs::File, Partial)> {
 }
 
 /// Writes `data` at `offset` of `file`, off the async threads.
-async fn write_at(file: Arc<std::fs::File>, offset: u64, data: bytes::Bytes) -> std::io::Result<()> {
+async fn write_at(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    data: bytes::Bytes,
+) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || {
         #[cfg(unix)]
         {
@@ -193,7 +197,9 @@ pub async fn download_to_file<S: Storage + ?Sized>(
     let first = match first {
         Ok(got) => got,
         // An empty object has no first byte to ask for.
-        Err(Error::InvalidRange { size: 0, .. }) => storage.get(path, GetOptions::default()).await?,
+        Err(Error::InvalidRange { size: 0, .. }) => {
+            storage.get(path, GetOptions::default()).await?
+        }
         Err(e) => return Err(e),
     };
     let meta = first.meta.clone();

@@ -397,9 +397,7 @@ mod tests {
         let s = S3Storage::new(crate::S3Config::new("bkt")).await.unwrap();
         assert!(!s.part_copy_refused() && s.copies_server_side());
         // A refusal of another request is not a refusal of UploadPartCopy.
-        assert!(!s.part_copy_was_refused(&denied(
-            "CreateMultipartUpload s3://bkt/k: AccessDenied"
-        )));
+        assert!(!s.part_copy_was_refused(&denied("CreateMultipartUpload s3://bkt/k: AccessDenied")));
         assert!(!s.part_copy_refused());
         assert!(s.part_copy_was_refused(&denied("UploadPartCopy s3://bkt/k: AccessDenied")));
         assert!(s.part_copy_refused() && !s.copies_server_side());

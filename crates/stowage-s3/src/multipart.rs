@@ -229,7 +229,10 @@ impl S3Multipart {
             }
         };
         let size: u64 = parts.iter().map(|p| p.size).sum();
-        let etag = meta.etag.as_deref().map(|e| e.trim_matches('"').to_string());
+        let etag = meta
+            .etag
+            .as_deref()
+            .map(|e| e.trim_matches('"').to_string());
         if etag.as_deref() == Some(expected.as_str()) && meta.size == size {
             s.retries
                 .counters
@@ -436,6 +439,9 @@ mod tests {
             "065947336a2f2a95ba8899f3675c3be6-2"
         );
         assert_eq!(multipart_etag(&[part(1, "not-an-md5")]), None);
-        assert_eq!(multipart_etag(&[part(1, "\"zz41402abc4b2a76b9719d911017c592\"")]), None);
+        assert_eq!(
+            multipart_etag(&[part(1, "\"zz41402abc4b2a76b9719d911017c592\"")]),
+            None
+        );
     }
 }

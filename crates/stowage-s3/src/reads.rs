@@ -219,7 +219,10 @@ mod tests {
 
     #[test]
     fn content_ranges_parse_strictly() {
-        assert_eq!(parse_content_range("bytes 0-9/100"), Some((0, 10, Some(100))));
+        assert_eq!(
+            parse_content_range("bytes 0-9/100"),
+            Some((0, 10, Some(100)))
+        );
         assert_eq!(parse_content_range("bytes 5-5/*"), Some((5, 6, None)));
         assert_eq!(parse_content_range("bytes 9-0/100"), None);
         assert_eq!(parse_content_range("bytes */100"), None);
