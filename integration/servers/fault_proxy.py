@@ -348,7 +348,8 @@ def make_handler(upstream, faults):
             if self.command == "HEAD" and faults.get("delay_heads_seconds"):
                 faults.count("heads_delayed")
                 time.sleep(faults.get("delay_heads_seconds"))
-            if (faults.get("ignore_range") and self.command == "GET" and not split.query
+            object_get = set(urllib.parse.parse_qs(split.query)) <= {"x-id"}
+            if (faults.get("ignore_range") and self.command == "GET" and object_get
                     and self.headers.get("Range")):
                 return self.whole_object(split)
 

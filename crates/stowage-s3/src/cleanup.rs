@@ -386,6 +386,12 @@ impl S3Storage {
                 Err(e) => e,
             };
             if matches!(status_of(&err), Some(409 | 412)) {
+                // Ceph RGW 16 compares If-Match with the ETag without its
+                // quotes: a quoted one it refuses even when it matches.
+                if let Some(quoted) = if_match.as_deref().filter(|e| e.starts_with('"')) {
+                    if_match = Some(quoted.trim_matches('"').to_string());
+                    continue;
+                }
                 return Ok(());
             }
             let conditional = if_none_match.is_some() || if_match.is_some();
@@ -420,11 +426,14 @@ impl S3Storage {
             Ok(_) => return,
             Err(e) => e,
         };
-        // Gone, or another process's now: nothing of ours to remove.
-        if matches!(status_of(&err), Some(404 | 409 | 412)) {
+        // Gone: nothing of ours to remove.
+        if status_of(&err) == Some(404) {
             return;
         }
-        let failed = if not_implemented(&err) {
+        // A refused condition (another process's lease now, or a server
+        // that compares ETags without quotes, as Ceph RGW 16 does) or none
+        // supported: read back, delete only a lease still ours.
+        let failed = if matches!(status_of(&err), Some(409 | 412)) || not_implemented(&err) {
             match self.read_lease().await {
                 Ok(Some(r)) if r.holder.as_deref() == Some(lease.holder.as_str()) => self
                     .retrying("DeleteObject", &key, || {

@@ -56,7 +56,8 @@ impl S3Storage {
                         end,
                     })
                     .collect();
-                match self.copy_parts(to, &to_key, pieces).await {
+                let pin = etag.as_deref().map(|e| (from, e));
+                match self.copy_parts(to, &to_key, pieces, pin).await {
                     Ok(_) => return self.head_object(to).await,
                     Err(e) if !self.part_copy_was_refused(&e) => {
                         return Err(self.source_changed(e, from))
@@ -167,11 +168,18 @@ impl S3Storage {
     /// (UploadPartCopy) and small tails sent as bytes, a few in flight;
     /// aborted on any failure. Returns the multipart ETag the object this
     /// upload wrote has (`None` when the parts' ETags do not tell it).
+    ///
+    /// With `pin` (a source and the ETag its copies are pinned to), the
+    /// source is read again once every part is copied and before the upload
+    /// is completed: a server that ignores `x-amz-copy-source-if-match`
+    /// (Ceph RGW 16 does) may have copied parts of a newer version, and
+    /// then the upload is aborted instead, leaving nothing visible.
     async fn copy_parts(
         &self,
         to: &StoragePath,
         to_key: &str,
         pieces: Vec<Piece>,
+        pin: Option<(&StoragePath, &str)>,
     ) -> Result<Option<String>> {
         let upload = self.start_multipart(to_key, to, None).await?;
         // A dropped copy or assembly aborts its multipart upload too.
@@ -202,6 +210,24 @@ impl S3Storage {
             .buffered(self.config.upload_concurrency)
             .try_collect::<Vec<_>>()
             .await;
+        let result = match (result, pin) {
+            (Ok(parts), Some((source, pinned))) => match self.head_object(source).await {
+                Ok(now) if now.etag.as_deref() == Some(pinned) => Ok(parts),
+                Ok(now) => Err(Error::Backend {
+                    driver: crate::error::DRIVER,
+                    retryable: false,
+                    message: format!(
+                        "copying {source}: PreconditionFailed: its ETag was {pinned} when the \
+                         copy started and is {} now",
+                        now.etag.as_deref().unwrap_or("none")
+                    ),
+                    operation: None,
+                    source: None,
+                }),
+                Err(e) => Err(e),
+            },
+            (other, _) => other,
+        };
         let outcome = match result {
             Ok(parts) => {
                 let etag = crate::multipart::multipart_etag(&parts);
@@ -351,7 +377,7 @@ impl S3Storage {
                     });
                 }
                 let key = self.object_key(&target);
-                written = self.copy_parts(&target, &key, pieces).await?;
+                written = self.copy_parts(&target, &key, pieces, None).await?;
                 next.push((target, sizes.iter().sum()));
             }
             sources = next;
