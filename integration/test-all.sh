@@ -11,7 +11,8 @@
 #      (S3) on 127.0.0.1 in parallel, runs the S3 integration tests against
 #      both (S3, CloudFront behind the edge verifier, `stowage serve` on
 #      both, three `stowage serve` replicas behind haproxy) and the STS ones (including the long expiry group) against RGW,
-#      then stops them.
+#      then stops them; against RGW also the seeded fault simulation
+#      (integration/simulate.sh).
 # A server that fails to start fails the run with its log shown.
 #
 # Environment: CARGO_TARGET_DIR is honoured (CI reuses one); set
@@ -57,9 +58,17 @@ S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test s3_fault
   --test cloudfront --test cloudfront_conformance --test registry_s3 --test quay_s3_compatible
   --test registry_replicas)
 STS_TESTS=(--test sts --test cli_sts --test sts_expiry --test cloudfront_sts)
+# The seeded fault simulation (integration/simulate.sh) runs against RGW:
+# STOWAGE_SIM_SEEDS seeds of STOWAGE_SIM_OPS operations.
+SIM_SEEDS=${STOWAGE_SIM_SEEDS:-60}
+SIM_OPS=${STOWAGE_SIM_OPS:-30}
 integration_tests() {
   local ok=0
   cargo test --no-fail-fast -p stowage-integration "${S3_TESTS[@]}" || ok=1
+  if [ "${STOWAGE_S3_TEST_SERVER:-}" = rgw ]; then
+    step "seeded fault simulation: $SIM_SEEDS seeds of $SIM_OPS operations"
+    cargo run -q -p stowage-integration --bin simulate -- --seeds "$SIM_SEEDS" --ops "$SIM_OPS" || ok=1
+  fi
   if [ -n "${STOWAGE_STS_TEST_ENDPOINT:-}" ]; then
     cargo test --no-fail-fast -p stowage-integration "${STS_TESTS[@]}" || ok=1
   else

@@ -209,10 +209,58 @@ impl S3Storage {
                     .set_content_type(options.content_type.clone());
                 send_body!(self, self.with_write_settings_put(request), size)
             })
-            .await
-            .map_err(|e| from_sdk(e, self.op("PutObject", &key), path.as_str()))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                let lost = crate::retry::transient_cause(&e).is_some();
+                let err = from_sdk(e, self.op("PutObject", &key), path.as_str());
+                // The last attempt's answer may have been lost after the
+                // server stored the bytes: the object's ETag (the MD5 of a
+                // single PUT's bytes) tells whether they are these bytes.
+                if lost {
+                    if let Some(meta) = self.stored_after_all(path, &data).await {
+                        return Ok(meta.with_content_type(options.content_type));
+                    }
+                }
+                return Err(err);
+            }
+        };
         Ok(ObjectMeta::new(path.clone(), size)
             .with_etag(out.e_tag().map(str::to_string))
             .with_content_type(options.content_type))
+    }
+
+    /// Whether the object at `path` holds exactly `data`, put by an
+    /// attempt whose answer was lost: its size and its ETag, the MD5 of
+    /// the bytes (what S3 gives a single PUT without SSE-KMS or SSE-C).
+    async fn stored_after_all(&self, path: &StoragePath, data: &Bytes) -> Option<ObjectMeta> {
+        let meta = self.head_object(path).await.ok()?;
+        let etag = meta.etag.as_deref()?.trim_matches('"').to_string();
+        if meta.size != data.len() as u64 {
+            return None;
+        }
+        let body = data.clone();
+        let md5 = tokio::task::spawn_blocking(move || {
+            use md5::Digest as _;
+            let digest = md5::Md5::digest(&body);
+            digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        })
+        .await
+        .ok()?;
+        if md5 != etag {
+            return None;
+        }
+        self.retries
+            .counters
+            .completions_reconciled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            key = %self.object_key(path),
+            size = meta.size,
+            "PutObject's answers were lost; the object at the key has these bytes' MD5: an \
+             earlier attempt stored them"
+        );
+        Some(meta)
     }
 }

@@ -122,7 +122,9 @@ pub(crate) fn after_write(
             show(old),
             show(now)
         )),
-        Err(_) if is_new => None,
+        // Only a write that says it cannot tell may have stored its bytes
+        // and still fail; any other error means they were not stored.
+        Err(e) if is_new && e.to_string().contains("outcome is unknown") => None,
         Err(e) if now.is_none() => Some(format!(
             "the write failed ({}) and removed the object that was there ({})",
             one_line(e),
@@ -387,12 +389,17 @@ mod tests {
     }
 
     #[test]
-    fn failed_writes_leave_old_or_new_never_a_mix_or_a_hole() {
+    fn failed_writes_leave_the_old_object_never_a_mix_or_a_hole() {
         let (old, new) = (b("old!"), b("new bytes"));
         assert!(after_write(&ok(9), false, Some(&old), &new, Some(&new)).is_none());
         assert!(after_write(&ok(9), false, Some(&old), &new, Some(&old)).is_some());
         assert!(after_write(&failed(), false, Some(&old), &new, Some(&old)).is_none());
-        assert!(after_write(&failed(), false, Some(&old), &new, Some(&new)).is_none());
+        // New bytes after an error only when the error says it cannot tell.
+        assert!(after_write(&failed(), false, Some(&old), &new, Some(&new)).is_some());
+        let unknown: Result<ObjectMeta, Error> = Err(Error::InvalidArgument {
+            message: "the outcome is unknown (simulated)".into(),
+        });
+        assert!(after_write(&unknown, false, Some(&old), &new, Some(&new)).is_none());
         assert!(after_write(&failed(), false, None, &new, None).is_none());
         assert!(after_write(&failed(), false, Some(&old), &new, None).is_some());
         let mix = b("new!");

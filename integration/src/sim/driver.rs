@@ -328,6 +328,8 @@ pub(crate) async fn run(env: &S3Env, options: &SimOptions, seed: u64) -> SeedRep
     config.max_attempts = options.max_attempts;
     config.retry_timeout = options.retry_timeout;
     config.request_timeout = options.request_timeout;
+    config.first_byte_timeout = options.request_timeout;
+    config.progress_timeout = options.request_timeout;
     config.connect_timeout = Duration::from_secs(2);
     let built = (
         S3Storage::with_http_client(config.clone(), layer.http_client()).await,
