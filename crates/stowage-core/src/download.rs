@@ -61,8 +61,25 @@ impl DownloadOptions {
     }
 }
 
-/// A progress callback that ignores the counts.
-pub fn no_progress(_bytes: u64) {}
+/// What [`download_to_file`] tells its caller as it goes.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum DownloadEvent<'a> {
+    /// The object was found (`size` bytes) and its bytes go to the
+    /// temporary file `partial`, renamed to the destination at the end (a
+    /// caller that may exit abruptly removes it then).
+    Started {
+        /// The temporary file.
+        partial: &'a Path,
+        /// The object's size.
+        size: u64,
+    },
+    /// This many more bytes were written.
+    Bytes(u64),
+}
+
+/// An event callback that ignores every event.
+pub fn ignore_events(_event: DownloadEvent<'_>) {}
 
 /// The temporary file, removed when dropped unless it was renamed.
 struct Partial {
@@ -165,9 +182,9 @@ fn changed(path: &StoragePath, first: &Option<String>, now: &Option<String>) -> 
 }
 
 /// Downloads `path` to the local file `dest` in parallel ranges (see the
-/// module docs), replacing `dest` only once every byte is there; `progress`
-/// is told each number of bytes written, as they are. Returns the object's
-/// metadata as the first answer gave it.
+/// module docs), replacing `dest` only once every byte is there; `events`
+/// hears where the bytes go and how many were written, as they are.
+/// Returns the object's metadata as the first answer gave it.
 ///
 /// # Errors
 /// As [`Storage::get`]; [`Error::Io`] for local file failures; a
@@ -179,11 +196,9 @@ pub async fn download_to_file<S: Storage + ?Sized>(
     path: &StoragePath,
     dest: &Path,
     options: DownloadOptions,
-    progress: &(dyn Fn(u64) + Send + Sync),
+    events: &(dyn Fn(DownloadEvent<'_>) + Send + Sync),
 ) -> Result<ObjectMeta> {
     let range_size = options.range_size.max(1);
-    let (file, mut partial) = create_partial(dest)?;
-    let file = Arc::new(file);
     // The first range also tells the size and the version.
     let first = storage
         .get(
@@ -204,6 +219,13 @@ pub async fn download_to_file<S: Storage + ?Sized>(
     };
     let meta = first.meta.clone();
     let size = meta.size;
+    let (file, mut partial) = create_partial(dest)?;
+    let file = Arc::new(file);
+    events(DownloadEvent::Started {
+        partial: &partial.path,
+        size,
+    });
+    let progress = &|n: u64| events(DownloadEvent::Bytes(n));
     let etag = meta.etag.clone();
     let first_end = first.range.end;
     let ranges: Vec<(u64, u64)> = (first_end..size)

@@ -277,8 +277,14 @@ pub trait StorageExt: Storage {
         dest: &std::path::Path,
         options: crate::download::DownloadOptions,
     ) -> Result<ObjectMeta> {
-        crate::download::download_to_file(self, path, dest, options, &crate::download::no_progress)
-            .await
+        crate::download::download_to_file(
+            self,
+            path,
+            dest,
+            options,
+            &crate::download::ignore_events,
+        )
+        .await
     }
 
     /// Whether an object exists.

@@ -1,6 +1,6 @@
 //! `put`, `get`, `cat` and `cp`: streaming transfers with bounded memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -73,21 +73,6 @@ async fn upload(
     Ok(())
 }
 
-/// A partial download, removed when dropped unless kept: on a failure and
-/// when the command is cancelled mid-download (an interrupt).
-struct PartialFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// Downloads `path`, which `from` names in messages (`LOCATION:PATH`), to a
 /// local file (written beside it, then renamed: no partial file on failure
 /// or interrupt) or stdout.
@@ -97,66 +82,72 @@ async fn download(
     local: &Path,
     from: &str,
 ) -> Result<(), Failure> {
-    let partial = (!is_std(local)).then(|| {
-        local.with_file_name(format!(
-            ".{}.stowage-partial",
-            local
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("download")
-        ))
-    });
+    if !is_std(local) {
+        return download_file(storage, path, local, from).await;
+    }
     interrupt::begin(Activity::Read {
-        what: match &partial {
-            Some(_) => format!("the download of {from} to {}", local.display()),
-            None => format!("the download of {from} to stdout"),
-        },
-        partial: partial.clone(),
+        what: format!("the download of {from} to stdout"),
+        partial: None,
     });
     let got = storage.get(path, GetOptions::default()).await?;
     let bar = progress::bar(Some(got.meta.size), "get");
     let mut stream = got.stream;
-    let Some(partial) = partial else {
-        let mut out = tokio::io::stdout();
-        while let Some(chunk) = stream.try_next().await? {
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
-            bar.inc(chunk.len() as u64);
-        }
-        out.flush()
+    let mut out = tokio::io::stdout();
+    while let Some(chunk) = stream.try_next().await? {
+        out.write_all(&chunk)
             .await
             .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
-        return Ok(());
-    };
-    let mut guard = PartialFile {
-        path: partial.clone(),
-        keep: false,
-    };
-    // Created and renamed synchronously: a cancelled `tokio::fs` call goes
-    // on in the background and could create (or move) the file after the
-    // guard has run.
-    let file = std::fs::File::create(&partial)
-        .map_err(|e| Failure::failed(format!("cannot create {}: {e}", partial.display())))?;
-    let mut file = tokio::fs::File::from_std(file);
-    while let Some(chunk) = stream.try_next().await? {
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
         bar.inc(chunk.len() as u64);
     }
-    file.sync_all()
+    out.flush()
         .await
-        .map_err(|e| Failure::failed(format!("writing {}: {e}", partial.display())))?;
-    drop(file);
-    std::fs::rename(&partial, local).map_err(|e| {
-        Failure::failed(format!(
-            "cannot move the download to {}: {e}",
-            local.display()
-        ))
-    })?;
-    guard.keep = true;
-    bar.finish_and_clear();
+        .map_err(|e| Failure::failed(format!("writing stdout: {e}")))?;
+    Ok(())
+}
+
+/// Downloads `path` to the local file `local` in parallel ranges
+/// ([`stowage::download`]): the bytes go to a temporary file created
+/// exclusively beside it (an unpredictable name, no symlink followed),
+/// renamed into place when whole; on a failure or an interrupt the
+/// temporary file is removed and `local` is untouched.
+async fn download_file(
+    storage: &dyn Storage,
+    path: &StoragePath,
+    local: &Path,
+    from: &str,
+) -> Result<(), Failure> {
+    let what = format!("the download of {from} to {}", local.display());
+    interrupt::begin(Activity::Read {
+        what: what.clone(),
+        partial: None,
+    });
+    let bar = std::sync::OnceLock::new();
+    let events = |event: stowage::download::DownloadEvent<'_>| match event {
+        stowage::download::DownloadEvent::Started { partial, size } => {
+            interrupt::begin(Activity::Read {
+                what: what.clone(),
+                partial: Some(partial.to_path_buf()),
+            });
+            let _ = bar.set(progress::bar(Some(size), "get"));
+        }
+        stowage::download::DownloadEvent::Bytes(n) => {
+            if let Some(bar) = bar.get() {
+                bar.inc(n);
+            }
+        }
+        _ => {}
+    };
+    stowage::download::download_to_file(
+        storage,
+        path,
+        local,
+        stowage::download::DownloadOptions::default(),
+        &events,
+    )
+    .await?;
+    if let Some(bar) = bar.get() {
+        bar.finish_and_clear();
+    }
     Ok(())
 }
 
