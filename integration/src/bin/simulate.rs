@@ -10,28 +10,33 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use futures::StreamExt;
+
 use stowage_integration::sim::{self, FaultKind, FaultStats, SimOptions};
 use stowage_integration::S3Env;
 
 const USAGE: &str = "usage: simulate [--seeds N | --seed S] [--ops K] [--fault-rate P] \
-[--faults KIND,...] [--verbose]
+[--faults KIND,...] [--jobs J] [--verbose]
   --seeds N        seeds 1 to N (default 10)
   --seed S         replay seed S only
   --ops K          operations per seed (default 25)
   --fault-rate P   probability that a request is disturbed (default 0.15)
   --faults LIST    fault kinds to inject, comma-separated (default all: reset,
                    drop-answer, internal-error, slow-down, cut-body, slow, ignore-range)
+  --jobs J         seeds run at once (default 4; each on a root of its own)
   --verbose        print every step, its outcome and its faults";
 
 /// What the command line asks for.
 struct Args {
     seeds: Vec<u64>,
+    jobs: usize,
     options: SimOptions,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut seeds: Option<Vec<u64>> = None;
     let mut options = SimOptions::default();
+    let mut jobs = 4usize;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -62,6 +67,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map(str::parse)
                     .collect::<Result<Vec<FaultKind>, String>>()?;
             }
+            "--jobs" => {
+                jobs = number(&value("--jobs")?, "--jobs")?;
+                if jobs == 0 {
+                    return Err("--jobs must be at least 1".into());
+                }
+            }
             "--verbose" => options.verbose = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -69,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     Ok(Args {
         seeds: seeds.unwrap_or_else(|| (1..=10).collect()),
+        jobs,
         options,
     })
 }
@@ -108,8 +120,16 @@ async fn main() -> ExitCode {
     let mut totals = FaultStats::default();
     let mut violations = 0usize;
     let mut failing: BTreeMap<u64, usize> = BTreeMap::new();
-    for &seed in &args.seeds {
-        let report = sim::run_seed(&env, &args.options, seed).await;
+    // Seeds are independent (each on a root of its own, its decisions a
+    // function of its own requests), so several run at once; reports come
+    // back in seed order.
+    let mut reports = futures::stream::iter(args.seeds.iter().copied())
+        .map(|seed| {
+            let (env, options) = (&env, &args.options);
+            async move { (seed, sim::run_seed(env, options, seed).await) }
+        })
+        .buffered(args.jobs);
+    while let Some((seed, report)) = reports.next().await {
         println!(
             "seed {seed}: {} operations, {} failed calls, {} requests, {} faults ({}), {} \
              violations, {:.1} s, decisions {:016x}",
