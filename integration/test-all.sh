@@ -14,11 +14,12 @@
 #      both (S3, CloudFront behind the edge verifier, `stowage serve` on
 #      both, three `stowage serve` replicas behind haproxy) and the STS ones (including the long expiry group) against RGW,
 #      then stops them; against RGW also the seeded fault simulation
-#      (integration/simulate.sh).
+#      (integration/simulate.sh); Azurite (the Azure Blob emulator) starts
+#      beside them and the Azure tests run against it.
 # A server that fails to start fails the run with its log shown.
 #
 # Environment: CARGO_TARGET_DIR is honoured (CI reuses one); set
-# STOWAGE_SKIP_SERVERS=garage (or rgw) to leave one server out while
+# STOWAGE_SKIP_SERVERS=garage (or rgw, or azurite) to leave one server out while
 # developing, and STOWAGE_S3_TEST_* to test an external endpoint instead
 # (see integration/README.md).
 set -euo pipefail
@@ -72,7 +73,7 @@ bash integration/registry/selftest.sh || local_failed=1
 cargo test --no-fail-fast -p stowage-integration --features stowage-cloudfront/pure-rust \
   --test cloudfront_signer || local_failed=1
 cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test registry_local \
-  --test registry_auth_tls --test docs_examples || local_failed=1
+  --test registry_auth_tls --test registry_lifecycle --test docs_examples || local_failed=1
 
 # The S3 groups run against every server; the STS groups (sts_expiry is the
 # long one: it waits for real credential expiry) where the server has STS.
@@ -80,6 +81,11 @@ S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test s3_fault
   --test cloudfront --test cloudfront_conformance --test registry_s3 --test quay_s3_compatible
   --test registry_replicas)
 STS_TESTS=(--test sts --test cli_sts --test sts_expiry --test cloudfront_sts)
+# The Azure groups run against Azurite (azurite-up.sh writes STOWAGE_AZURE_TEST_*).
+AZURE_TESTS=(--test azure_conformance --test azure_behaviour)
+azure_tests() {
+  cargo test --no-fail-fast -p stowage-integration "${AZURE_TESTS[@]}"
+}
 # The seeded fault simulation (integration/simulate.sh) runs against RGW:
 # STOWAGE_SIM_SEEDS seeds of STOWAGE_SIM_OPS operations.
 SIM_SEEDS=${STOWAGE_SIM_SEEDS:-80}
@@ -107,7 +113,7 @@ fi
 
 skip=${STOWAGE_SKIP_SERVERS:-}
 servers=()
-for s in rgw garage; do
+for s in rgw garage azurite; do
   case " $skip " in *" $s "*) echo "skipping $s (STOWAGE_SKIP_SERVERS)";; *) servers+=("$s");; esac
 done
 
@@ -140,7 +146,9 @@ done
 status=0
 for s in "${servers[@]}"; do
   step "integration tests against $s"
-  if ! ( set -a; . "${base[$s]}/env"; set +a; integration_tests ); then
+  tests=integration_tests
+  [ "$s" = azurite ] && tests=azure_tests
+  if ! ( set -a; . "${base[$s]}/env"; set +a; "$tests" ); then
     echo "integration tests FAILED against $s"
     status=1
   fi

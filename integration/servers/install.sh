@@ -9,9 +9,12 @@
 #   - garage 2.5.0 via cargo into $STOWAGE_TOOLS_DIR (default /opt/stowage-ci);
 #     that build takes about 9 minutes on 2 cores, so the binary is reused;
 #     cargo-audit the same way (about 7 minutes).
+#   - azurite 3 (the Azure Blob emulator) via npm into $STOWAGE_TOOLS_DIR/azurite,
+#     once (nodejs and npm from Debian when npm is missing).
 #
 # STOWAGE_INSTALL_SKIP="garage cargo-audit" leaves those builds out (the
-# benchmark and the simulation start only RGW and audit nothing).
+# benchmark and the simulation start only RGW and audit nothing);
+# "azurite" leaves Azurite out.
 set -euo pipefail
 SKIP=" ${STOWAGE_INSTALL_SKIP:-} "
 TOOLS=${STOWAGE_TOOLS_DIR:-/opt/stowage-ci}
@@ -77,5 +80,15 @@ elif [ -x "$TOOLS/bin/cargo-audit" ]; then
 else
   say "cargo install cargo-audit into $TOOLS (about 7 minutes on 2 cores)"
   cargo install cargo-audit --locked --root "$TOOLS"
+fi
+# 5. Azurite (the Azure Blob Storage emulator), from npm, once.
+if [[ "$SKIP" == *" azurite "* ]]; then
+  say "azurite: skipped (STOWAGE_INSTALL_SKIP)"
+elif [ -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
+  say "azurite: present ($(cd "$TOOLS/azurite" && node -p 'require("azurite/package.json").version' 2>/dev/null))"
+else
+  command -v npm >/dev/null || apt_install nodejs npm
+  say "npm install azurite@3 into $TOOLS/azurite"
+  npm install --prefix "$TOOLS/azurite" --no-audit --no-fund azurite@3
 fi
 say "done"

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod azure;
 pub mod bench;
 pub mod cloudfront;
 pub mod faults;

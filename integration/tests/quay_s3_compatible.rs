@@ -2,7 +2,7 @@
 //! binary against a real server: `RadosGWStorage`, `RHOCSStorage` and
 //! `IBMCloudStorage` locations (Quay's keys, the endpoint split into
 //! `hostname`/`port`/`is_secure`) round-trip objects; a CloudFront location
-//! signs with the key file next to `config.yaml`; an `AzureStorage` location
+//! signs with the key file next to `config.yaml`; a `SwiftStorage` location
 //! blocks none of them and is refused with exit code 2 when used; no secret
 //! of any entry appears in any output.
 
@@ -17,7 +17,7 @@ const DRIVERS: [(&str, &str); 3] = [
     ("odf", "RHOCSStorage"),
     ("ibm", "IBMCloudStorage"),
 ];
-const AZURE_SECRET: &str = "azure-account-key-that-must-never-show";
+const SWIFT_SECRET: &str = "swift-password-that-must-never-show";
 const KEY_GROUP_ID: &str = "K2JCJMDEHXQW5F";
 
 /// `hostname`, `port`, `is_secure` of Quay's drivers from an endpoint URL
@@ -97,8 +97,8 @@ impl Bundle {
             ));
         }
         yaml.push_str(&format!(
-            "  azure:\n    - AzureStorage\n    - azure_container: quay\n      azure_account_name: \
-             quayacct\n      azure_account_key: {AZURE_SECRET}\n      storage_path: /registry\n\
+            "  swift:\n    - SwiftStorage\n    - swift_container: quay\n      swift_user: \
+             quay\n      swift_password: {SWIFT_SECRET}\n      storage_path: /registry\n\
              DISTRIBUTED_STORAGE_PREFERENCE: [ceph]\nDISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: []\n"
         ));
         let config = stack.join("config.yaml");
@@ -131,7 +131,7 @@ impl Bundle {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        for secret in [self.env.secret_key.as_str(), AZURE_SECRET] {
+        for secret in [self.env.secret_key.as_str(), SWIFT_SECRET] {
             assert!(
                 !all.contains(secret),
                 "a secret in the output of {args:?}:\n{all}"
@@ -254,15 +254,15 @@ fn quay_s3_compatible_locations_round_trip_from_another_directory() {
         assert_eq!(bundle.ok(&["--location", name, "ls"]), "", "{name}");
     }
 
-    // The Azure location blocked nothing above; used, it is refused.
-    let azure = bundle.run(&["--location", "azure", "ls"]);
-    assert_eq!(azure.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&azure.stderr);
+    // The Swift location blocked nothing above; used, it is refused.
+    let swift = bundle.run(&["--location", "swift", "ls"]);
+    assert_eq!(swift.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&swift.stderr);
     assert!(
-        err.contains("DISTRIBUTED_STORAGE_CONFIG.azure[0]") && err.contains("AzureStorage"),
+        err.contains("DISTRIBUTED_STORAGE_CONFIG.swift[0]") && err.contains("SwiftStorage"),
         "{err}"
     );
-    // validate without --location: the three validated, Azure reported.
+    // validate without --location: the three validated, Swift reported.
     let all = bundle.run(&["validate"]);
     assert_eq!(all.status.code(), Some(2));
     let text = String::from_utf8_lossy(&all.stdout);
@@ -273,7 +273,7 @@ fn quay_s3_compatible_locations_round_trip_from_another_directory() {
         );
     }
     assert!(
-        text.contains("location azure (AzureStorage): NOT SUPPORTED"),
+        text.contains("location swift (SwiftStorage): NOT SUPPORTED"),
         "{text}"
     );
 }

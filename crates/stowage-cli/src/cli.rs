@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -112,7 +113,7 @@ pub(crate) enum Command {
     Sign(SignArgs),
     /// Run the example OCI registry on the selected location: the embedded
     /// local store when there is no --config. Without --htpasswd anyone who
-    /// reaches the port can push and delete.
+    /// reaches the port can push (and, with --allow-delete, delete).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:5000")]
@@ -125,10 +126,33 @@ pub(crate) enum Command {
         /// Serve blob bytes even when the driver has direct URLs.
         #[arg(long)]
         no_redirect: bool,
+        /// Serve DELETE of manifests (with their tags), of tags and of a
+        /// repository's blob links (202). Without it every such DELETE is
+        /// 405 UNSUPPORTED. The bytes nothing refers to any more are
+        /// removed by `stowage gc`.
+        #[arg(long)]
+        allow_delete: bool,
         #[command(flatten)]
         limits: ServeLimits,
         #[command(flatten)]
         security: ServeSecurity,
+    },
+    /// Garbage collection of the registry's storage on the selected
+    /// location (the embedded local store when there is no --config), safe
+    /// while registries serve it: blobs no manifest refers to and older
+    /// than --grace, the repository links to them, and uploads untouched
+    /// for longer than --grace. Prints each blob removed and the bytes
+    /// freed; progress goes to stderr.
+    Gc {
+        /// Keep unreferenced blobs written (or mounted) within this time,
+        /// and uploads touched within it, as a push in progress needs:
+        /// 90s, 30m, 1h, 2d, 1h30m.
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        grace: Duration,
+        /// Print what would be removed and the bytes it would free; change
+        /// nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -150,6 +174,16 @@ pub(crate) struct ServeSecurity {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Accept manifests whose descriptors carry URLs matching this regular
+    /// expression (repeatable; http(s) only, e.g.
+    /// '^https://cdn\.example\.com/'). Without it, manifests with URLs are
+    /// refused (400 MANIFEST_INVALID).
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) manifest_urls_allow: Vec<stowage_registry::UrlPattern>,
+    /// Refuse URLs matching this regular expression even when allowed
+    /// (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) manifest_urls_deny: Vec<stowage_registry::UrlPattern>,
 }
 
 /// `stowage serve`'s defences against slow, silent or lying clients.
@@ -171,9 +205,14 @@ pub(crate) struct ServeLimits {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub(crate) header_read_timeout_seconds: u64,
     /// Refuse blob uploads that would grow past this size (413,
-    /// SIZE_INVALID): bytes, or with a unit (500MiB, 10GiB, 2TB).
-    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    /// SIZE_INVALID): bytes, or with a unit (500MiB, 10GiB, 2TB). Default
+    /// 10GiB; 0: no limit.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, default_value = "10GiB")]
     pub(crate) max_upload_size: Option<u64>,
+    /// The most connections served at once; past it, new connections wait
+    /// (in the listen backlog) until one closes. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub(crate) max_connections: usize,
     /// On SIGTERM or SIGINT the server stops accepting connections and
     /// gives the requests in flight this long to finish, then closes what
     /// is left and exits 0 (a chunk cut short stays resumable). A second
@@ -223,9 +262,80 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A duration: numbers each followed by a unit, `s`, `m`, `h` or `d` (also
+/// `sec`, `min`, `hour(s)`, `day(s)`), summed (`1h30m`); `0` alone is
+/// zero. Overflow is an error, never a wrapped value.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let expected =
+        || format!("{text:?} is not a duration: expected e.g. 90s, 30m, 1h, 2d or 1h30m");
+    let t = text.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if t.is_empty() {
+        return Err(expected());
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, after) = rest.split_at(digits);
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        if number.is_empty() || unit.is_empty() {
+            return Err(expected());
+        }
+        let seconds: u64 = match unit.to_ascii_lowercase().as_str() {
+            "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hr" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => 86_400,
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (use s, m, h or d)"
+                ))
+            }
+        };
+        let too_large = || format!("{text:?} is too long a duration");
+        let n: u64 = number.parse().map_err(|_| too_large())?;
+        total = n
+            .checked_mul(seconds)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(too_large)?;
+        rest = after;
+    }
+    Ok(Duration::from_secs(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_without_overflow() {
+        let secs = |s: u64| Ok(Duration::from_secs(s));
+        assert_eq!(parse_duration("0"), secs(0));
+        assert_eq!(parse_duration("0s"), secs(0));
+        assert_eq!(parse_duration("90s"), secs(90));
+        assert_eq!(parse_duration("30m"), secs(1800));
+        assert_eq!(parse_duration("1h"), secs(3600));
+        assert_eq!(parse_duration("2d"), secs(172_800));
+        assert_eq!(parse_duration("1h30m"), secs(5400));
+        assert_eq!(parse_duration(" 2Days "), secs(172_800));
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1.5h",
+            "-1h",
+            "1w",
+            "1h 30m",
+            "99999999999999999999s",
+            "999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sizes_parse_without_overflow() {

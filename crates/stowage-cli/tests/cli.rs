@@ -293,7 +293,7 @@ fn unsupported_locations_block_nothing_and_are_refused_with_exit_two() {
     std::fs::write(
         &cfg,
         format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  azure:\n    - AzureStorage\n    - azure_container: quay\n      azure_account_name: quayacct\n      azure_account_key: cli-azure-secret-value\n      sas_token: cli-azure-sas-value\n      storage_path: /datastorage/registry\n  local:\n    - LocalStorage\n    - storage_path: {:?}\nDISTRIBUTED_STORAGE_PREFERENCE: [local]\n",
+            "DISTRIBUTED_STORAGE_CONFIG:\n  swift:\n    - SwiftStorage\n    - swift_container: quay\n      swift_user: quay\n      swift_password: cli-swift-secret-value\n      temp_url_key: cli-swift-temp-url-value\n      auth_url: https://keystone.example.com:5000/v3\n      storage_path: /datastorage/registry\n  local:\n    - LocalStorage\n    - storage_path: {:?}\nDISTRIBUTED_STORAGE_PREFERENCE: [local]\n",
             d.join("store")
         ),
     )
@@ -305,7 +305,7 @@ fn unsupported_locations_block_nothing_and_are_refused_with_exit_two() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        for secret in ["cli-azure-secret-value", "cli-azure-sas-value"] {
+        for secret in ["cli-swift-secret-value", "cli-swift-temp-url-value"] {
             assert!(!all.contains(secret), "secret printed:\n{all}");
         }
     };
@@ -318,25 +318,25 @@ fn unsupported_locations_block_nothing_and_are_refused_with_exit_two() {
         "{human}"
     );
     assert!(
-        !human.contains("azure"),
+        !human.contains("swift"),
         "only the selected location: {human}"
     );
     std::fs::write(d.join("in.txt"), "hello").unwrap();
     ok(&stowage(d, &["--config", c, "put", "in.txt", "blobs/x"]));
     assert_eq!(ok(&stowage(d, &["--config", c, "cat", "blobs/x"])), "hello");
 
-    let out = stowage(d, &["--config", c, "--location", "azure", "validate"]);
+    let out = stowage(d, &["--config", c, "--location", "swift", "validate"]);
     no_secret(&out);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "DISTRIBUTED_STORAGE_CONFIG.azure[0]",
-        "Quay driver \"AzureStorage\" is not supported by stowage",
+        "DISTRIBUTED_STORAGE_CONFIG.swift[0]",
+        "Quay driver \"SwiftStorage\" is not supported by stowage",
         "built in: LocalStorage",
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
-    let out = stowage(d, &["--config", c, "cp", "local:blobs/x", "azure:blobs/x"]);
+    let out = stowage(d, &["--config", c, "cp", "local:blobs/x", "swift:blobs/x"]);
     no_secret(&out);
     assert_eq!(out.status.code(), Some(2), "using it is refused too");
 
@@ -351,11 +351,11 @@ fn unsupported_locations_block_nothing_and_are_refused_with_exit_two() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("location azure (AzureStorage): NOT SUPPORTED"),
+        stdout.contains("location swift (SwiftStorage): NOT SUPPORTED"),
         "{stdout}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("DISTRIBUTED_STORAGE_CONFIG.azure[0]"),
+        String::from_utf8_lossy(&out.stderr).contains("DISTRIBUTED_STORAGE_CONFIG.swift[0]"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -413,8 +413,7 @@ fn validate_every_location_human_and_json() {
 /// `stowage sign --key-id ... --private-key <test key> ARGS`, with `input`
 /// on standard input.
 fn sign_with_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
-    let key = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../stowage-cloudfront/testdata/rsa2048-pkcs1.pem");
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rsa2048-pkcs1.pem");
     let mut child = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args(["sign", "--key-id", "K2JCJMDEHXQW5F", "--private-key"])
         .arg(&key)

@@ -187,10 +187,10 @@ fn changed(path: &StoragePath, first: &Option<String>, now: &Option<String>) -> 
 /// Returns the object's metadata as the first answer gave it.
 ///
 /// # Errors
-/// As [`Storage::get`]; [`Error::Io`] for local file failures; a
-/// non-retryable backend error when the object changed mid-download. On
-/// any error (and when the future is dropped) the temporary file is
-/// removed and `dest` is untouched.
+/// As [`Storage::get`]; [`Error::Backend`] (driver `local file`) for local
+/// file failures; a non-retryable backend error when the object changed
+/// mid-download. On any error (and when the future is dropped) the
+/// temporary file is removed and `dest` is untouched.
 pub async fn download_to_file<S: Storage + ?Sized>(
     storage: &S,
     path: &StoragePath,

@@ -20,8 +20,8 @@ use std::sync::Arc;
 /// }
 /// stowage_core::forward_storage! {
 ///     impl Storage for MyLayer;
-///     forward [capabilities get put_stream put stat delete delete_prefix list copy
-///              upload_url start_upload write_chunk complete_upload abort_upload
+///     forward [capabilities get put_stream put stat delete delete_prefix list list_page
+///              copy upload_url start_upload write_chunk complete_upload abort_upload
 ///              cleanup_uploads validate metrics download_url];
 ///     fn driver(&self) -> &'static str { "my-layer" }
 /// }
@@ -115,6 +115,13 @@ macro_rules! __forward_storage_collect {
         $crate::__forward_storage_collect! {
             [$($gen)*] [$ty] [$($wc)*] [$($rest)*]
             [$($done)* fn list(&self, prefix: ::std::option::Option<&$crate::StoragePath>) -> $crate::ListStream<'_> { $crate::Storage::list($crate::forward::Wraps::wrapped(self), prefix) }]
+            $($own)*
+        }
+    };
+    ([$($gen:tt)*] [$ty:ty] [$($wc:tt)*] [list_page $($rest:ident)*] [$($done:tt)*] $($own:tt)*) => {
+        $crate::__forward_storage_collect! {
+            [$($gen)*] [$ty] [$($wc)*] [$($rest)*]
+            [$($done)* async fn list_page(&self, options: $crate::ListOptions) -> $crate::Result<$crate::ListPage> { $crate::Storage::list_page($crate::forward::Wraps::wrapped(self), options).await }]
             $($own)*
         }
     };
@@ -214,14 +221,14 @@ impl<T: crate::Storage + ?Sized> Wraps for Box<T> {
 
 crate::forward_storage! {
     impl<T> Storage for Arc<T> where [T: crate::Storage + ?Sized];
-    forward [driver capabilities get put_stream put stat delete delete_prefix list copy
-             download_url upload_url start_upload write_chunk complete_upload abort_upload
-             cleanup_uploads validate metrics];
+    forward [driver capabilities get put_stream put stat delete delete_prefix list list_page
+             copy download_url upload_url start_upload write_chunk complete_upload
+             abort_upload cleanup_uploads validate metrics];
 }
 
 crate::forward_storage! {
     impl<T> Storage for Box<T> where [T: crate::Storage + ?Sized];
-    forward [driver capabilities get put_stream put stat delete delete_prefix list copy
-             download_url upload_url start_upload write_chunk complete_upload abort_upload
-             cleanup_uploads validate metrics];
+    forward [driver capabilities get put_stream put stat delete delete_prefix list list_page
+             copy download_url upload_url start_upload write_chunk complete_upload
+             abort_upload cleanup_uploads validate metrics];
 }

@@ -12,9 +12,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! | feature   | what it adds                                   |
-//! |-----------|------------------------------------------------|
-//! | `testkit` | [`testkit`]: the conformance suite for drivers |
+//! | feature   | what it adds                                            |
+//! |-----------|---------------------------------------------------------|
+//! | `testkit` | the `testkit` module: the conformance suite for drivers |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;
 mod digest;
@@ -22,6 +24,7 @@ mod direct_url;
 pub mod download;
 mod error;
 pub mod forward;
+pub mod listing;
 pub mod metrics;
 pub mod multipart;
 mod object;
@@ -41,6 +44,7 @@ pub use error::{
     find_in_chain, BoxError, CredentialsFailure, CredentialsProblem, Error, ErrorKind, Operation,
     Result,
 };
+pub use listing::{ListOptions, ListPage};
 pub use metrics::Metric;
 pub use object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta, PutOptions};
 pub use path::{StoragePath, MAX_PATH_BYTES};

@@ -11,8 +11,8 @@ use futures::{StreamExt, TryStreamExt};
 use crate::upload::{self, CleanupReport, CompleteOptions, UploadState};
 use crate::validate::{self, ValidationReport};
 use crate::{
-    ByteRange, Capabilities, DirectUrl, DownloadUrlOptions, Error, GetOptions, GetResult, Metric,
-    ObjectMeta, PutOptions, Result, StoragePath, UploadUrlOptions,
+    ByteRange, Capabilities, DirectUrl, DownloadUrlOptions, Error, GetOptions, GetResult,
+    ListOptions, ListPage, Metric, ObjectMeta, PutOptions, Result, StoragePath, UploadUrlOptions,
 };
 
 /// A stream of bytes handed to a write. It may borrow from the caller.
@@ -121,6 +121,27 @@ pub trait Storage: Debug + Send + Sync + 'static {
     /// Lists every object below `prefix` (segment-wise; all objects when
     /// `None`), in no guaranteed order, paging through the backend lazily.
     fn list(&self, prefix: Option<&StoragePath>) -> ListStream<'_>;
+
+    /// One page of the listing below `options.prefix`: objects and, with
+    /// `options.delimiter`, the "directories" directly below the prefix,
+    /// interleaved in bytewise order of their full path (a directory `a/b`
+    /// sorts as `a/b/`), only those sorting strictly after
+    /// `options.start_after`, at most `options.max_entries` of them (see
+    /// [`crate::listing`]). Pass the page's `next_start_after` as
+    /// `start_after` to get the next page; it is `None` on the last one. A
+    /// directory's `next_start_after` is its path with a trailing `/`,
+    /// which skips everything below it, as S3's StartAfter does.
+    ///
+    /// The generic implementation ([`crate::listing::list_page_by_listing`])
+    /// reads the whole listing below the prefix for every page: fine for
+    /// small stores. The S3 driver sends one ListObjectsV2 request; the
+    /// local driver reads only the directories the page needs.
+    ///
+    /// # Errors
+    /// Backend failures.
+    async fn list_page(&self, options: ListOptions) -> Result<ListPage> {
+        crate::listing::list_page_by_listing(self, options).await
+    }
 
     /// Copies an object, inside the backend when it can
     /// ([`Capabilities::server_side_copy`]).

@@ -22,8 +22,8 @@ use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::{
-    ByteRange, CompleteOptions, Error, GetOptions, PutOptions, Sha256Digest, Storage, StorageExt,
-    StoragePath, UploadState,
+    ByteRange, CompleteOptions, Error, GetOptions, ListOptions, ListPage, PutOptions, Sha256Digest,
+    Storage, StorageExt, StoragePath, UploadState,
 };
 
 /// Every behaviour, in the order [`run_all`] runs them.
@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             put_get_round_trip, empty_object, ranges_at_the_edges,
             special_character_keys_round_trip, overwrite_replaces_content,
             missing_objects, list_pages_past_1000_keys, list_and_delete_prefix_are_segment_wise,
+            list_page_orders_groups_and_resumes,
             copy_object, digest_mismatch_stores_nothing, failed_stream_stores_nothing,
             dropped_write_stores_nothing, chunked_upload_many_chunks_resumed_from_json,
             chunked_upload_wrong_offset, racing_writers_at_one_offset_never_corrupt,
@@ -67,6 +68,7 @@ pub async fn run_all(storage: &dyn Storage) {
     missing_objects(storage).await;
     list_pages_past_1000_keys(storage).await;
     list_and_delete_prefix_are_segment_wise(storage).await;
+    list_page_orders_groups_and_resumes(storage).await;
     copy_object(storage).await;
     digest_mismatch_stores_nothing(storage).await;
     failed_stream_stores_nothing(storage).await;
@@ -373,6 +375,205 @@ pub async fn list_and_delete_prefix_are_segment_wise(s: &dyn Storage) {
         s.delete_prefix(&p("a")).await.unwrap(),
         0,
         "deleting an empty prefix"
+    );
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+/// The entries of a page in order: objects as their path, prefixes with a
+/// trailing slash (checking each list is sorted, as promised).
+fn page_entries(page: &ListPage) -> Vec<String> {
+    let objects: Vec<String> = page.objects.iter().map(|m| m.path.to_string()).collect();
+    let prefixes: Vec<String> = page.prefixes.iter().map(|d| format!("{d}/")).collect();
+    assert!(
+        objects.windows(2).all(|w| w[0] < w[1]),
+        "objects sorted: {objects:?}"
+    );
+    assert!(
+        prefixes.windows(2).all(|w| w[0] < w[1]),
+        "prefixes sorted: {prefixes:?}"
+    );
+    let mut all = [objects, prefixes].concat();
+    all.sort();
+    all
+}
+
+/// One page's entries and `next_start_after`.
+async fn one_page(s: &dyn Storage, options: ListOptions) -> (Vec<String>, Option<String>) {
+    let page = s
+        .list_page(options.clone())
+        .await
+        .unwrap_or_else(|e| panic!("list_page {options:?}: {e}"));
+    (page_entries(&page), page.next_start_after)
+}
+
+/// Every entry, walking pages of at most `max` through `next_start_after`.
+async fn walk_pages(s: &dyn Storage, options: &ListOptions, max: usize) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    let mut options = options.clone().with_max_entries(max);
+    for _ in 0..100 {
+        let (entries, next) = one_page(s, options.clone()).await;
+        assert!(
+            entries.len() <= max,
+            "at most {max} entries: {entries:?} ({options:?})"
+        );
+        if let (Some(first), Some(last)) = (entries.first(), all.last()) {
+            assert!(
+                first > last,
+                "pages follow each other: {last:?} then {first:?} ({options:?})"
+            );
+        }
+        all.extend(entries.iter().cloned());
+        let Some(next) = next else {
+            return all;
+        };
+        assert!(
+            !entries.is_empty(),
+            "a page that is not the last holds entries ({options:?})"
+        );
+        assert_eq!(
+            Some(&next),
+            entries.last(),
+            "next_start_after is the page's last entry ({options:?})"
+        );
+        options.start_after = Some(next);
+    }
+    panic!("the listing did not end after 100 pages ({options:?})");
+}
+
+/// list_page: objects and (with the delimiter) the directories directly
+/// below the prefix interleave in bytewise order of their full path (a
+/// directory `l/b` as `l/b/`); pages of 1 to 3 entries walked through
+/// `next_start_after` give every entry exactly once, in order;
+/// `start_after` a directory (`l/b/`), or inside one, skips everything below
+/// it; a missing prefix, or one that is an object, lists nothing.
+pub async fn list_page_orders_groups_and_resumes(s: &dyn Storage) {
+    let paths = [
+        "l/a",
+        "l/b/1",
+        "l/b/2",
+        "l/c",
+        "l/d/x/y",
+        "l/e",
+        "l-sibling",
+    ];
+    for (i, path) in paths.iter().enumerate() {
+        s.put(
+            &p(path),
+            Bytes::from(vec![b'x'; i + 1]),
+            PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    }
+    let flat = ListOptions::default().with_prefix(p("l"));
+    let grouped = flat.clone().with_delimiter(true);
+    let all_flat = ["l/a", "l/b/1", "l/b/2", "l/c", "l/d/x/y", "l/e"];
+    let all_grouped = ["l/a", "l/b/", "l/c", "l/d/", "l/e"];
+
+    let page = s.list_page(flat.clone()).await.expect("list_page");
+    assert_eq!(page_entries(&page), all_flat);
+    assert!(
+        page.prefixes.is_empty(),
+        "no prefixes without the delimiter"
+    );
+    assert_eq!(page.next_start_after, None);
+    let sizes: Vec<u64> = page.objects.iter().map(|m| m.size).collect();
+    assert_eq!(sizes, [1, 2, 3, 4, 5, 6], "sizes of the listed objects");
+    let page = s.list_page(grouped.clone()).await.expect("list_page");
+    assert_eq!(page_entries(&page), all_grouped);
+    assert_eq!(
+        page.prefixes,
+        [p("l/b"), p("l/d")],
+        "without trailing slash"
+    );
+    assert_eq!(page.next_start_after, None);
+    // The whole storage: `l-sibling` sorts before `l/` ('-' < '/').
+    assert_eq!(
+        one_page(s, ListOptions::default().with_delimiter(true)).await,
+        (strings(&["l-sibling", "l/"]), None)
+    );
+    assert_eq!(
+        one_page(s, ListOptions::default()).await.0,
+        [&["l-sibling"][..], &all_flat[..]].concat()
+    );
+
+    for max in 1..=3 {
+        assert_eq!(walk_pages(s, &flat, max).await, all_flat, "pages of {max}");
+        assert_eq!(
+            walk_pages(s, &grouped, max).await,
+            all_grouped,
+            "pages of {max}, grouped"
+        );
+    }
+    assert_eq!(
+        one_page(s, grouped.clone().with_max_entries(2)).await,
+        (strings(&["l/a", "l/b/"]), Some("l/b/".to_string())),
+        "a page ending with a directory"
+    );
+    assert_eq!(
+        one_page(s, grouped.clone().with_max_entries(0)).await,
+        (strings(&["l/a"]), Some("l/a".to_string())),
+        "max_entries 0 is 1"
+    );
+
+    let cases = [
+        (&grouped, "l/b/", vec!["l/c", "l/d/", "l/e"]),
+        (&grouped, "l/b/1", vec!["l/c", "l/d/", "l/e"]),
+        (&grouped, "l/b", vec!["l/b/", "l/c", "l/d/", "l/e"]),
+        (&grouped, "l/c", vec!["l/d/", "l/e"]),
+        (&grouped, "a", all_grouped.to_vec()),
+        (&grouped, "l/e", vec![]),
+        (&grouped, "m", vec![]),
+        (
+            &flat,
+            "l/b/",
+            vec!["l/b/1", "l/b/2", "l/c", "l/d/x/y", "l/e"],
+        ),
+        (&flat, "l/b/1", vec!["l/b/2", "l/c", "l/d/x/y", "l/e"]),
+        (&flat, "l/d/", vec!["l/d/x/y", "l/e"]),
+        (&flat, "a", all_flat.to_vec()),
+        (&flat, "l/e", vec![]),
+        (&flat, "m", vec![]),
+    ];
+    for (options, start, expected) in cases {
+        assert_eq!(
+            one_page(s, options.clone().with_start_after(start)).await,
+            (strings(&expected), None),
+            "start after {start:?}, delimiter {}",
+            options.delimiter
+        );
+    }
+
+    for prefix in ["nothing", "l/a", "l/b/1"] {
+        for delimiter in [false, true] {
+            let options = ListOptions::default()
+                .with_prefix(p(prefix))
+                .with_delimiter(delimiter);
+            assert_eq!(
+                one_page(s, options).await,
+                (Vec::new(), None),
+                "below {prefix:?} (delimiter {delimiter})"
+            );
+        }
+    }
+    assert_eq!(
+        one_page(s, grouped.clone().with_prefix(p("l/d"))).await,
+        (strings(&["l/d/x/"]), None)
+    );
+    assert_eq!(
+        one_page(s, grouped.clone().with_prefix(p("l/d/x"))).await,
+        (strings(&["l/d/x/y"]), None)
+    );
+
+    assert_eq!(s.delete_prefix(&p("l")).await.expect("delete_prefix"), 6);
+    s.delete(&p("l-sibling")).await.expect("delete");
+    assert_eq!(
+        one_page(s, ListOptions::default().with_delimiter(true)).await,
+        (Vec::new(), None),
+        "nothing left"
     );
 }
 

@@ -15,6 +15,7 @@
 
 mod config;
 mod error;
+mod listing;
 mod paths;
 mod storage;
 

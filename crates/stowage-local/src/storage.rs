@@ -12,8 +12,8 @@ use object_store::{GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMulti
 use sha2::Digest as _;
 use stowage_core::upload::{self, CompleteOptions, UploadState};
 use stowage_core::{
-    Capabilities, Error, GetOptions, GetResult, ListStream, ObjectMeta, PutOptions, Result,
-    Sha256Digest, Storage, StoragePath, WriteStream,
+    Capabilities, Error, GetOptions, GetResult, ListOptions, ListPage, ListStream, ObjectMeta,
+    PutOptions, Result, Sha256Digest, Storage, StoragePath, WriteStream,
 };
 
 use crate::error::{from_object_store, DRIVER};
@@ -80,7 +80,7 @@ fn file_stream(
 /// Objects as files under a directory, or in memory.
 #[derive(Clone)]
 pub struct LocalStorage {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     root: Option<PathBuf>,
 }
 
@@ -143,7 +143,7 @@ impl LocalStorage {
         self.root.as_deref()
     }
 
-    fn meta(&self, m: object_store::ObjectMeta) -> Result<ObjectMeta> {
+    pub(crate) fn meta(&self, m: object_store::ObjectMeta) -> Result<ObjectMeta> {
         Ok(ObjectMeta::new(from_store(&m.location)?, m.size)
             .with_etag(m.e_tag)
             .with_last_modified(Some(m.last_modified)))
@@ -291,6 +291,11 @@ impl Storage for LocalStorage {
             .map_err(move |e| from_object_store(e, &shown))
             .and_then(|m| futures::future::ready(self.meta(m)))
             .boxed()
+    }
+
+    /// Reads only the directories the page needs, in order (listing.rs).
+    async fn list_page(&self, options: ListOptions) -> Result<ListPage> {
+        self.walk_page(options).await
     }
 
     async fn copy(&self, from: &StoragePath, to: &StoragePath) -> Result<ObjectMeta> {

@@ -28,6 +28,9 @@ pub enum ErrorCode {
     NameUnknown,
     /// Provided length did not match content length (400).
     SizeInvalid,
+    /// A page size (`n`) that is not a number from 0 to the registry's
+    /// maximum (400), as distribution answers.
+    PaginationNumberInvalid,
     /// The operation is unsupported (405).
     Unsupported,
     /// Requested range not satisfiable (416).
@@ -36,6 +39,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Requested access to the resource is denied (403).
     Denied,
+    /// Too many requests (429).
+    TooManyRequests,
     /// Anything else (500).
     Unknown,
 }
@@ -54,10 +59,12 @@ impl ErrorCode {
             Self::NameInvalid => "NAME_INVALID",
             Self::NameUnknown => "NAME_UNKNOWN",
             Self::SizeInvalid => "SIZE_INVALID",
+            Self::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Self::Unsupported => "UNSUPPORTED",
             Self::RangeInvalid => "RANGE_INVALID",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Denied => "DENIED",
+            Self::TooManyRequests => "TOOMANYREQUESTS",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -74,11 +81,13 @@ impl ErrorCode {
             | Self::ManifestBlobUnknown
             | Self::ManifestInvalid
             | Self::NameInvalid
-            | Self::SizeInvalid => StatusCode::BAD_REQUEST,
+            | Self::SizeInvalid
+            | Self::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
             Self::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             Self::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Denied => StatusCode::FORBIDDEN,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

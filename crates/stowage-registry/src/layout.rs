@@ -10,7 +10,13 @@
 //!                                                         (holds its descriptor, for the referrers API)
 //! _registry/uploads/<id>/<offset>-<sha256 hex>.json       upload records (the default upload store)
 //! _registry/verify/<id>-<random>                          a sha512 upload being checked before it is stored
+//! _registry/gc/runs/<run id>.json                         a garbage collection, running (its heartbeat) or finished
+//! _registry/gc/used/<alg>/<hex>/<id>                      the blob was relied on (a mount; a manifest put near a gc)
+//! _registry/gc/sweeping/<alg>/<hex>/<run id>              a garbage collection is deciding whether to delete the blob
 //! ```
+//!
+//! The `_registry/gc/` objects are the garbage collection protocol
+//! ([`crate::gc`] and docs/registry.md).
 //!
 //! `<alg>` is `sha256` or `sha512`. Repository name components never start
 //! with `_`, so `_layers`, `_manifests` and `_referrers` cannot collide with
@@ -101,4 +107,114 @@ pub fn tags(repo: &str) -> StoragePath {
 /// Everything of `repo` (to tell whether it exists).
 pub fn repository(repo: &str) -> StoragePath {
     path(format!("repositories/{repo}"))
+}
+
+/// Every repository (the top of the walk for the catalog and garbage
+/// collection).
+pub fn repositories() -> StoragePath {
+    path("repositories".to_string())
+}
+
+/// Every blob.
+pub fn blobs() -> StoragePath {
+    path("blobs".to_string())
+}
+
+/// The manifests and tags of `repo` (a repository is a path with this
+/// below it).
+pub fn manifests(repo: &str) -> StoragePath {
+    path(format!("repositories/{repo}/_manifests"))
+}
+
+/// Every manifest (revision link) of `repo`.
+pub fn revisions(repo: &str) -> StoragePath {
+    path(format!("repositories/{repo}/_manifests/revisions"))
+}
+
+/// Every blob link of `repo`.
+pub fn layer_links(repo: &str) -> StoragePath {
+    path(format!("repositories/{repo}/_layers"))
+}
+
+/// Every referrer record of `repo`.
+pub fn all_referrers(repo: &str) -> StoragePath {
+    path(format!("repositories/{repo}/_referrers"))
+}
+
+/// The records of garbage collections in progress.
+pub fn gc_runs() -> StoragePath {
+    path("_registry/gc/runs".to_string())
+}
+
+/// The record of garbage collection `run`.
+pub fn gc_run(run: &str) -> StoragePath {
+    path(format!("_registry/gc/runs/{run}.json"))
+}
+
+/// Every "used" marker of a blob.
+pub fn gc_used(digest: impl Into<Digest>) -> StoragePath {
+    let digest = digest.into();
+    path(format!(
+        "_registry/gc/used/{}/{}",
+        digest.algorithm(),
+        digest.hex()
+    ))
+}
+
+/// A "used" marker of a blob: written new (`id` is random) each time the
+/// registry relies on the blob; its modification time says when.
+pub fn gc_used_marker(digest: impl Into<Digest>, id: &str) -> StoragePath {
+    path(format!("{}/{id}", gc_used(digest)))
+}
+
+/// Every "used" marker of every blob.
+pub fn gc_markers() -> StoragePath {
+    path("_registry/gc/used".to_string())
+}
+
+/// Every tombstone of a blob: the garbage collections deciding whether to
+/// delete it.
+pub fn gc_sweeping(digest: impl Into<Digest>) -> StoragePath {
+    let digest = digest.into();
+    path(format!(
+        "_registry/gc/sweeping/{}/{}",
+        digest.algorithm(),
+        digest.hex()
+    ))
+}
+
+/// The tombstone garbage collection `run` writes while it decides whether
+/// to delete a blob.
+pub fn gc_tombstone(digest: impl Into<Digest>, run: &str) -> StoragePath {
+    path(format!("{}/{run}", gc_sweeping(digest)))
+}
+
+/// Every tombstone of every blob.
+pub fn gc_tombstones() -> StoragePath {
+    path("_registry/gc/sweeping".to_string())
+}
+
+/// The digest a `.../<alg>/<hex>` path ends with (a link, a revision, a
+/// referrer record, a marker), if it ends with one.
+pub fn digest_at_end(path: &StoragePath) -> Option<Digest> {
+    let mut segments = path.as_str().rsplit('/');
+    let hex = segments.next()?;
+    let algorithm = segments.next()?;
+    Digest::parse(&format!("{algorithm}:{hex}")).ok()
+}
+
+/// The digest of a blob path (`blobs/<alg>/<ab>/<hex>`), if it is one.
+pub fn blob_digest(path: &StoragePath) -> Option<Digest> {
+    let mut segments = path.as_str().split('/');
+    let (Some("blobs"), Some(algorithm), Some(ab), Some(hex), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return None;
+    };
+    let digest = Digest::parse(&format!("{algorithm}:{hex}")).ok()?;
+    (hex.get(..2) == Some(ab)).then_some(digest)
 }

@@ -11,9 +11,15 @@
 //!   a local directory), so any replica continues any upload and a restart
 //!   loses nothing; racing writers cannot replace a newer record.
 //! - Manifests by tag and digest (OCI and Docker v2), referenced blobs
-//!   checked (non-distributable layers excepted); tag listing with
-//!   `n`/`last`; sha256 and sha512 digests; the referrers API and
-//!   `OCI-Subject` (OCI distribution 1.1).
+//!   checked (non-distributable layers excepted); sha256 and sha512
+//!   digests; the referrers API and `OCI-Subject` (OCI distribution 1.1).
+//! - Listings read from storage a page at a time (`list_page`): tags and
+//!   the catalog (`/v2/_catalog`) with `n`/`last` and `Link`, referrers in
+//!   pages for requests without credentials.
+//! - Deletes of manifests, tags and blob links when enabled
+//!   ([`Registry::with_deletes`]; off by default), and garbage collection
+//!   of what nothing refers to while registries serve ([`gc::run`],
+//!   `stowage gc`).
 //! - Authentication through the [`auth::Authenticator`] trait; HTTP Basic
 //!   against an htpasswd file of bcrypt entries ([`auth::HtpasswdAuth`]),
 //!   with optional anonymous pulls. HTTPS with rustls ([`TlsConfig`]).
@@ -38,6 +44,7 @@
 pub mod auth;
 mod digest;
 mod errors;
+pub mod gc;
 pub mod layout;
 mod names;
 mod net;
@@ -48,6 +55,7 @@ mod service;
 mod timeouts;
 mod tls;
 mod upload_store;
+mod validation;
 
 pub use auth::{Access, Action, Authenticator, Challenge, HtpasswdAuth, HtpasswdError, Identity};
 pub use digest::Digest;
@@ -59,3 +67,4 @@ pub use server::{build, serve, serve_with_shutdown, ServeOptions};
 pub use service::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 pub use tls::{TlsConfig, TlsError};
 pub use upload_store::{UploadRecord, UploadStore};
+pub use validation::{ManifestUrls, UrlPattern, UrlPatternError};

@@ -194,6 +194,17 @@ pub(crate) fn client_address(
     Some(client)
 }
 
+/// The key a client is counted under when failures are limited: an IPv4
+/// address (canonical) as it is, an IPv6 address by its /64, which one
+/// client usually holds whole (counting single IPv6 addresses would let it
+/// take a fresh address for every attempt).
+pub(crate) fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(mask(u128::from(v6), 128, 64))),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +257,21 @@ mod tests {
             let e = bad.parse::<Cidr>().unwrap_err();
             assert!(e.to_string().contains("bad CIDR"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn rate_keys_group_ipv6_by_64() {
+        assert_eq!(rate_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(rate_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(rate_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
     }
 
     fn headers(values: &[&str]) -> HeaderMap {

@@ -31,6 +31,13 @@ pub struct Registry {
     pub(crate) max_upload_size: Option<u64>,
     /// Who may do what; `None`: everyone may do everything.
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    /// Whether `DELETE` of manifests, tags and blob links is served (off:
+    /// 405 `UNSUPPORTED`).
+    pub(crate) allow_delete: bool,
+    /// Which URLs manifests may carry (default none).
+    pub(crate) manifest_urls: crate::validation::ManifestUrls,
+    /// `/readyz`'s cached storage probe.
+    pub(crate) readiness: crate::server::Readiness,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     requests: Mutex<BTreeMap<(String, u16), u64>>,
 }
@@ -47,9 +54,19 @@ impl Registry {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_upload_size: None,
             authenticator: None,
+            allow_delete: false,
+            manifest_urls: Default::default(),
+            readiness: Default::default(),
             locks: Mutex::default(),
             requests: Mutex::default(),
         }
+    }
+
+    /// Lets manifests carry the URLs `rules` allow (default none: 400
+    /// MANIFEST_INVALID).
+    pub fn with_manifest_urls(mut self, rules: crate::validation::ManifestUrls) -> Self {
+        self.manifest_urls = rules;
+        self
     }
 
     /// Serves blob bytes itself even when the driver has direct URLs.
@@ -86,6 +103,17 @@ impl Registry {
     /// with its challenge and an `UNAUTHORIZED` body.
     pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Serves `DELETE` of manifests (by digest: the manifest, its tags and
+    /// its referrer record), of tags (the tag only) and of blobs (the
+    /// repository's link, not the shared bytes), each answered 202, when
+    /// `allowed`. Off by default: every such `DELETE` is 405 `UNSUPPORTED`
+    /// (cancelling an upload stays allowed). What is no longer referenced
+    /// is removed by [`crate::gc::run`].
+    pub fn with_deletes(mut self, allowed: bool) -> Self {
+        self.allow_delete = allowed;
         self
     }
 

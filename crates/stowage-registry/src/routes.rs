@@ -1,14 +1,15 @@
 //! Routes: the URL forms of the OCI Distribution API (repository names
 //! contain `/`, so paths are parsed here rather than by a path pattern),
-//! authentication (what each request needs), request ids and logging,
-//! `/metrics`, and the probes `/healthz` and `/readyz`.
+//! authentication (what each request needs), whether deletes are served,
+//! page sizes, request ids and logging, `/metrics`, and the probes
+//! `/healthz` and `/readyz`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{CONNECTION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +22,8 @@ use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::names::{check_repository, parse_digest};
 use crate::net::client_address;
 use crate::registry::Registry;
+use crate::service::page_size;
+use crate::service::referrers::DEFAULT_REFERRERS_PAGE;
 use crate::timeouts::{BodyTimedOut, IdleTimeoutBody};
 
 /// What a request path names.
@@ -28,6 +31,8 @@ use crate::timeouts::{BodyTimedOut, IdleTimeoutBody};
 enum Route<'a> {
     /// `/v2/`
     Base,
+    /// `/v2/_catalog`
+    Catalog,
     /// `/v2/<name>/blobs/<digest>`
     Blob(&'a str, &'a str),
     /// `/v2/<name>/blobs/uploads/` (start)
@@ -48,6 +53,9 @@ fn parse(path: &str) -> Option<Route<'_>> {
         return Some(Route::Base);
     }
     let rest = rest.strip_prefix('/')?;
+    if rest == "_catalog" {
+        return Some(Route::Catalog);
+    }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         return Some(Route::Tags(name));
     }
@@ -102,36 +110,10 @@ async fn healthz() -> Response {
     ([(CONTENT_TYPE, "text/plain")], "ok\n").into_response()
 }
 
-/// How long `/readyz` waits for the storage.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Readiness: the storage answers a listing of a prefix that holds
-/// nothing (a `ListObjectsV2` on S3: cheap, and it fails on a missing
-/// bucket, bad credentials or an unreachable endpoint). The body never
-/// says why; the log does.
+/// Readiness: the authenticator's state and the storage's answer to a
+/// cheap listing, cached for a few seconds (`server::readyz`).
 async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
-    let probe = async {
-        use futures::TryStreamExt;
-        let path = stowage::StoragePath::parse("repositories/_readyz").expect("a valid path");
-        registry
-            .storage
-            .list(Some(&path))
-            .try_next()
-            .await
-            .map(|_| ())
-    };
-    let failure = match tokio::time::timeout(READY_TIMEOUT, probe).await {
-        Ok(Ok(())) => return ([(CONTENT_TYPE, "text/plain")], "ready\n").into_response(),
-        Ok(Err(e)) => e.chain(),
-        Err(_) => format!("no answer within {} s", READY_TIMEOUT.as_secs()),
-    };
-    tracing::warn!(error = %failure, "readiness probe: storage not ready");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(CONTENT_TYPE, "text/plain")],
-        "not ready: the storage does not answer\n",
-    )
-        .into_response()
+    crate::server::readyz(&registry).await
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
@@ -216,20 +198,21 @@ fn panicked(panic: &(dyn std::any::Any + Send)) -> RegistryError {
 
 /// 401 with the challenge's `WWW-Authenticate` and an `UNAUTHORIZED` body.
 fn unauthorized(challenge: Challenge) -> RegistryError {
-    RegistryError::new(ErrorCode::Unauthorized, challenge.message)
-        .with_header(WWW_AUTHENTICATE, challenge.www_authenticate)
+    RegistryError::from(challenge)
 }
 
 /// What a request needs from the authenticator: reads (`GET`, `HEAD`) of a
-/// repository pull it, everything else pushes; a mount also pulls from its
-/// source; `/v2/` itself is the registry (clients probe it to learn how to
-/// authenticate, so it asks for credentials even when anonymous pulls are
+/// repository pull it, everything else pushes (deletes too: distribution's
+/// htpasswd grants `delete` with `push`); a mount also pulls from its
+/// source; `/v2/` itself and the catalog are the registry (clients probe
+/// `/v2/` to learn how to authenticate, and the catalog names every
+/// repository, so both ask for credentials even when anonymous pulls are
 /// allowed).
 fn access(route: &Route<'_>, method: &Method, query: &[(String, String)]) -> Access {
     let reads = *method == Method::GET || *method == Method::HEAD;
     let action = if reads { Action::Pull } else { Action::Push };
     match *route {
-        Route::Base => Access::registry(),
+        Route::Base | Route::Catalog => Access::registry(),
         Route::Uploads(name) => {
             let mut needed = Access::repository(name, Action::Push);
             let from = query
@@ -283,18 +266,21 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
             format!("{path} is not a registry API path"),
         ));
     };
+    // Without an authenticator nobody is known.
+    let mut anonymous = true;
     if let Some(auth) = &registry.authenticator {
         let needed = access(&route, &parts.method, &query);
         let identity = auth
-            .authenticate(&parts.headers, &needed)
+            .authenticate_from(&parts.headers, &needed, client_ip)
             .await
             .map_err(unauthorized)?;
         if let Some(user) = &identity.user {
             tracing::Span::current().record("user", user.as_str());
+            anonymous = false;
         }
     }
     let name = match &route {
-        Route::Base => None,
+        Route::Base | Route::Catalog => None,
         Route::Blob(n, _)
         | Route::Uploads(n)
         | Route::Upload(n, _)
@@ -306,12 +292,20 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
         check_repository(n)?;
     }
     let m = &parts.method;
+    if *m == Method::DELETE && !registry.allow_delete && !matches!(route, Route::Upload(..)) {
+        return Err(deletes_disabled());
+    }
     match route {
         Route::Base if m == Method::GET || m == Method::HEAD => Ok((
             [(CONTENT_TYPE, "application/json")],
             if m == Method::GET { "{}" } else { "" },
         )
             .into_response()),
+        Route::Catalog if m == Method::GET => {
+            registry
+                .catalog(page_size(param("n"))?, param("last"))
+                .await
+        }
         Route::Blob(repo, digest) => {
             let digest = parse_digest(digest)?;
             match *m {
@@ -321,7 +315,7 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
                         .get_blob(repo, &digest, &parts.headers, client_ip)
                         .await
                 }
-                Method::DELETE => Err(unsupported("deleting blobs")),
+                Method::DELETE => registry.delete_blob(repo, &digest).await,
                 _ => Err(method_not_allowed(m)),
             }
         }
@@ -351,25 +345,30 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
             _ => Err(method_not_allowed(m)),
         },
         Route::Tags(repo) if m == Method::GET => {
-            let n = match param("n") {
-                Some(v) => Some(v.parse::<usize>().map_err(|_| {
-                    RegistryError::new(ErrorCode::Unsupported, format!("n={v:?} is not a count"))
-                })?),
-                None => None,
-            };
+            let n = page_size(param("n"))?;
             registry.list_tags(repo, n, param("last")).await
         }
         Route::Referrers(repo, digest) if m == Method::GET => {
             let digest = parse_digest(digest)?;
             let artifact_type = param("artifactType").filter(|t| !t.is_empty());
-            registry.list_referrers(repo, &digest, artifact_type).await
+            // Requests without credentials get pages; with, everything
+            // unless they ask for pages.
+            let page = page_size(param("n"))?.or(anonymous.then_some(DEFAULT_REFERRERS_PAGE));
+            let last = param("last").map(parse_digest).transpose()?;
+            registry
+                .list_referrers(repo, &digest, artifact_type, page, last.as_ref())
+                .await
         }
         _ => Err(method_not_allowed(m)),
     }
 }
 
-fn unsupported(what: &str) -> RegistryError {
-    RegistryError::new(ErrorCode::Unsupported, format!("{what} is not supported"))
+/// 405 `UNSUPPORTED`: deletes are off (`stowage serve --allow-delete`).
+fn deletes_disabled() -> RegistryError {
+    RegistryError::new(
+        ErrorCode::Unsupported,
+        "deleting is disabled on this registry (stowage serve --allow-delete enables it)",
+    )
 }
 
 fn method_not_allowed(m: &Method) -> RegistryError {
@@ -401,6 +400,7 @@ mod tests {
         let pull = |r: &str| Access::repository(r, Action::Pull);
         let push = |r: &str| Access::repository(r, Action::Push);
         assert_eq!(needed(Method::GET, "/v2/", &[]), Access::registry());
+        assert_eq!(needed(Method::GET, "/v2/_catalog", &[]), Access::registry());
         for (method, path, access) in [
             (Method::GET, format!("/v2/a/b/blobs/{d}"), pull("a/b")),
             (Method::HEAD, format!("/v2/a/b/blobs/{d}"), pull("a/b")),
@@ -446,6 +446,12 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(parse("/v2/"), Some(Route::Base));
+        assert_eq!(parse("/v2/_catalog"), Some(Route::Catalog));
+        // Not a repository name: refused as one later.
+        assert_eq!(
+            parse("/v2/_catalog/tags/list"),
+            Some(Route::Tags("_catalog"))
+        );
         assert_eq!(parse("/v2"), Some(Route::Base));
         assert_eq!(
             parse("/v2/a/b/blobs/sha256:x"),
@@ -475,5 +481,288 @@ mod tests {
             Some(Route::Manifest("x/referrers", "v1"))
         );
         assert_eq!(parse("/other"), None);
+    }
+
+    mod lifecycle {
+        use std::sync::Arc;
+
+        use axum::http::StatusCode;
+        use stowage::{Storage, StorageExt};
+
+        use crate::digest::Digest;
+        use crate::layout;
+        use crate::registry::Registry;
+        use crate::service::testing::{
+            call, manifest, push_blob, put_manifest, registry, send, Answer,
+        };
+        use crate::upload_store::UploadStore;
+
+        fn memory() -> Arc<dyn Storage> {
+            Arc::new(stowage::local::LocalStorage::in_memory())
+        }
+
+        async fn get(r: &Arc<Registry>, uri: &str) -> Answer {
+            call(r, "GET", uri, Vec::new()).await
+        }
+
+        /// Without `with_deletes(true)`, every delete of content is 405
+        /// `UNSUPPORTED` and nothing is removed; cancelling an upload still
+        /// works.
+        #[tokio::test]
+        async fn deletes_are_off_by_default() {
+            let storage = memory();
+            let r = Arc::new(Registry::new(
+                storage.clone(),
+                UploadStore::in_storage(storage.clone()),
+            ));
+            let layer = push_blob(&r, "app", b"layer").await;
+            let config = push_blob(&r, "app", b"{}").await;
+            let body = manifest(&config, &[&layer]);
+            let digest = Digest::sha256_of(&body);
+            assert_eq!(
+                put_manifest(&r, "app", "v1", body).await.status,
+                StatusCode::CREATED
+            );
+            for uri in [
+                format!("/v2/app/manifests/{digest}"),
+                "/v2/app/manifests/v1".to_string(),
+                format!("/v2/app/blobs/{layer}"),
+            ] {
+                let answer = call(&r, "DELETE", &uri, Vec::new()).await;
+                assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+                assert_eq!(answer.code(), "UNSUPPORTED", "{uri}");
+            }
+            assert_eq!(get(&r, "/v2/app/manifests/v1").await.status, StatusCode::OK);
+            assert!(storage
+                .exists(&layout::layer_link("app", layer))
+                .await
+                .unwrap());
+            let started = call(&r, "POST", "/v2/app/blobs/uploads/", Vec::new()).await;
+            let cancel = call(&r, "DELETE", &started.header("location"), Vec::new()).await;
+            assert_eq!(cancel.status, StatusCode::NO_CONTENT);
+        }
+
+        /// With deletes on: a tag delete removes the tag only; a blob
+        /// delete removes the repository's link only (202, then 404); a
+        /// manifest delete by digest removes it and its tags.
+        #[tokio::test]
+        async fn deletes_remove_tags_links_and_manifests() {
+            let storage = memory();
+            let r = registry(storage.clone());
+            let layer = push_blob(&r, "app", b"layer").await;
+            let config = push_blob(&r, "app", b"{}").await;
+            let body = manifest(&config, &[&layer]);
+            let digest = Digest::sha256_of(&body);
+            for tag in ["v1", "v2"] {
+                let put = put_manifest(&r, "app", tag, body.clone()).await;
+                assert_eq!(put.status, StatusCode::CREATED);
+            }
+            let deleted = call(&r, "DELETE", "/v2/app/manifests/v1", Vec::new()).await;
+            assert_eq!(deleted.status, StatusCode::ACCEPTED);
+            assert_eq!(
+                get(&r, "/v2/app/manifests/v1").await.status,
+                StatusCode::NOT_FOUND
+            );
+            let by_digest = format!("/v2/app/manifests/{digest}");
+            assert_eq!(get(&r, &by_digest).await.status, StatusCode::OK);
+            assert_eq!(get(&r, "/v2/app/manifests/v2").await.status, StatusCode::OK);
+
+            let blob = format!("/v2/app/blobs/{layer}");
+            let deleted = call(&r, "DELETE", &blob, Vec::new()).await;
+            assert_eq!(deleted.status, StatusCode::ACCEPTED);
+            assert_eq!(
+                call(&r, "HEAD", &blob, Vec::new()).await.status,
+                StatusCode::NOT_FOUND
+            );
+            let again = call(&r, "DELETE", &blob, Vec::new()).await;
+            assert_eq!(again.status, StatusCode::NOT_FOUND);
+            assert_eq!(again.code(), "BLOB_UNKNOWN");
+            assert!(
+                storage.exists(&layout::blob(layer)).await.unwrap(),
+                "the bytes are shared: only a garbage collection removes them"
+            );
+
+            let deleted = call(&r, "DELETE", &by_digest, Vec::new()).await;
+            assert_eq!(deleted.status, StatusCode::ACCEPTED);
+            for uri in [by_digest.as_str(), "/v2/app/manifests/v2"] {
+                let answer = get(&r, uri).await;
+                assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+                assert_eq!(answer.code(), "MANIFEST_UNKNOWN");
+            }
+        }
+
+        /// The catalog a page at a time (`n=1`, following `Link`), nested
+        /// names included, `n=0`, bad `n`, and `last` past the end.
+        #[tokio::test]
+        async fn the_catalog_pages_with_links() {
+            let r = registry(memory());
+            let config = push_blob(&r, "b", b"{}").await;
+            let repos = ["a-b", "a", "a/nested", "b", "team/app"];
+            for repo in repos {
+                push_blob(&r, repo, b"{}").await;
+                let put = put_manifest(&r, repo, "v1", manifest(&config, &[])).await;
+                assert_eq!(put.status, StatusCode::CREATED, "{repo}: {put:?}");
+            }
+            // Blob links only: not a repository.
+            push_blob(&r, "lonely", b"{}").await;
+
+            let all = get(&r, "/v2/_catalog").await;
+            assert_eq!(all.status, StatusCode::OK);
+            assert_eq!(all.json()["repositories"], serde_json::json!(repos));
+            assert_eq!(all.header("link"), "");
+
+            let mut uri = "/v2/_catalog?n=1".to_string();
+            let mut seen = Vec::new();
+            loop {
+                let page = get(&r, &uri).await;
+                assert_eq!(page.status, StatusCode::OK, "{uri}");
+                let names = page.json()["repositories"].clone();
+                assert_eq!(names.as_array().unwrap().len(), 1, "{uri}: {names}");
+                let name = names[0].as_str().unwrap().to_string();
+                let link = page.header("link");
+                seen.push(name.clone());
+                if link.is_empty() {
+                    break;
+                }
+                assert_eq!(
+                    link,
+                    format!("</v2/_catalog?last={name}&n=1>; rel=\"next\"")
+                );
+                uri = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+            assert_eq!(seen, repos);
+
+            let none = get(&r, "/v2/_catalog?n=0").await;
+            assert_eq!(none.json()["repositories"], serde_json::json!([]));
+            assert_eq!(none.header("link"), "");
+            let past = get(&r, "/v2/_catalog?last=zzz").await;
+            assert_eq!(past.json()["repositories"], serde_json::json!([]));
+            for bad in ["-1", "x", "1001"] {
+                let answer = get(&r, &format!("/v2/_catalog?n={bad}")).await;
+                assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+                assert_eq!(answer.code(), "PAGINATION_NUMBER_INVALID");
+            }
+        }
+
+        /// 250 tags read 100 at a time through `Link`; `n=0`; bad `n`.
+        #[tokio::test]
+        async fn tags_page_through_storage() {
+            let r = registry(memory());
+            let config = push_blob(&r, "app", b"{}").await;
+            let body = manifest(&config, &[]);
+            let mut tags: Vec<String> = (0..250).map(|i| format!("t{i:03}")).collect();
+            for tag in &tags {
+                let put = put_manifest(&r, "app", tag, body.clone()).await;
+                assert_eq!(put.status, StatusCode::CREATED);
+            }
+            tags.sort();
+            let mut uri = "/v2/app/tags/list?n=100".to_string();
+            let mut seen: Vec<String> = Vec::new();
+            let mut pages = 0;
+            loop {
+                let page = get(&r, &uri).await;
+                assert_eq!(page.status, StatusCode::OK, "{uri}");
+                pages += 1;
+                let v = page.json();
+                for t in v["tags"].as_array().unwrap() {
+                    seen.push(t.as_str().unwrap().to_string());
+                }
+                let link = page.header("link");
+                if link.is_empty() {
+                    break;
+                }
+                let last = seen.last().unwrap();
+                assert_eq!(
+                    link,
+                    format!("</v2/app/tags/list?n=100&last={last}>; rel=\"next\"")
+                );
+                uri = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+            assert_eq!(pages, 3);
+            assert_eq!(seen, tags);
+            let all = get(&r, "/v2/app/tags/list").await;
+            assert_eq!(all.json()["tags"].as_array().unwrap().len(), 250);
+
+            let none = get(&r, "/v2/app/tags/list?n=0").await;
+            assert_eq!(none.status, StatusCode::OK);
+            assert_eq!(none.json()["tags"], serde_json::json!([]));
+            assert_eq!(none.header("link"), "");
+            for bad in ["-1", "abc", "1001", ""] {
+                let answer = get(&r, &format!("/v2/app/tags/list?n={bad}")).await;
+                assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad:?}");
+                assert_eq!(answer.code(), "PAGINATION_NUMBER_INVALID");
+            }
+            let unknown = get(&r, "/v2/nothing/tags/list?n=0").await;
+            assert_eq!(unknown.code(), "NAME_UNKNOWN");
+        }
+
+        /// Referrers for a request without credentials come in pages of
+        /// `n`, following `Link` with the filter kept.
+        #[tokio::test]
+        async fn referrers_page_with_links() {
+            let r = registry(memory());
+            let config = push_blob(&r, "app", b"{}").await;
+            let subject_body = manifest(&config, &[]);
+            let subject = Digest::sha256_of(&subject_body);
+            assert_eq!(
+                put_manifest(&r, "app", "v1", subject_body).await.status,
+                StatusCode::CREATED
+            );
+            let mut referrers = Vec::new();
+            for i in 0..5 {
+                let doc = serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": crate::OCI_MANIFEST,
+                    "artifactType": "application/vnd.example+json",
+                    "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                               "digest": config.to_string(), "size": 2},
+                    "layers": [],
+                    "subject": {"mediaType": crate::OCI_MANIFEST,
+                                "digest": subject.to_string(), "size": 1},
+                    "annotations": {"i": i.to_string()},
+                });
+                let body = serde_json::to_vec(&doc).unwrap();
+                referrers.push(Digest::sha256_of(&body).to_string());
+                let uri = format!("/v2/app/manifests/{}", referrers.last().unwrap());
+                let put = send(&r, "PUT", &uri, Some(crate::OCI_MANIFEST), body).await;
+                assert_eq!(put.status, StatusCode::CREATED, "{put:?}");
+            }
+            referrers.sort();
+            let filter = "artifactType=application/vnd.example%2Bjson";
+            let mut uri = format!("/v2/app/referrers/{subject}?n=2&{filter}");
+            let mut seen = Vec::new();
+            loop {
+                let page = get(&r, &uri).await;
+                assert_eq!(page.status, StatusCode::OK, "{uri}");
+                for m in page.json()["manifests"].as_array().unwrap() {
+                    seen.push(m["digest"].as_str().unwrap().to_string());
+                }
+                let link = page.header("link");
+                if link.is_empty() {
+                    break;
+                }
+                assert!(link.contains(filter), "{link}");
+                uri = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+            assert_eq!(seen, referrers);
+            let all = get(&r, &format!("/v2/app/referrers/{subject}")).await;
+            assert_eq!(all.json()["manifests"].as_array().unwrap().len(), 5);
+            assert_eq!(all.header("link"), "");
+        }
     }
 }

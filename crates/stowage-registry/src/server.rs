@@ -1,32 +1,65 @@
-//! Running the registry: listen, TLS handshakes when configured, serve
-//! with client addresses and timeouts, clean up stale uploads in the
-//! background, and stop gracefully: no new connections, requests in flight
-//! given a bounded time to finish.
+//! Running the registry: listen, at most so many connections at once, TLS
+//! handshakes when configured (the certificate and key reloaded when their
+//! files change), serve with client addresses, timeouts and an access log
+//! line per request, answer `/readyz` from a cached storage probe, clean up
+//! stale uploads in the background, and stop gracefully: no new
+//! connections, requests in flight given a bounded time to finish.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use stowage::Storage;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::auth::Authenticator;
-use crate::net::Cidr;
+use crate::net::{client_address, Cidr};
 use crate::registry::{Registry, DEFAULT_IDLE_TIMEOUT};
 use crate::routes::router;
 use crate::timeouts::WriteStallTimeout;
 use crate::tls::TlsConfig;
 use crate::upload_store::UploadStore;
+use crate::validation::ManifestUrls;
+
+/// The default of [`ServeOptions::max_connections`].
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The default of [`ServeOptions::max_upload_size`]: 10 GiB.
+const DEFAULT_MAX_UPLOAD_SIZE: u64 = 10 << 30;
+
+/// How often the TLS certificate and key files are checked for changes.
+const TLS_RELOAD_CHECK: Duration = Duration::from_secs(5);
+
+/// At most one warning this often while connections wait for a place.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// How long `/readyz` waits for the storage.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `/readyz` answers from the storage's last answer.
+const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// The longest request path an access log line shows.
+const LOGGED_PATH_BYTES: usize = 1024;
 
 /// How `stowage serve` runs the registry.
 #[derive(Debug, Clone)]
@@ -52,19 +85,34 @@ pub struct ServeOptions {
     /// The time a client has to send a request's headers, and to start the
     /// next request on a kept-alive connection (default 30 s; zero: never).
     pub header_read_timeout: Duration,
-    /// The largest blob an upload may reach (default: no limit); larger
-    /// ones are refused with 413 `SIZE_INVALID`.
+    /// The largest blob an upload may reach (default 10 GiB; `None` or
+    /// `Some(0)`: no limit); larger ones are refused with 413
+    /// `SIZE_INVALID`.
     pub max_upload_size: Option<u64>,
+    /// The most connections served at once (default 1024; zero: no limit).
+    /// Past it, new connections are not accepted until one closes: they
+    /// wait in the listen backlog (the kernel refuses them once that is
+    /// full), so a flood of connections cannot exhaust file descriptors or
+    /// memory, and clients already served keep their answers.
+    pub max_connections: usize,
+    /// Which URLs manifests may carry in their descriptors (default: none;
+    /// a manifest with URLs is refused with 400 `MANIFEST_INVALID`).
+    pub manifest_urls: ManifestUrls,
     /// Who may do what (default none: everyone may do everything).
     pub authenticator: Option<Arc<dyn Authenticator>>,
     /// Serve HTTPS with this certificate (default none: plain HTTP). The
-    /// handshake must finish within the header-read timeout.
+    /// handshake must finish within the header-read timeout. Its files are
+    /// checked every 5 s and read again when they change; a pair that
+    /// cannot be used is logged and the previous one kept.
     pub tls: Option<TlsConfig>,
     /// How long [`serve_with_shutdown`] lets requests in flight finish once
     /// it stops accepting connections (default 30 s; zero: not at all).
     /// Connections still open then are closed; an upload whose chunk was
     /// cut short stays resumable from its last recorded offset.
     pub shutdown_grace: Duration,
+    /// Serve DELETE of manifests, tags and blob links (default false: 405
+    /// UNSUPPORTED).
+    pub allow_delete: bool,
 }
 
 impl Default for ServeOptions {
@@ -76,10 +124,13 @@ impl Default for ServeOptions {
             trusted_proxies: Vec::new(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             header_read_timeout: Duration::from_secs(30),
-            max_upload_size: None,
+            max_upload_size: Some(DEFAULT_MAX_UPLOAD_SIZE),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            manifest_urls: ManifestUrls::default(),
             authenticator: None,
             tls: None,
             shutdown_grace: Duration::from_secs(30),
+            allow_delete: false,
         }
     }
 }
@@ -96,7 +147,9 @@ pub fn build(storage: Arc<dyn Storage>, options: &ServeOptions) -> std::io::Resu
     let mut registry = Registry::new(storage, store)
         .with_trusted_proxies(options.trusted_proxies.clone())
         .with_idle_timeout(options.idle_timeout)
-        .with_max_upload_size(options.max_upload_size);
+        .with_max_upload_size(options.max_upload_size.filter(|limit| *limit > 0))
+        .with_manifest_urls(options.manifest_urls.clone())
+        .with_deletes(options.allow_delete);
     if !options.redirect {
         registry = registry.without_redirects();
     }
@@ -126,6 +179,14 @@ pub async fn serve(
 /// and the function returns. Upload records are left as they are, so an
 /// upload cut short is resumed from its last recorded offset by this
 /// server's successor or another replica.
+///
+/// At most [`ServeOptions::max_connections`] connections are served at
+/// once; the next ones wait in the listen backlog until one closes. Each
+/// request is logged once its answer is sent (or abandoned): target
+/// `stowage_registry::access`, at info level (`/healthz` and `/readyz` at
+/// debug), with the client address (after trusted proxies), method, path
+/// (without its query), status, bytes sent and received, duration and
+/// request id; never a header, so never a password or token.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -167,17 +228,51 @@ pub async fn serve_with_shutdown(
             cleaner.cleanup(ttl).await;
         }
     });
-    tracing::info!(%addr, "registry listening");
+    let tls_watch = options.tls.clone().map(|tls| tokio::spawn(watch_tls(tls)));
+    tracing::info!(
+        %addr,
+        max_connections = options.max_connections,
+        "registry listening"
+    );
     let app = router(registry);
     let http = http1(&options);
-    let tls = options.tls.as_ref().map(TlsConfig::acceptor);
+    let trusted: Arc<[Cidr]> = options.trusted_proxies.clone().into();
     let handshake_timeout = Some(options.header_read_timeout).filter(|t| !t.is_zero());
+    let places = (options.max_connections > 0).then(|| {
+        Arc::new(Semaphore::new(
+            options.max_connections.min(Semaphore::MAX_PERMITS),
+        ))
+    });
+    let mut warned_full: Option<Instant> = None;
     // Every connection task holds a receiver; `true` asks them to finish
     // their request in flight and close.
     let (stopping, _) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A place for the next connection. At the limit, nothing is
+        // accepted until a connection closes: new ones wait in the listen
+        // backlog.
+        let place = match &places {
+            None => None,
+            Some(places) => match places.clone().try_acquire_owned() {
+                Ok(place) => Some(place),
+                Err(_) => {
+                    if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                        tracing::warn!(
+                            max_connections = options.max_connections,
+                            "connection limit reached: new connections wait until one closes"
+                        );
+                        warned_full = Some(Instant::now());
+                    }
+                    tokio::select! {
+                        () = shutdown.as_mut() => break,
+                        Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                        place = places.clone().acquire_owned() => place.ok(),
+                    }
+                }
+            },
+        };
         let (stream, peer) = tokio::select! {
             () = shutdown.as_mut() => break,
             // Finished connections are reaped as they end.
@@ -194,27 +289,26 @@ pub async fn serve_with_shutdown(
         };
         let _ = stream.set_nodelay(true);
         let stop = stopping.subscribe();
-        let Some(acceptor) = &tls else {
-            connections.spawn(serve_connection(
-                http.clone(),
-                app.clone(),
-                stream,
-                peer,
-                options.idle_timeout,
-                stop,
-            ));
+        let (http, app, trusted, idle) = (
+            http.clone(),
+            app.clone(),
+            trusted.clone(),
+            options.idle_timeout,
+        );
+        let Some(tls) = &options.tls else {
+            connections.spawn(async move {
+                let _place = place;
+                serve_connection(http, app, stream, peer, idle, trusted, stop).await;
+            });
             continue;
         };
         // The handshake runs in the connection's own task, so a client
-        // that never finishes it holds nothing but its socket, and only
-        // until the header-read timeout.
-        let (acceptor, http, app, idle) = (
-            acceptor.clone(),
-            http.clone(),
-            app.clone(),
-            options.idle_timeout,
-        );
+        // that never finishes it holds nothing but its socket (and its
+        // place), and only until the header-read timeout. Each handshake
+        // uses the certificate served at the time.
+        let acceptor = tls.acceptor();
         connections.spawn(async move {
+            let _place = place;
             let handshake = acceptor.accept(stream);
             let accepted = match handshake_timeout {
                 Some(limit) => match tokio::time::timeout(limit, handshake).await {
@@ -227,13 +321,18 @@ pub async fn serve_with_shutdown(
                 None => handshake.await,
             };
             match accepted {
-                Ok(tls_stream) => serve_connection(http, app, tls_stream, peer, idle, stop).await,
+                Ok(tls_stream) => {
+                    serve_connection(http, app, tls_stream, peer, idle, trusted, stop).await;
+                }
                 Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             }
         });
     }
     drop(listener);
     cleanup.abort();
+    if let Some(watcher) = tls_watch {
+        watcher.abort();
+    }
     stopping.send_replace(true);
     let grace = options.shutdown_grace;
     tracing::info!(
@@ -258,6 +357,21 @@ pub async fn serve_with_shutdown(
     Ok(())
 }
 
+/// Checks the TLS files every [`TLS_RELOAD_CHECK`] and serves a new
+/// certificate and key when they changed and can be used.
+async fn watch_tls(tls: TlsConfig) {
+    let mut tick = tokio::time::interval(TLS_RELOAD_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once: the files were just read.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let tls = tls.clone();
+        // Reading files blocks: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+    }
+}
+
 /// The HTTP/1 server settings: hyper's header-read timeout (which also
 /// closes a kept-alive connection idle for that long).
 fn http1(options: &ServeOptions) -> hyper::server::conn::http1::Builder {
@@ -268,17 +382,19 @@ fn http1(options: &ServeOptions) -> hyper::server::conn::http1::Builder {
     http
 }
 
-/// Serves one accepted connection (plain TCP here; a TLS stream works the
-/// same): the peer's address goes to each request as axum's
-/// `ConnectInfo`, and writes the client does not read for `idle` fail.
-/// Once `stop` turns `true` the connection finishes the request in flight
-/// (closing at once when idle) and closes.
+/// Serves one accepted connection (plain TCP or a TLS stream): the peer's
+/// address goes to each request as axum's `ConnectInfo`, writes the client
+/// does not read for `idle` fail, and each request gets an access log line
+/// (its client found behind `trusted` proxies). Once `stop` turns `true`
+/// the connection finishes the request in flight (closing at once when
+/// idle) and closes.
 pub(crate) async fn serve_connection<I>(
     http: hyper::server::conn::http1::Builder,
     app: Router,
     io: I,
     peer: SocketAddr,
     idle: Duration,
+    trusted: Arc<[Cidr]>,
     stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -286,7 +402,22 @@ pub(crate) async fn serve_connection<I>(
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request.map(Body::new))
+            let record = AccessRecord::start(&request, peer, &trusted);
+            let received = record.received.clone();
+            let request = request.map(|body| {
+                Body::new(CountedBody {
+                    inner: Body::new(body),
+                    received,
+                })
+            });
+            let app = app.clone();
+            async move {
+                let response = match app.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                Ok::<_, Infallible>(record.finish(response))
+            }
         });
     let io = TokioIo::new(WriteStallTimeout::new(io, idle));
     let mut connection = std::pin::pin!(http.serve_connection(io, service));
@@ -312,8 +443,366 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn clipped(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What the access log line of one request says, gathered as it is
+/// served; written when its answer is sent or abandoned.
+#[derive(Debug)]
+struct AccessRecord {
+    client: Option<IpAddr>,
+    method: Method,
+    path: String,
+    started: Instant,
+    received: Arc<AtomicU64>,
+    status: u16,
+    request_id: Option<String>,
+}
+
+impl AccessRecord {
+    /// Starts the record of `request` from `peer`.
+    fn start<B>(request: &hyper::Request<B>, peer: SocketAddr, trusted: &[Cidr]) -> Self {
+        Self {
+            client: client_address(Some(peer.ip()), request.headers(), trusted),
+            method: request.method().clone(),
+            path: clipped(request.uri().path(), LOGGED_PATH_BYTES).to_string(),
+            started: Instant::now(),
+            received: Arc::default(),
+            status: 0,
+            request_id: None,
+        }
+    }
+
+    /// The response, its body counted and logged when it ends.
+    fn finish(mut self, response: Response) -> Response {
+        self.status = response.status().as_u16();
+        self.request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        response.map(|body| {
+            Body::new(LoggedBody {
+                inner: body,
+                record: self,
+                sent: 0,
+                complete: false,
+            })
+        })
+    }
+
+    /// Writes the line: `sent` bytes of the body went out, all of it when
+    /// `complete`.
+    fn log(&self, sent: u64, complete: bool) {
+        let client = self.client.map(|c| c.to_string()).unwrap_or_default();
+        let request_id = self.request_id.as_deref().unwrap_or("-");
+        let received = self.received.load(Ordering::Relaxed);
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (method, path, status) = (&self.method, &self.path, self.status);
+        macro_rules! access_line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "stowage_registry::access",
+                    client = %client,
+                    method = %method,
+                    path = ?path,
+                    status,
+                    bytes_sent = sent,
+                    bytes_received = received,
+                    duration_ms,
+                    request_id,
+                    complete,
+                    "request"
+                )
+            };
+        }
+        if path == "/healthz" || path == "/readyz" {
+            access_line!(debug);
+        } else {
+            access_line!(info);
+        }
+    }
+}
+
+/// A request body whose bytes are counted as they arrive.
+struct CountedBody {
+    inner: Body,
+    received: Arc<AtomicU64>,
+}
+
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.received
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body whose bytes are counted as they go out; the request's
+/// access log line is written when it is dropped (sent, or abandoned by a
+/// client that went away).
+struct LoggedBody {
+    inner: Body,
+    record: AccessRecord,
+    sent: u64,
+    complete: bool,
+}
+
+impl HttpBody for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let complete = self.complete || self.inner.is_end_stream();
+        self.record.log(self.sent, complete);
+    }
+}
+
+/// What tells one version of a watched file from another (the htpasswd
+/// file, the TLS certificate and key): modification time, size and, on
+/// Unix, the inode and change time, so a file replaced by a rename (as
+/// editors and Kubernetes secret updates do) is a new version even with
+/// an old modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileVersion {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+    changed: (i64, i64),
+}
+
+impl FileVersion {
+    /// The version of `path` (symbolic links followed); `None` when it
+    /// cannot be looked at (missing, or no permission).
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let (inode, changed) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ino(), (meta.ctime(), meta.ctime_nsec()))
+        };
+        #[cfg(not(unix))]
+        let (inode, changed) = (0, (0, 0));
+        Some(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+            changed,
+        })
+    }
+}
+
+/// `/readyz`'s memory of the storage probe: its last answer, reused for
+/// [`READY_CACHE`], so probes cost at most one storage round trip every
+/// few seconds however often they come (concurrent ones wait for the probe
+/// in flight).
+#[derive(Debug, Default)]
+pub(crate) struct Readiness {
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Readiness {
+    /// Whether `storage` answers, from the last probe when it is recent.
+    pub(crate) async fn storage_ready(&self, storage: &dyn Storage) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, ready)) = *last {
+            if at.elapsed() < READY_CACHE {
+                return ready;
+            }
+        }
+        let ready = storage_answers(storage).await;
+        *last = Some((Instant::now(), ready));
+        ready
+    }
+}
+
+/// Whether the storage answers a listing of a prefix that holds nothing
+/// (a `ListObjectsV2` on S3: cheap, and it fails on a missing bucket, bad
+/// credentials or an unreachable endpoint) within [`READY_TIMEOUT`]. Why
+/// not goes to the log.
+async fn storage_answers(storage: &dyn Storage) -> bool {
+    use futures::TryStreamExt;
+    let path = stowage::StoragePath::parse("repositories/_readyz").expect("a valid path");
+    let probe = async { storage.list(Some(&path)).try_next().await.map(|_| ()) };
+    let failure = match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.chain(),
+        Err(_) => format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(error = %failure, "readiness probe: storage not ready");
+    false
+}
+
+/// `GET /readyz`: 200 `ready` when the authenticator can decide and the
+/// storage answers (from a probe at most [`READY_CACHE`] old); otherwise
+/// 503 with a reason that names no bucket, endpoint, path or user (the
+/// details are in the log).
+pub(crate) async fn readyz(registry: &Registry) -> Response {
+    let not_ready = |why: &str| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(CONTENT_TYPE, "text/plain")],
+            format!("not ready: {why}\n"),
+        )
+            .into_response()
+    };
+    if let Some(auth) = &registry.authenticator {
+        if let Err(why) = auth.readiness() {
+            return not_ready(&why);
+        }
+    }
+    if !registry
+        .readiness
+        .storage_ready(registry.storage.as_ref())
+        .await
+    {
+        return not_ready("the storage does not answer");
+    }
+    ([(CONTENT_TYPE, "text/plain")], "ready\n").into_response()
+}
+
+#[cfg(test)]
+pub(crate) mod test_log {
+    //! Log events captured in tests: every event on the current thread
+    //! while the guard lives (a `#[tokio::test]` runs its tasks there), as
+    //! `LEVEL target message field=value ...` lines.
+
+    use std::fmt::Write as _;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// The lines captured so far.
+    #[derive(Debug, Default, Clone)]
+    pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
+
+    impl Lines {
+        /// Every line captured so far.
+        pub(crate) fn all(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    struct Capture(Lines);
+
+    #[derive(Default)]
+    struct Text {
+        message: String,
+        fields: String,
+    }
+
+    impl Visit for Text {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                let _ = write!(self.message, "{value:?}");
+            } else {
+                let _ = write!(self.fields, " {}={value:?}", field.name());
+            }
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+        fn event(&self, event: &Event<'_>) {
+            let mut text = Text::default();
+            event.record(&mut text);
+            let meta = event.metadata();
+            let line = format!(
+                "{} {} {}{}",
+                meta.level(),
+                meta.target(),
+                text.message,
+                text.fields
+            );
+            self.0 .0.lock().unwrap().push(line);
+        }
+
+        fn enter(&self, _: &Id) {}
+
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Captures the events of this thread until the guard is dropped.
+    pub(crate) fn capture() -> (Lines, tracing::dispatcher::DefaultGuard) {
+        let lines = Lines::default();
+        let dispatch = tracing::Dispatch::new(Capture(lines.clone()));
+        (lines, tracing::dispatcher::set_default(&dispatch))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use sha2::Digest as _;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -472,5 +961,198 @@ mod tests {
         assert!(asked.elapsed() >= Duration::from_millis(250));
         let cut = read_to_close(&mut patch).await;
         assert!(!cut.starts_with("HTTP/1.1 202"), "{cut}");
+    }
+
+    /// The value of header `name` in a raw HTTP answer.
+    fn header_value(answer: &str, name: &str) -> String {
+        answer
+            .lines()
+            .find_map(|l| {
+                let (n, value) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name}: {answer}"))
+    }
+
+    /// Past `max_connections`, a new connection is not served until one
+    /// closes; then it is.
+    #[tokio::test]
+    async fn connections_past_the_limit_wait_until_one_closes() {
+        let storage: Arc<dyn Storage> = Arc::new(stowage::local::LocalStorage::in_memory());
+        let state = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut options = serve_options(state.path());
+        options.max_connections = 2;
+        let server = tokio::spawn(serve(storage, listener, options));
+        // Two kept-alive connections take both places.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut status = [0u8; 12];
+            c.read_exact(&mut status).await.unwrap();
+            assert_eq!(&status, b"HTTP/1.1 200");
+            held.push(c);
+        }
+        // A third one connects (the kernel's backlog) but is not served.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut status = [0u8; 12];
+        let early = tokio::time::timeout(Duration::from_millis(500), third.read_exact(&mut status));
+        assert!(early.await.is_err(), "served past the connection limit");
+        // One closes: the third is served.
+        drop(held.pop());
+        let answer = read_to_close(&mut third).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.abort();
+    }
+
+    #[test]
+    fn serve_defaults_limit_uploads_and_connections() {
+        let options = ServeOptions::default();
+        assert_eq!(options.max_upload_size, Some(10 << 30));
+        assert_eq!(options.max_connections, 1024);
+        let storage: Arc<dyn Storage> = Arc::new(stowage::local::LocalStorage::in_memory());
+        let registry = build(storage.clone(), &options).unwrap();
+        assert_eq!(registry.max_upload_size, Some(10 << 30));
+        let unlimited = ServeOptions {
+            max_upload_size: Some(0),
+            ..ServeOptions::default()
+        };
+        assert_eq!(build(storage, &unlimited).unwrap().max_upload_size, None);
+    }
+
+    /// Each request is logged once answered: the client (behind a trusted
+    /// proxy), method, path without its query, status, bytes each way,
+    /// duration and request id; never a header's value.
+    #[tokio::test]
+    async fn access_log_lines_name_the_client_status_bytes_and_request_id() {
+        let (lines, guard) = test_log::capture();
+        let storage: Arc<dyn Storage> = Arc::new(stowage::local::LocalStorage::in_memory());
+        let state = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut options = serve_options(state.path());
+        options.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        let server = tokio::spawn(serve(storage, listener, options));
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"hello")));
+        let token = "YWxpY2U6Y29ycmVjdC1ob3JzZQ==";
+        let pushed = exchange(
+            addr,
+            &format!(
+                "POST /v2/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nhost: x\r\n\
+                 authorization: Basic {token}\r\nx-forwarded-for: 198.51.100.9\r\n\
+                 content-length: 5\r\nconnection: close\r\n\r\nhello"
+            ),
+        )
+        .await;
+        assert!(pushed.starts_with("HTTP/1.1 201"), "{pushed}");
+        let id = header_value(&pushed, "x-request-id");
+        let pulled = exchange(
+            addr,
+            &format!("GET /v2/app/blobs/{digest} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            pulled.starts_with("HTTP/1.1 200") && pulled.ends_with("hello"),
+            "{pulled}"
+        );
+        let probe = exchange(
+            addr,
+            "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+        server.abort();
+        drop(guard);
+
+        let all = lines.all();
+        let access: Vec<&String> = all
+            .iter()
+            .filter(|l| l.contains("stowage_registry::access"))
+            .collect();
+        let push = access
+            .iter()
+            .find(|l| l.contains("method=POST"))
+            .unwrap_or_else(|| panic!("no line for the push: {all:#?}"));
+        let request_id = format!("request_id=\"{id}\"");
+        for part in [
+            "INFO ",
+            "client=198.51.100.9",
+            "path=\"/v2/app/blobs/uploads/\"",
+            "status=201",
+            "bytes_received=5",
+            "duration_ms=",
+            "complete=true",
+            request_id.as_str(),
+        ] {
+            assert!(push.contains(part), "{part} not in {push}");
+        }
+        assert!(!push.contains("?digest"), "{push}");
+        let pull = access
+            .iter()
+            .find(|l| l.contains("method=GET") && l.contains("/blobs/sha256:"))
+            .unwrap_or_else(|| panic!("no line for the pull: {all:#?}"));
+        for part in ["client=127.0.0.1", "status=200", "bytes_sent=5"] {
+            assert!(pull.contains(part), "{part} not in {pull}");
+        }
+        assert!(
+            access
+                .iter()
+                .any(|l| l.starts_with("DEBUG") && l.contains("/healthz")),
+            "probes are logged at debug level: {access:#?}"
+        );
+        assert!(all.iter().all(|l| !l.contains(token)), "{all:#?}");
+    }
+
+    /// A storage that counts its listings (what `/readyz` asks).
+    #[derive(Debug)]
+    struct CountingLists {
+        inner: stowage::local::LocalStorage,
+        lists: AtomicU64,
+    }
+
+    impl stowage::forward::Wraps for CountingLists {
+        type Inner = stowage::local::LocalStorage;
+        fn wrapped(&self) -> &stowage::local::LocalStorage {
+            &self.inner
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for CountingLists;
+        forward [driver capabilities get put_stream put stat delete delete_prefix list_page
+                 copy download_url upload_url start_upload write_chunk complete_upload
+                 abort_upload cleanup_uploads validate metrics];
+
+        fn list(&self, prefix: Option<&stowage::StoragePath>) -> stowage::ListStream<'_> {
+            self.lists.fetch_add(1, Ordering::Relaxed);
+            self.inner.list(prefix)
+        }
+    }
+
+    /// However many probes come, one after the other or at once, the
+    /// storage is asked once per few seconds.
+    #[tokio::test]
+    async fn readiness_asks_the_storage_at_most_once_per_few_seconds() {
+        let storage = CountingLists {
+            inner: stowage::local::LocalStorage::in_memory(),
+            lists: AtomicU64::new(0),
+        };
+        let readiness = Readiness::default();
+        for _ in 0..20 {
+            assert!(readiness.storage_ready(&storage).await);
+        }
+        let at_once =
+            futures::future::join_all((0..20).map(|_| readiness.storage_ready(&storage))).await;
+        assert!(at_once.iter().all(|ready| *ready));
+        assert_eq!(storage.lists.load(Ordering::Relaxed), 1);
     }
 }

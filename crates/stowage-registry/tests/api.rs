@@ -22,10 +22,10 @@ impl Api {
     fn new() -> Self {
         let storage: Arc<dyn Storage> = Arc::new(stowage::local::LocalStorage::in_memory());
         let state = tempfile::tempdir().unwrap();
-        let registry = Arc::new(Registry::new(
-            storage.clone(),
-            UploadStore::open(state.path()).unwrap(),
-        ));
+        let registry = Arc::new(
+            Registry::new(storage.clone(), UploadStore::open(state.path()).unwrap())
+                .with_deletes(true),
+        );
         Self {
             storage,
             state,
@@ -760,7 +760,7 @@ mod hostile_clients {
 
     stowage::forward_storage! {
         impl Storage for UrlsNamingClients;
-        forward [get put_stream put stat delete delete_prefix list copy upload_url
+        forward [get put_stream put stat delete delete_prefix list list_page copy upload_url
                  start_upload write_chunk complete_upload abort_upload cleanup_uploads
                  validate metrics];
 
@@ -804,8 +804,8 @@ mod hostile_clients {
 
     stowage::forward_storage! {
         impl Storage for PanickingReads;
-        forward [capabilities put_stream put stat delete delete_prefix list copy upload_url
-                 download_url start_upload write_chunk complete_upload abort_upload
+        forward [capabilities put_stream put stat delete delete_prefix list list_page copy
+                 upload_url download_url start_upload write_chunk complete_upload abort_upload
                  cleanup_uploads validate metrics];
 
         fn driver(&self) -> &'static str {
@@ -1633,7 +1633,21 @@ mod production {
 
     #[tokio::test]
     async fn foreign_layers_are_accepted_without_their_blobs() {
-        let api = Api::new();
+        // Layers with URLs only where the operator allows them
+        // (`--manifest-urls-allow`; refused by default, see
+        // `security_review`).
+        let mut api = Api::new();
+        let allowed = stowage_registry::ManifestUrls::new(
+            vec![r"^https://example\.invalid/".parse().unwrap()],
+            Vec::new(),
+        );
+        api.registry = Arc::new(
+            Registry::new(
+                api.storage.clone(),
+                UploadStore::open(api.state.path()).unwrap(),
+            )
+            .with_manifest_urls(allowed),
+        );
         let config = push_blob(&api, "app", b"{}").await;
         let layer = push_blob(&api, "app", b"layer").await;
         let absent = Sha256Digest::of(b"never pushed");
@@ -2056,7 +2070,7 @@ mod production {
         for round in 0..8u8 {
             let (r, _) = send_to(&a, req("POST", "/v2/app/blobs/uploads/", Body::empty())).await;
             let location = header(&r, "location");
-            let len = if round % 2 == 0 {
+            let len = if round.is_multiple_of(2) {
                 4096
             } else {
                 4096 + usize::from(round)
@@ -2137,5 +2151,386 @@ mod production {
             );
             check(digest).await;
         }
+    }
+}
+
+/// The security review's findings, each pinned: the work of bcrypt
+/// bounded (429 with `Retry-After`), htpasswd failing closed, URLs in
+/// manifests only where allowed, ambiguous manifests refused, ranged blob
+/// reads redirected like the others, `/readyz` asking the storage at most
+/// once per few seconds.
+mod security_review {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use stowage::local::LocalStorage;
+    use stowage_registry::{HtpasswdAuth, ManifestUrls, OCI_INDEX};
+
+    use super::*;
+
+    fn with_basic(request: Request<Body>, user: &str, password: &str) -> Request<Body> {
+        let (mut parts, body) = request.into_parts();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        parts
+            .headers
+            .insert("authorization", format!("Basic {token}").parse().unwrap());
+        Request::from_parts(parts, body)
+    }
+
+    /// An htpasswd line for `user` with `password` (bcrypt cost 4).
+    fn htpasswd_entry(user: &str, password: &str) -> String {
+        let hash = bcrypt::hash(password, 4)
+            .unwrap()
+            .replacen("$2b$", "$2y$", 1);
+        format!("{user}:{hash}\n")
+    }
+
+    /// Replaces `file` with `text` as a new file, as editors and secret
+    /// updates do.
+    fn replace(file: &std::path::Path, text: &str) {
+        let next = file.with_extension("next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, file).unwrap();
+    }
+
+    fn text(body: &[u8]) -> String {
+        String::from_utf8_lossy(body).into_owned()
+    }
+
+    /// An image manifest of `config` and `layer`, plus a layer that is
+    /// not in the repository, with `urls`.
+    fn with_foreign_layer(config: &Sha256Digest, layer: &Sha256Digest, urls: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config.to_string(), "size": 2},
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                 "digest": layer.to_string(), "size": 5},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                 "digest": Sha256Digest::of(b"elsewhere").to_string(), "size": 100,
+                 "urls": urls},
+            ],
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn manifests_with_urls_are_refused_unless_allowed() {
+        let api = Api::new();
+        let config = push_blob(&api, "app", b"{}").await;
+        let layer = push_blob(&api, "app", b"layer").await;
+        let cdn = json!(["https://cdn.example.com/layers/x.tar.gz"]);
+
+        // By default: refused, naming the descriptor, and nothing stored.
+        let (r, body) = api
+            .send(manifest_put(
+                "/v2/app/manifests/v1",
+                with_foreign_layer(&config, &layer, cdn.clone()),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{}", text(&body));
+        assert_eq!(error_code(&body), "MANIFEST_INVALID");
+        assert!(text(&body).contains("layers[1].urls[0]"), "{}", text(&body));
+        let (r, _) = api.call("GET", "/v2/app/manifests/v1").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+        // Allowed by pattern: accepted (the layer's bytes live at the URL).
+        let allow = vec![r"^https://cdn\.example\.com/".parse().unwrap()];
+        let deny = vec![r"/private/".parse().unwrap()];
+        let registry = Arc::new(
+            Registry::new(
+                api.storage.clone(),
+                UploadStore::open(api.state.path()).unwrap(),
+            )
+            .with_manifest_urls(ManifestUrls::new(allow, deny)),
+        );
+        let put = |urls: Value| {
+            manifest_put(
+                "/v2/app/manifests/v1",
+                with_foreign_layer(&config, &layer, urls),
+            )
+        };
+        let (r, body) = send_to(&registry, put(cdn)).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", text(&body));
+        for (urls, why) in [
+            (json!(["https://cdn.example.com/private/x"]), "is denied"),
+            (json!(["https://tracker.example.net/x"]), "matches no"),
+            (
+                json!(["http://cdn.example.com@tracker.example.net/x"]),
+                "credentials",
+            ),
+            (json!(["file:///etc/passwd"]), "http or https"),
+        ] {
+            let (r, body) = send_to(&registry, put(urls.clone())).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{urls}");
+            assert_eq!(error_code(&body), "MANIFEST_INVALID");
+            assert!(text(&body).contains(why), "{urls}: {}", text(&body));
+        }
+    }
+
+    #[tokio::test]
+    async fn ambiguous_manifests_and_other_schema_versions_are_refused() {
+        let api = Api::new();
+        let config = push_blob(&api, "app", b"{}").await;
+        let layer = push_blob(&api, "app", b"layer").await;
+        let image: Value = serde_json::from_slice(&manifest(&config, &[(&layer, 5)])).unwrap();
+        let (r, _) = api
+            .send(manifest_put(
+                "/v2/app/manifests/child",
+                serde_json::to_vec(&image).unwrap(),
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let child = Sha256Digest::of(&serde_json::to_vec(&image).unwrap());
+
+        // Both an image manifest and an index (CVE-2021-41190), whatever
+        // it claims to be.
+        let mut both = image.clone();
+        both["manifests"] = json!([{"mediaType": OCI_MANIFEST,
+                                    "digest": child.to_string(), "size": 10}]);
+        for media_type in [OCI_MANIFEST, OCI_INDEX] {
+            let mut doc = both.clone();
+            doc["mediaType"] = json!(media_type);
+            let request = Request::builder()
+                .method("PUT")
+                .uri("/v2/app/manifests/ambiguous")
+                .header("content-type", media_type)
+                .body(Body::from(serde_json::to_vec(&doc).unwrap()))
+                .unwrap();
+            let (r, body) = api.send(request).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{media_type}");
+            assert_eq!(error_code(&body), "MANIFEST_INVALID");
+            assert!(text(&body).contains("both"), "{}", text(&body));
+        }
+        let (r, _) = api.call("GET", "/v2/app/manifests/ambiguous").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was stored");
+
+        for version in [json!(1), json!(3), json!("2"), Value::Null] {
+            let mut doc = image.clone();
+            doc["schemaVersion"] = version.clone();
+            let (r, body) = api
+                .send(manifest_put(
+                    "/v2/app/manifests/old",
+                    serde_json::to_vec(&doc).unwrap(),
+                ))
+                .await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{version}");
+            assert_eq!(error_code(&body), "MANIFEST_INVALID");
+            assert!(text(&body).contains("schemaVersion"), "{}", text(&body));
+        }
+    }
+
+    /// Local storage with direct download URLs (as S3 and CloudFront).
+    #[derive(Debug)]
+    struct DirectUrls(LocalStorage);
+
+    impl stowage::forward::Wraps for DirectUrls {
+        type Inner = LocalStorage;
+        fn wrapped(&self) -> &LocalStorage {
+            &self.0
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for DirectUrls;
+        forward [get put_stream put stat delete delete_prefix list list_page copy upload_url
+                 start_upload write_chunk complete_upload abort_upload cleanup_uploads
+                 validate metrics];
+
+        fn driver(&self) -> &'static str {
+            "direct-urls"
+        }
+
+        fn capabilities(&self) -> stowage::Capabilities {
+            self.0.capabilities().with_direct_urls(true)
+        }
+
+        async fn download_url(
+            &self,
+            path: &StoragePath,
+            _options: &stowage::DownloadUrlOptions,
+        ) -> stowage::Result<Option<stowage::DirectUrl>> {
+            Ok(Some(stowage::DirectUrl::new(
+                format!("https://cdn.example/{path}"),
+                stowage::UrlMethod::Get,
+                chrono::Utc::now() + chrono::Duration::minutes(10),
+                stowage::UrlSource::S3Presigned,
+            )))
+        }
+    }
+
+    /// A ranged blob read goes to the CDN like any other (the client sends
+    /// its `Range` there); with `--no-redirect` the registry serves it.
+    #[tokio::test]
+    async fn ranged_blob_gets_are_redirected_too() {
+        let storage: Arc<dyn Storage> = Arc::new(DirectUrls(LocalStorage::in_memory()));
+        let state = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::new(
+            storage.clone(),
+            UploadStore::open(state.path()).unwrap(),
+        ));
+        let api = Api {
+            storage,
+            state,
+            registry,
+        };
+        let digest = push_blob(&api, "app", b"0123456789").await;
+        let ranged = |digest: &Sha256Digest| {
+            Request::builder()
+                .uri(format!("/v2/app/blobs/{digest}"))
+                .header("range", "bytes=2-5")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (r, _) = api.send(ranged(&digest)).await;
+        assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert!(
+            header(&r, "location").starts_with("https://cdn.example/blobs/"),
+            "{}",
+            header(&r, "location")
+        );
+        // A blob the repository does not have is not redirected.
+        let (r, body) = api.send(ranged(&Sha256Digest::of(b"absent"))).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(error_code(&body), "BLOB_UNKNOWN");
+
+        let served = Arc::new(
+            Registry::new(
+                api.storage.clone(),
+                UploadStore::open(api.state.path()).unwrap(),
+            )
+            .without_redirects(),
+        );
+        let (r, body) = send_to(&served, ranged(&digest)).await;
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(body, b"2345");
+    }
+
+    /// Local storage counting its listings (what `/readyz` asks).
+    #[derive(Debug)]
+    struct CountingLists(LocalStorage, AtomicU64);
+
+    impl stowage::forward::Wraps for CountingLists {
+        type Inner = LocalStorage;
+        fn wrapped(&self) -> &LocalStorage {
+            &self.0
+        }
+    }
+
+    stowage::forward_storage! {
+        impl Storage for CountingLists;
+        forward [driver capabilities get put_stream put stat delete delete_prefix list_page
+                 copy download_url upload_url start_upload write_chunk complete_upload
+                 abort_upload cleanup_uploads validate metrics];
+
+        fn list(&self, prefix: Option<&StoragePath>) -> stowage::ListStream<'_> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            self.0.list(prefix)
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_asks_the_storage_at_most_once_per_few_seconds() {
+        let storage = Arc::new(CountingLists(LocalStorage::in_memory(), AtomicU64::new(0)));
+        let state = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::new(
+            storage.clone(),
+            UploadStore::open(state.path()).unwrap(),
+        ));
+        for _ in 0..30 {
+            let (r, _) = send_to(&registry, req("GET", "/readyz", Body::empty())).await;
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let at_once = futures::future::join_all(
+            (0..20).map(|_| send_to(&registry, req("GET", "/readyz", Body::empty()))),
+        )
+        .await;
+        assert!(at_once.iter().all(|(r, _)| r.status() == StatusCode::OK));
+        assert_eq!(storage.1.load(Ordering::Relaxed), 1);
+    }
+
+    /// When the htpasswd file goes away or turns invalid, every credential
+    /// is refused (the ones verified before too) and `/readyz` says why
+    /// (naming neither the file nor a user) until a valid file is back.
+    #[tokio::test]
+    async fn htpasswd_fails_closed_and_readyz_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, htpasswd_entry("alice", "s3cret")).unwrap();
+        let auth = HtpasswdAuth::open(&file)
+            .unwrap()
+            .with_reload_interval(Duration::ZERO);
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let registry = Arc::new(
+            Registry::new(storage.clone(), UploadStore::in_storage(storage))
+                .with_authenticator(Arc::new(auth)),
+        );
+        let base = || with_basic(req("GET", "/v2/", Body::empty()), "alice", "s3cret");
+        let readyz = || req("GET", "/readyz", Body::empty());
+        let (r, _) = send_to(&registry, base()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let (r, _) = send_to(&registry, readyz()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+
+        std::fs::remove_file(&file).unwrap();
+        let (r, body) = send_to(&registry, base()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", text(&body));
+        assert_eq!(error_code(&body), "UNAUTHORIZED");
+        let (r, body) = send_to(&registry, readyz()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let why = text(&body);
+        assert!(why.contains("htpasswd") && why.contains("missing"), "{why}");
+
+        replace(&file, "alice:$apr1$x$y\n");
+        let (r, _) = send_to(&registry, base()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let (r, body) = send_to(&registry, readyz()).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let why = text(&body);
+        assert!(why.contains("not valid"), "{why}");
+        for secret in ["alice", "$apr1$", dir.path().to_str().unwrap()] {
+            assert!(!why.contains(secret), "{secret} in {why}");
+        }
+
+        replace(&file, &htpasswd_entry("alice", "s3cret"));
+        let (r, _) = send_to(&registry, base()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let (r, _) = send_to(&registry, readyz()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    /// A user with too many failed attempts within 30 s gets 429
+    /// `TOOMANYREQUESTS` with `Retry-After` for new credentials, without
+    /// any bcrypt; credentials verified before keep working.
+    #[tokio::test]
+    async fn too_many_failures_for_a_user_get_429_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, htpasswd_entry("alice", "s3cret")).unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::in_memory());
+        let registry = Arc::new(
+            Registry::new(storage.clone(), UploadStore::in_storage(storage))
+                .with_authenticator(Arc::new(HtpasswdAuth::open(&file).unwrap())),
+        );
+        let base =
+            |password: &str| with_basic(req("GET", "/v2/", Body::empty()), "alice", password);
+        let (r, _) = send_to(&registry, base("s3cret")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        for i in 0..50 {
+            let (r, _) = send_to(&registry, base(&format!("guess-{i}"))).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+        }
+        let (r, body) = send_to(&registry, base("guess-next")).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{}", text(&body));
+        assert_eq!(error_code(&body), "TOOMANYREQUESTS");
+        let wait: u64 = header(&r, "retry-after").parse().unwrap();
+        assert!((1..=30).contains(&wait), "{wait}");
+        assert!(header(&r, "www-authenticate").is_empty());
+        // Verified before the attack: still fine.
+        let (r, _) = send_to(&registry, base("s3cret")).await;
+        assert_eq!(r.status(), StatusCode::OK);
     }
 }

@@ -36,8 +36,14 @@ pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PartChecksum {
-    /// `md5` on `http://` endpoints, `sha256` otherwise (`auto`, the
-    /// default): see [`S3Config::part_checksum_in_use`].
+    /// The cheapest check the server is seen to make (`auto`, the
+    /// default): a CRC32C on single PUTs, which servers that verify
+    /// flexible checksums (AWS, Garage, MinIO) check and echo, with a
+    /// Content-MD5 until the server has echoed one; parts sent unsigned
+    /// while their MD5 is computed beside the send and compared with the
+    /// ETag the server answers (the MD5 of what it received), a part that
+    /// differs sent again before the upload completes. With SSE-KMS or
+    /// SSE-C, whose ETags are not MD5s, parts carry a Content-MD5.
     Auto,
     /// A Content-MD5 on every body, sent as `UNSIGNED-PAYLOAD` (`md5`).
     /// The server computes a part's MD5 for its ETag anyway, so checking
@@ -207,25 +213,21 @@ impl S3Config {
         self
     }
 
-    /// The checksum written bodies carry: `part_checksum` with `auto`
-    /// resolved, to `md5` for an `http://` endpoint (nothing else protects
-    /// the bytes there, and MD5 is the check that costs the server
-    /// nothing) and to `sha256` over HTTPS or with no endpoint set (AWS).
+    /// The checksum written bodies carry: `part_checksum`, with `auto`
+    /// resolved to `md5` when server-side encryption with KMS or customer
+    /// keys makes ETags other than MD5s (nothing then compares a part's
+    /// MD5 with its ETag).
     pub fn part_checksum_in_use(&self) -> PartChecksum {
-        match self.part_checksum {
-            PartChecksum::Auto => {
-                let plain = self
-                    .endpoint
-                    .as_deref()
-                    .is_some_and(|e| e.to_ascii_lowercase().starts_with("http://"));
-                if plain {
-                    PartChecksum::Md5
-                } else {
-                    PartChecksum::Sha256
-                }
-            }
-            other => other,
+        match (self.part_checksum, &self.sse) {
+            (PartChecksum::Auto, ServerSideEncryption::Kms { .. }) => PartChecksum::Md5,
+            (other, _) => other,
         }
+    }
+
+    /// Whether parts are checked by comparing their MD5, computed beside
+    /// the send, with the ETag the server answers (`auto`).
+    pub fn checks_part_etags(&self) -> bool {
+        self.part_checksum_in_use() == PartChecksum::Auto
     }
 
     /// The timeout of one attempt of a request that sends `size` body
@@ -239,7 +241,8 @@ impl S3Config {
         (self.first_byte_timeout + transfer).min(self.request_timeout)
     }
 
-    /// Whether UploadPart and PutObject carry a Content-MD5.
+    /// Whether UploadPart and PutObject carry a Content-MD5 (`md5`; with
+    /// `auto`, single PUTs do until the server has shown it checks CRC32C).
     pub fn sends_content_md5(&self) -> bool {
         self.part_checksum_in_use() == PartChecksum::Md5
     }
@@ -658,16 +661,20 @@ mod tests {
         assert_eq!(c.max_attempts, 15);
         assert_eq!(c.retry_timeout, Duration::from_secs(180));
         assert_eq!(c.part_checksum, PartChecksum::Auto);
-        assert_eq!(c.part_checksum_in_use(), PartChecksum::Sha256, "AWS");
-        assert!(c.signs_payload() && !c.sends_content_md5());
+        assert_eq!(c.part_checksum_in_use(), PartChecksum::Auto, "AWS");
+        assert!(c.checks_part_etags() && !c.signs_payload() && !c.sends_content_md5());
         let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "HTTP://127.0.0.1:7480"}"#).unwrap();
-        assert_eq!(c.part_checksum_in_use(), PartChecksum::Md5);
-        assert!(
-            c.sends_content_md5() && !c.signs_payload(),
-            "plain HTTP: Content-MD5 with an unsigned payload"
+        assert_eq!(c.part_checksum_in_use(), PartChecksum::Auto);
+        let c = parse(
+            r#"{"s3_bucket": "bkt", "s3_server_side_encryption": "aws:kms", "s3_sse_kms_key_id": "k"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.part_checksum_in_use(),
+            PartChecksum::Md5,
+            "KMS ETags are not MD5s: Content-MD5 instead"
         );
-        let c = parse(r#"{"s3_bucket": "bkt", "endpoint_url": "https://s3.example"}"#).unwrap();
-        assert_eq!(c.part_checksum_in_use(), PartChecksum::Sha256);
+        assert!(c.sends_content_md5() && !c.checks_part_etags());
         let c = parse(
             r#"{"s3_bucket": "bkt", "endpoint_url": "http://127.0.0.1:7480", "s3_part_checksum": "SHA256"}"#,
         )

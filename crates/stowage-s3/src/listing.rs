@@ -1,12 +1,14 @@
 //! Listings: ListObjectsV2 paged by hand, so that a dropped or repeated
 //! continuation token fails instead of ending short or looping; the marker
-//! check ListMultipartUploads shares.
+//! check ListMultipartUploads shares; and `list_page`, one ListObjectsV2
+//! request with Prefix, Delimiter, StartAfter and MaxKeys.
 
 use std::collections::HashSet;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use futures::TryStreamExt;
-use stowage_core::{Error, ListStream, ObjectMeta, Result, StoragePath};
+use stowage_core::listing::{PageBuilder, MAX_PAGE_ENTRIES};
+use stowage_core::{Error, ListOptions, ListPage, ListStream, ObjectMeta, Result, StoragePath};
 
 use crate::error::{from_sdk, DRIVER};
 use crate::reads::to_chrono;
@@ -84,7 +86,7 @@ impl S3Storage {
         };
         stream::unfold(Some(start), move |pages| async move {
             let mut pages = pages?;
-            match self.list_page(&mut pages).await {
+            match self.list_objects_page(&mut pages).await {
                 Ok((objects, more)) => {
                     let items: Vec<_> = objects.into_iter().map(Ok).collect();
                     Some((stream::iter(items), more.then_some(pages)))
@@ -98,7 +100,7 @@ impl S3Storage {
 
     /// One ListObjectsV2 page: its objects, and whether another follows
     /// (`pages.token` then says where it starts).
-    async fn list_page(
+    async fn list_objects_page(
         &self,
         pages: &mut ListPages,
     ) -> Result<(Vec<(String, aws_sdk_s3::types::Object)>, bool)> {
@@ -150,11 +152,159 @@ impl S3Storage {
     }
 }
 
+/// What `start_after` leaves of a listing whose full paths all start with
+/// `base` (`prefix/`, or empty for the whole storage).
+#[derive(Debug, PartialEq, Eq)]
+enum Window<'a> {
+    /// All of it: no `start_after`, or one sorting before `base` (sent as
+    /// is, some servers, Garage among them, would end the listing at the
+    /// first key outside the prefix and return nothing).
+    Whole,
+    /// The keys after this full path.
+    After(&'a str),
+    /// Nothing: `start_after` sorts after every path below `base`.
+    Empty,
+}
+
+fn window<'a>(base: &str, start_after: Option<&'a str>) -> Window<'a> {
+    match start_after {
+        None | Some("") => Window::Whole,
+        Some(s) if s.starts_with(base) => Window::After(s),
+        Some(s) if s < base => Window::Whole,
+        Some(_) => Window::Empty,
+    }
+}
+
+/// Keeps the largest of the full paths an answer listed.
+fn note_last(last: &mut Option<String>, relative: &str) {
+    if last.as_deref().is_none_or(|l| relative > l) {
+        *last = Some(relative.to_string());
+    }
+}
+
+impl S3Storage {
+    /// A listed key relative to the root (a common prefix keeps its
+    /// trailing `/`), `None` outside the root.
+    fn relative_key<'k>(&self, key: &'k str) -> Option<&'k str> {
+        if self.config.root.is_empty() {
+            Some(key)
+        } else {
+            key.strip_prefix(self.config.root.as_str())?
+                .strip_prefix('/')
+        }
+    }
+
+    /// One page of [`stowage_core::Storage::list_page`]: one ListObjectsV2
+    /// request (retried like every request) with Prefix, Delimiter `/`,
+    /// StartAfter and MaxKeys. Keys and common prefixes outside the root or
+    /// not valid paths are skipped. The page is what the answer holds, even
+    /// when the server cut it short; `next_start_after` is then the last
+    /// key or common prefix it returned.
+    ///
+    /// Servers differ on a StartAfter that is a common prefix (`a/b/`) or
+    /// inside one: AWS and Ceph RGW skip the whole common prefix, Garage
+    /// returns it again. Entries up to `start_after` are dropped here, and
+    /// one more entry is asked for when that can happen, so every server
+    /// gives the same pages. An answer left with no entry at all (every
+    /// key skipped) that says more follows is continued with its
+    /// continuation token, so a page is never empty unless it is the last.
+    pub(crate) async fn list_keys_page(&self, options: ListOptions) -> Result<ListPage> {
+        let base = options.base();
+        let start_after = match window(&base, options.start_after.as_deref()) {
+            Window::Empty => return Ok(ListPage::default()),
+            Window::Whole => None,
+            Window::After(relative) => Some(relative),
+        };
+        let size = options.page_size();
+        // A directory named by `start_after` may come back first.
+        let repeated_dir = options.delimiter
+            && start_after.is_some_and(|s| s.get(base.len()..).is_some_and(|r| r.contains('/')));
+        let ask = if repeated_dir {
+            (size + 1).min(MAX_PAGE_ENTRIES)
+        } else {
+            size
+        };
+        let max_keys = i32::try_from(ask).unwrap_or(1000);
+        let start_key = start_after.map(|s| self.key_of(s));
+        let delimiter = options.delimiter.then(|| "/".to_string());
+        let shown = self.list_prefix(options.prefix.as_ref());
+        let what = format!("s3://{}/{}", self.bucket(), shown);
+
+        let mut page = PageBuilder::new(&options);
+        let mut token: Option<String> = None;
+        let mut seen = HashSet::new();
+        let mut listed = 0u64;
+        let mut last: Option<String> = None;
+        loop {
+            let continuing = token.clone();
+            let answer = self
+                .retrying("ListObjectsV2", &shown, || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(self.bucket())
+                        .prefix(&shown)
+                        .set_delimiter(delimiter.clone())
+                        .set_start_after(if continuing.is_none() {
+                            start_key.clone()
+                        } else {
+                            None
+                        })
+                        .set_continuation_token(continuing.clone())
+                        .max_keys(max_keys)
+                        .send()
+                })
+                .await
+                .map_err(|e| from_sdk(e, self.op("ListObjectsV2", &shown), &shown))?;
+            for object in answer.contents() {
+                let Some(key) = object.key() else { continue };
+                let Some(relative) = self.relative_key(key) else {
+                    continue;
+                };
+                note_last(&mut last, relative);
+                let Some(path) = self.path_of(key) else {
+                    tracing::warn!(key = %key, "skipping a key that is not a valid storage path");
+                    continue;
+                };
+                page.push_listed(
+                    ObjectMeta::new(path, object.size().unwrap_or(0).max(0) as u64)
+                        .with_etag(object.e_tag().map(str::to_string))
+                        .with_last_modified(to_chrono(object.last_modified())),
+                );
+            }
+            for common in answer.common_prefixes() {
+                let Some(key) = common.prefix() else { continue };
+                let Some(relative) = self.relative_key(key) else {
+                    continue;
+                };
+                note_last(&mut last, relative);
+                let Some(dir) = key.strip_suffix('/').and_then(|k| self.path_of(k)) else {
+                    tracing::warn!(prefix = %key, "skipping a prefix that is not a valid path");
+                    continue;
+                };
+                page.push_prefix(dir);
+            }
+            listed += (answer.contents().len() + answer.common_prefixes().len()) as u64;
+            token = next_page_marker(
+                "ListObjectsV2",
+                &what,
+                answer.is_truncated(),
+                answer.next_continuation_token().map(str::to_string),
+                &mut seen,
+                listed,
+            )?;
+            if token.is_none() || !page.is_empty() {
+                break;
+            }
+        }
+        Ok(page.finish(token.and(last)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
-    use super::next_page_marker;
+    use super::{next_page_marker, window, Window};
 
     #[test]
     fn listing_markers_end_follow_or_fail() {
@@ -200,5 +350,19 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn start_after_outside_the_prefix_lists_all_or_nothing() {
+        assert_eq!(window("l/", None), Window::Whole);
+        assert_eq!(window("l/", Some("")), Window::Whole);
+        assert_eq!(window("l/", Some("a")), Window::Whole);
+        assert_eq!(window("l/", Some("l")), Window::Whole);
+        assert_eq!(window("l/", Some("l-sibling")), Window::Whole);
+        assert_eq!(window("l/", Some("l/")), Window::After("l/"));
+        assert_eq!(window("l/", Some("l/b/")), Window::After("l/b/"));
+        assert_eq!(window("l/", Some("l0")), Window::Empty);
+        assert_eq!(window("l/", Some("m")), Window::Empty);
+        assert_eq!(window("", Some("m")), Window::After("m"));
     }
 }

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::error::{from_sdk, DRIVER};
 use crate::retry::transient_cause;
-use crate::writes::{body_md5, send_body};
+use crate::writes::{body_md5, content_md5, md5_hex, send_body};
 use crate::S3Storage;
 
 impl S3Storage {
@@ -180,6 +180,35 @@ fn sdk_retries(sdk: &aws_sdk_s3::Client) -> bool {
 }
 
 impl S3Multipart {
+    /// UploadPart with a Content-MD5 the server checks on arrival (for a
+    /// server whose ETags are not MD5s).
+    async fn upload_part_with_md5(&self, number: u32, data: Bytes) -> Result<CompletedPart> {
+        let s = &self.storage;
+        let size = data.len() as u64;
+        let md5 = Some(content_md5(data.clone()).await);
+        let out = s
+            .retrying("UploadPart", &self.key, || {
+                let request = s
+                    .client
+                    .upload_part()
+                    .bucket(s.bucket())
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number as i32)
+                    .content_length(size as i64)
+                    .set_content_md5(md5.clone())
+                    .body(SdkBody::from(data.clone()));
+                send_body!(s, request, size)
+            })
+            .await
+            .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
+        Ok(CompletedPart {
+            number,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            size,
+        })
+    }
+
     /// AbortMultipartUpload, retried: `true` when it aborted the upload,
     /// `false` when there was none (completed or aborted already).
     pub(crate) async fn abort_upload(&self) -> Result<bool> {
@@ -318,29 +347,75 @@ impl MultipartSink for S3Multipart {
         let s = &self.storage;
         let size = data.len() as u64;
         let md5 = body_md5(&s.config, &data).await;
-        let out = s
-            .retrying("UploadPart", &self.key, || {
-                let request = s
-                    .client
-                    .upload_part()
-                    .bucket(s.bucket())
-                    .key(&self.key)
-                    .upload_id(&self.upload_id)
-                    .part_number(number as i32)
-                    .content_length(size as i64)
-                    .set_content_md5(md5.clone())
-                    .body(SdkBody::from(data.clone()));
-                send_body!(s, request, size)
-            })
-            .await
-            .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
-        Ok(CompletedPart {
-            number,
-            etag: out.e_tag().unwrap_or_default().to_string(),
-            size,
-        })
+        // `auto`: the part's MD5 is computed beside the send, then compared
+        // with the ETag the server answers (the MD5 of what it received).
+        let by_etag = s.config.checks_part_etags();
+        let mut damaged = 0u32;
+        loop {
+            let expected = by_etag.then(|| tokio::spawn(md5_hex(data.clone())));
+            let out = s
+                .retrying("UploadPart", &self.key, || {
+                    let request = s
+                        .client
+                        .upload_part()
+                        .bucket(s.bucket())
+                        .key(&self.key)
+                        .upload_id(&self.upload_id)
+                        .part_number(number as i32)
+                        .content_length(size as i64)
+                        .set_content_md5(md5.clone())
+                        .body(SdkBody::from(data.clone()));
+                    send_body!(s, request, size)
+                })
+                .await
+                .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
+            let etag = out.e_tag().unwrap_or_default().to_string();
+            let part = CompletedPart {
+                number,
+                etag: etag.clone(),
+                size,
+            };
+            let Some(expected) = expected else {
+                return Ok(part);
+            };
+            let expected = match expected.await {
+                Ok(md5) => md5,
+                Err(_) => md5_hex(data.clone()).await,
+            };
+            let got = etag.trim_matches('"');
+            if got == expected {
+                return Ok(part);
+            }
+            if got.len() != 32 || !got.bytes().all(|b| b.is_ascii_hexdigit()) {
+                // Not an MD5: nothing to compare with. Sent again with a
+                // Content-MD5 the server checks on arrival.
+                return self.upload_part_with_md5(number, data).await;
+            }
+            damaged += 1;
+            s.retries.counters.count_retry("UploadPart");
+            tracing::warn!(
+                key = %self.key,
+                part = number,
+                etag = %got,
+                expected_md5 = %expected,
+                "the server received a part other than the one sent (its ETag is not the \
+                 part's MD5); sending it again"
+            );
+            if damaged >= s.retries.policy.max_attempts {
+                return Err(Error::backend(
+                    DRIVER,
+                    true,
+                    format!(
+                        "UploadPart s3://{}/{} part {number}: the server received other bytes \
+                         than were sent {damaged} times (ETag {got}, MD5 {expected})",
+                        s.bucket(),
+                        self.key
+                    ),
+                    std::io::Error::other("part damaged in transit"),
+                ));
+            }
+        }
     }
-
     /// CompleteMultipartUpload, retried (S3 may answer 200 with an
     /// InternalError inside). A retry answered NoSuchUpload means an
     /// earlier attempt whose answer was lost completed the upload, if a

@@ -31,6 +31,9 @@ pub struct S3Storage {
     pub(crate) part_budget: Arc<tokio::sync::Semaphore>,
     /// Where credentials come from when not from the configuration (STS).
     pub(crate) credentials: Option<SharedSource>,
+    /// Set once the server echoed a single PUT's CRC32C (it verifies
+    /// flexible checksums): later PUTs carry no Content-MD5 (writes.rs).
+    pub(crate) crc32c_verified: Arc<std::sync::atomic::AtomicBool>,
     /// The retry policy and its counters (retry.rs), shared by clones.
     pub(crate) retries: Arc<crate::retry::Retries>,
 }
@@ -99,6 +102,7 @@ impl S3Storage {
             retries: crate::retry::Retries::new(&config),
             config: Arc::new(config),
             part_copy_refused: Arc::default(),
+            crc32c_verified: Arc::default(),
             credentials,
         })
     }
@@ -216,6 +220,13 @@ impl Storage for S3Storage {
 
     fn list(&self, prefix: Option<&StoragePath>) -> ListStream<'_> {
         self.list_objects(prefix)
+    }
+
+    async fn list_page(
+        &self,
+        options: stowage_core::ListOptions,
+    ) -> Result<stowage_core::ListPage> {
+        self.list_keys_page(options).await
     }
 
     async fn copy(&self, from: &StoragePath, to: &StoragePath) -> Result<ObjectMeta> {

@@ -25,6 +25,8 @@ pub const BUILT_IN_DRIVERS: &[&str] = &[
     "RHOCSStorage",
     #[cfg(feature = "s3")]
     "IBMCloudStorage",
+    #[cfg(feature = "azure")]
+    "AzureStorage",
 ];
 
 /// Every Quay driver name stowage implements, built in or not.
@@ -36,13 +38,13 @@ pub(crate) const KNOWN_DRIVERS: &[&str] = &[
     "RadosGWStorage",
     "RHOCSStorage",
     "IBMCloudStorage",
+    "AzureStorage",
 ];
 
 /// Quay driver names stowage does not implement: a location using one is
 /// kept and refused only when used (see `docs/configuration.md`).
 pub(crate) const QUAY_ONLY_DRIVERS: &[&str] = &[
     "GoogleCloudStorage",
-    "AzureStorage",
     "SwiftStorage",
     "CloudFlareStorage",
     "AkamaiS3Storage",
@@ -72,6 +74,10 @@ pub(crate) fn parse_driver(
                 driver: kind,
                 config: Box::new(crate::quay_s3_compatible::read_s3_compatible(kind, params)?),
             }
+        }
+        #[cfg(feature = "azure")]
+        "AzureStorage" => {
+            DriverConfig::Azure(Box::new(stowage_azure::AzureConfig::from_params(params)?))
         }
         _ => return Ok(None),
     }))
@@ -137,6 +143,8 @@ pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
         DriverConfig::S3Compatible { config, .. } => {
             Arc::new(stowage_s3::S3Storage::new((**config).clone()).await?)
         }
+        #[cfg(feature = "azure")]
+        DriverConfig::Azure(c) => Arc::new(stowage_azure::AzureStorage::new((**c).clone())?),
         DriverConfig::Unsupported { driver } => {
             return Err(crate::quay_config::unsupported_error(
                 &location.name,

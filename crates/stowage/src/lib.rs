@@ -20,10 +20,13 @@
 //! | `sts` (default) | `STSS3Storage`: S3 with credentials of an assumed role (and STS keys on CloudFront locations) |
 //! | `cloudfront` (default) | `CloudFrontedS3Storage`: S3 with CloudFront signed download URLs |
 //! | `s3` (default) | `RadosGWStorage`, `RHOCSStorage`, `IBMCloudStorage`: Quay's S3-compatible drivers, with Quay's keys, on the S3 driver |
+//! | `azure` (default) | `AzureStorage`: an Azure Blob Storage container (Azure, Azurite) |
 //!
-//! Locations of Quay drivers stowage does not implement (`AzureStorage`,
-//! `GoogleCloudStorage`, `SwiftStorage`, ...) and of unknown names are kept
+//! Locations of Quay drivers stowage does not implement
+//! (`GoogleCloudStorage`, `SwiftStorage`, ...) and of unknown names are kept
 //! as [`DriverConfig::Unsupported`]: refused when used, blocking no other.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod factory;
 mod quay_config;
@@ -37,6 +40,8 @@ pub use quay_config::{DriverConfig, Location, StowageConfig, DEFAULT_LOCAL_PATH}
 #[cfg(feature = "s3")]
 pub use quay_s3_compatible::{read_s3_compatible, S3CompatibleDriver};
 
+#[cfg(feature = "azure")]
+pub use stowage_azure as azure;
 #[cfg(feature = "cloudfront")]
 pub use stowage_cloudfront as cloudfront;
 pub use stowage_core::*;

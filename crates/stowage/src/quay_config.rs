@@ -44,8 +44,11 @@ pub enum DriverConfig {
         /// The S3 configuration the location runs on.
         config: Box<stowage_s3::S3Config>,
     },
+    /// Quay's `AzureStorage`: a container of an Azure storage account.
+    #[cfg(feature = "azure")]
+    Azure(Box<stowage_azure::AzureConfig>),
     /// A location whose driver stowage does not implement (Quay's
-    /// `AzureStorage`, `GoogleCloudStorage`, ..., or an unknown name). It
+    /// `GoogleCloudStorage`, `SwiftStorage`, ..., or an unknown name). It
     /// blocks no other location: it is refused only when selected, opened
     /// or validated ([`Location::check_supported`]). Its parameters are not
     /// kept: they may hold secrets.
@@ -83,6 +86,8 @@ impl DriverConfig {
             Self::CloudFront(_) => "CloudFrontedS3Storage",
             #[cfg(feature = "s3")]
             Self::S3Compatible { driver, .. } => driver.quay_name(),
+            #[cfg(feature = "azure")]
+            Self::Azure(_) => "AzureStorage",
             Self::Unsupported { driver } => driver.as_str(),
         }
     }

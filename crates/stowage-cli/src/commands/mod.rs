@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+mod gc;
 mod iam_policy;
 mod inspect;
 mod serve;
@@ -23,9 +24,22 @@ pub(crate) async fn run(cli: Cli) -> Result<(), Failure> {
             listen,
             state_dir,
             no_redirect,
+            allow_delete,
             limits,
             security,
-        } => serve::run(&ctx, listen, state_dir, !no_redirect, limits, security).await,
+        } => {
+            let redirect = !no_redirect;
+            serve::run(
+                &ctx,
+                listen,
+                state_dir,
+                redirect,
+                allow_delete,
+                limits,
+                security,
+            )
+            .await
+        }
         command => interrupt::cancel_on_signal(run_once(&ctx, command)).await,
     }
 }
@@ -48,6 +62,7 @@ async fn run_once(ctx: &Context, command: Command) -> Result<(), Failure> {
         Command::IamPolicy { with_setup, only } => iam_policy::run(ctx, with_setup, only),
         Command::Sign(args) => sign::run(ctx, &args),
         Command::Setup => setup::run(ctx).await,
+        Command::Gc { grace, dry_run } => gc::run(ctx, grace, dry_run).await,
         Command::Serve { .. } => unreachable!("`run` serves without cancelling on a signal"),
     }
 }

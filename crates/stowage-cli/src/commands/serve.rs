@@ -16,12 +16,13 @@ use crate::interrupt::Signals;
 /// gracefully (`--shutdown-grace-seconds`) and returns; a second signal
 /// exits at once. An htpasswd file, certificate or key that cannot be used
 /// is a usage error (exit 2) naming the file, found before anything is
-/// served.
+/// served. Deletes are served only with `allow_delete`.
 pub(crate) async fn run(
     ctx: &Context,
     listen: SocketAddr,
     state_dir: Option<PathBuf>,
     redirect: bool,
+    allow_delete: bool,
     limits: ServeLimits,
     security: ServeSecurity,
 ) -> Result<(), Failure> {
@@ -51,10 +52,16 @@ pub(crate) async fn run(
     let mut options = ServeOptions::default();
     options.state_dir = state_dir.clone();
     options.redirect = redirect;
+    options.allow_delete = allow_delete;
     options.trusted_proxies = limits.trusted_proxies;
     options.idle_timeout = Duration::from_secs(limits.idle_timeout_seconds);
     options.header_read_timeout = Duration::from_secs(limits.header_read_timeout_seconds);
     options.max_upload_size = limits.max_upload_size;
+    options.max_connections = limits.max_connections;
+    options.manifest_urls = stowage_registry::ManifestUrls::new(
+        security.manifest_urls_allow.clone(),
+        security.manifest_urls_deny.clone(),
+    );
     options.shutdown_grace = Duration::from_secs(limits.shutdown_grace_seconds);
     let who = match &auth {
         Some(a) if security.anonymous_pull => format!(
@@ -68,11 +75,16 @@ pub(crate) async fn run(
         Some(dir) => format!("upload records in {}", dir.display()),
         None => "upload records in the storage".to_string(),
     };
+    let deletes = if allow_delete {
+        "deletes allowed"
+    } else {
+        "deletes off"
+    };
     options.authenticator = auth.map(|a| Arc::new(a) as Arc<dyn stowage_registry::Authenticator>);
     let scheme = if tls.is_some() { "https" } else { "http" };
     options.tls = tls;
     eprintln!(
-        "stowage: serving an example OCI registry ({who}; {records}) on {scheme}://{} from location {} ({})",
+        "stowage: serving an example OCI registry ({who}; {records}; {deletes}) on {scheme}://{} from location {} ({})",
         listener.local_addr().map_err(|e| Failure::failed(e.to_string()))?,
         location.name,
         location.driver.driver_name()
@@ -116,7 +128,8 @@ async fn stop_signal(signals: std::io::Result<Signals>, grace_seconds: u64) {
 
 /// What an operator should know before a registry listens beyond this
 /// machine: without authentication anyone who reaches the port can push,
-/// delete and fill the storage; without TLS passwords cross in clear.
+/// delete (with --allow-delete) and fill the storage; without TLS
+/// passwords cross in clear.
 fn exposure_warnings(listen: SocketAddr, authenticated: bool, tls: bool) -> Vec<String> {
     if listen.ip().to_canonical().is_loopback() {
         return Vec::new();
@@ -125,7 +138,7 @@ fn exposure_warnings(listen: SocketAddr, authenticated: bool, tls: bool) -> Vec<
     if !authenticated {
         warnings.push(format!(
             "{listen} is reachable from other machines and there is no --htpasswd: \
-             anyone who reaches it can push, delete and fill the storage"
+             anyone who reaches it can push (and delete, with --allow-delete) and fill the storage"
         ));
     } else if !tls {
         warnings.push(format!(

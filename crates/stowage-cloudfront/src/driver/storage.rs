@@ -248,8 +248,8 @@ impl stowage_core::forward::Wraps for CloudFrontedS3Storage {
 
 stowage_core::forward_storage! {
     impl Storage for CloudFrontedS3Storage;
-    forward [capabilities get put_stream put stat delete delete_prefix list copy upload_url
-             start_upload write_chunk complete_upload abort_upload cleanup_uploads];
+    forward [capabilities get put_stream put stat delete delete_prefix list list_page copy
+             upload_url start_upload write_chunk complete_upload abort_upload cleanup_uploads];
 
     fn driver(&self) -> &'static str {
         DRIVER

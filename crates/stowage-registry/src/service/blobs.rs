@@ -1,5 +1,5 @@
 //! Blob reads: `HEAD` and `GET` by digest, with `Range`, or a redirect to
-//! the driver's direct download URL.
+//! the driver's direct download URL; `DELETE` of a repository's link.
 
 use std::net::IpAddr;
 
@@ -71,6 +71,23 @@ impl Registry {
         }
     }
 
+    /// `DELETE /v2/<name>/blobs/<digest>` (only with
+    /// [`Registry::with_deletes`]): removes the repository's link to the
+    /// blob, 202; the bytes are shared by every repository and stay until a
+    /// garbage collection finds no manifest refers to them. A repository
+    /// without the link: 404 `BLOB_UNKNOWN`.
+    pub(crate) async fn delete_blob(&self, repo: &str, digest: &Digest) -> RegistryResult {
+        self.check_link(repo, digest).await?;
+        self.storage
+            .delete(&layout::layer_link(repo, digest))
+            .await
+            .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))?;
+        Ok(empty(
+            StatusCode::ACCEPTED,
+            &[(DIGEST_HEADER, digest.to_string())],
+        ))
+    }
+
     /// `HEAD /v2/<name>/blobs/<digest>`.
     pub(crate) async fn head_blob(&self, repo: &str, digest: &Digest) -> RegistryResult {
         let meta = self.linked_blob(repo, digest).await?;
@@ -103,7 +120,7 @@ impl Registry {
         };
         // Whether the link was checked already, on the way to a redirect.
         let mut linked = false;
-        if self.redirect && range.is_none() && self.storage.capabilities().direct_download {
+        if self.redirect && self.storage.capabilities().direct_download {
             self.linked_blob(repo, digest).await?;
             linked = true;
             let mut options = DownloadUrlOptions::default()

@@ -4,6 +4,8 @@
 //! manifest with a `subject` is recorded for the referrers API and answered
 //! with `OCI-Subject`.
 
+use std::time::Instant;
+
 use axum::body::Body;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -25,6 +27,9 @@ pub(crate) const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// Referenced blobs looked up at once when a manifest is put.
 const BLOB_CHECKS_IN_FLIGHT: usize = 8;
+
+/// Tags read at once when a manifest is deleted.
+const TAG_READS_IN_FLIGHT: usize = 16;
 
 /// OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -174,6 +179,7 @@ impl Registry {
             serde_json::from_slice(&bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
         let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let media_type = media_type(content_type, &doc)?;
+        crate::validation::check_manifest(&doc, &media_type, &self.manifest_urls)?;
         let (blobs, manifests) = references(&media_type, &doc)?;
         let subject = match doc.get("subject") {
             None | Some(Value::Null) => None,
@@ -193,7 +199,9 @@ impl Registry {
             .iter()
             .map(|d| parse_digest(d))
             .collect::<RegistryResult<Vec<_>>>()?;
-        let checked: Vec<(Digest, RegistryResult<_>)> = futures::stream::iter(digests)
+        // When the blobs were checked, for the garbage collection protocol.
+        let checked_at = Instant::now();
+        let checked: Vec<(Digest, RegistryResult<_>)> = futures::stream::iter(digests.clone())
             .map(|digest: Digest| async move {
                 let checked = self.linked_blob(repo, &digest).await;
                 (digest, checked)
@@ -233,8 +241,33 @@ impl Registry {
                 .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestInvalid))
         };
         let size = bytes.len();
-        put(layout::blob(digest), bytes).await?;
+        put(layout::blob(digest), bytes.clone()).await?;
         put(layout::revision(repo, digest), media_type.clone().into()).await?;
+        // A garbage collection may have deleted a blob since it was checked
+        // (see `usage`): the manifest's own bytes are written again; a
+        // missing blob undoes the revision and fails the request.
+        let mut uses = vec![digest];
+        for d in digests {
+            if !uses.contains(&d) {
+                uses.push(d);
+            }
+        }
+        let gone = self.guard_manifest(&uses, checked_at).await?;
+        if gone.contains(&digest) {
+            put(layout::blob(digest), bytes.clone()).await?;
+        }
+        if let Some(missing) = gone.into_iter().find(|d| *d != digest) {
+            if let Err(e) = self.storage.delete(&layout::revision(repo, digest)).await {
+                tracing::warn!(error = %e.chain(), "undoing the revision of a manifest whose blob is gone failed");
+            }
+            return Err(RegistryError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!(
+                    "blob {missing} referenced by the manifest was removed by a garbage \
+                     collection while the manifest was put; push the blob again"
+                ),
+            ));
+        }
         if let Some(subject) = &subject {
             let descriptor = super::referrers::descriptor(&media_type, &digest, size, &doc);
             self.record_referrer(repo, subject, &digest, &descriptor)
@@ -316,9 +349,11 @@ impl Registry {
         Ok(response)
     }
 
-    /// `DELETE /v2/<name>/manifests/<reference>`: a tag removes the tag; a
-    /// digest removes the manifest from the repository and every tag
-    /// pointing at it.
+    /// `DELETE /v2/<name>/manifests/<reference>` (only with
+    /// [`Registry::with_deletes`]): a tag removes the tag only (OCI 1.1); a
+    /// digest removes the manifest from the repository: its referrer
+    /// record, every tag pointing at it, then its revision. The bytes stay
+    /// until a garbage collection finds nothing refers to them.
     pub(crate) async fn delete_manifest(&self, repo: &str, reference: &str) -> RegistryResult {
         let delete = |path: StoragePath| async move {
             self.storage
@@ -349,17 +384,24 @@ impl Registry {
         if let Some(subject) = self.subject_of(&digest).await? {
             self.forget_referrer(repo, &subject, &digest).await?;
         }
-        for tag in tags {
-            let points = match self.storage.get_bytes(&tag).await {
-                Ok(points) => points,
-                // Deleted meanwhile.
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(RegistryError::storage(e, ErrorCode::ManifestUnknown)),
-            };
-            if points == digest.to_string().as_bytes() {
-                delete(tag).await?;
-            }
-        }
+        let target = digest.to_string();
+        let target = target.as_bytes();
+        futures::stream::iter(tags)
+            .map(|tag| async move {
+                let points = match self.storage.get_bytes(&tag).await {
+                    Ok(points) => points,
+                    // Deleted meanwhile.
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(RegistryError::storage(e, ErrorCode::ManifestUnknown)),
+                };
+                if points == target {
+                    delete(tag).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(TAG_READS_IN_FLIGHT)
+            .try_collect::<()>()
+            .await?;
         delete(revision).await?;
         Ok(empty(StatusCode::ACCEPTED, &[]))
     }

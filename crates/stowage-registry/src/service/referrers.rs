@@ -6,9 +6,15 @@
 //! at `repositories/<name>/_referrers/<subject>/<manifest>`; deleting the
 //! manifest removes it. Listing the referrers of a subject is one listing
 //! of that prefix and one read per referrer, whichever replica answers.
+//!
+//! The answer is paged the way the spec allows (a `Link` header to the
+//! next page): with `n`, or for a request without credentials at most
+//! [`DEFAULT_REFERRERS_PAGE`] referrers, each page one `list_page` of the
+//! records (after `last`, a referrer digest) and one read per record; a
+//! request with credentials and no `n` gets them all.
 
 use axum::body::Body;
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::{StreamExt, TryStreamExt};
@@ -19,7 +25,12 @@ use crate::digest::Digest;
 use crate::errors::{ErrorCode, RegistryError, RegistryResult};
 use crate::layout;
 use crate::registry::Registry;
+use crate::service::list_options;
 use crate::service::manifests::{OCI_INDEX, OCI_MANIFEST};
+
+/// The page size of a referrers listing for a request without credentials
+/// that names no `n`.
+pub(crate) const DEFAULT_REFERRERS_PAGE: usize = 100;
 
 /// The `OCI-Filters-Applied` header.
 const FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
@@ -88,24 +99,42 @@ impl Registry {
             .map_err(|e| RegistryError::storage(e, ErrorCode::ManifestUnknown))
     }
 
-    /// `GET /v2/<name>/referrers/<digest>[?artifactType=]`: an image index
-    /// of the referrers (empty when there are none, or the subject is
-    /// unknown), sorted by digest; with `artifactType`, only those of that
-    /// type and the header `OCI-Filters-Applied: artifactType`.
+    /// `GET /v2/<name>/referrers/<digest>[?artifactType=][&n=][&last=]`: an
+    /// image index of the referrers (empty when there are none, or the
+    /// subject is unknown), sorted by digest; with `artifactType`, only
+    /// those of that type and the header `OCI-Filters-Applied:
+    /// artifactType`. With `page`, at most that many records are read,
+    /// after the referrer `last`, and a `Link` header names the next page
+    /// when there is one (a filtered page may hold fewer).
     pub(crate) async fn list_referrers(
         &self,
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
+        page: Option<usize>,
+        last: Option<&Digest>,
     ) -> RegistryResult {
         let failed = |e: stowage::Error| RegistryError::storage(e, ErrorCode::ManifestUnknown);
-        let paths: Vec<StoragePath> = self
-            .storage
-            .list(Some(&layout::referrers(repo, subject)))
-            .map_ok(|m| m.path)
-            .try_collect()
-            .await
-            .map_err(failed)?;
+        let prefix = layout::referrers(repo, subject);
+        let mut paths: Vec<StoragePath> = Vec::new();
+        let mut more = false;
+        if page != Some(0) {
+            let mut start_after = last.map(|d| layout::referrer(repo, subject, d).to_string());
+            loop {
+                let listed = self
+                    .storage
+                    .list_page(list_options(prefix.clone(), false, start_after, page))
+                    .await
+                    .map_err(failed)?;
+                paths.extend(listed.objects.into_iter().map(|m| m.path));
+                start_after = listed.next_start_after;
+                if page.is_some() || start_after.is_none() {
+                    more = start_after.is_some();
+                    break;
+                }
+            }
+        }
+        let last_listed = paths.last().and_then(layout::digest_at_end);
         let read: Vec<Option<Value>> = futures::stream::iter(paths)
             .map(|path| async move {
                 match self.storage.get_bytes(&path).await {
@@ -145,13 +174,46 @@ impl Registry {
         if artifact_type.is_some() {
             h.insert(FILTERS_APPLIED, HeaderValue::from_static("artifactType"));
         }
+        if let (true, Some(n), Some(last)) = (more, page, last_listed) {
+            let mut next = format!("/v2/{repo}/referrers/{subject}?n={n}&last={last}");
+            if let Some(t) = artifact_type {
+                next.push_str("&artifactType=");
+                next.push_str(&query_escape(t));
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+                h.insert(LINK, v);
+            }
+        }
         Ok(response)
     }
+}
+
+/// `value` for a URL's query: bytes other than letters, digits and
+/// `-._~/` percent-encoded (a `+` in a media type must not read as a
+/// space).
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_are_escaped_for_the_link() {
+        assert_eq!(
+            query_escape("application/vnd.example+json; x=1"),
+            "application/vnd.example%2Bjson%3B%20x%3D1"
+        );
+    }
 
     #[test]
     fn descriptors_take_the_config_media_type_when_no_artifact_type() {

@@ -148,6 +148,17 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// What [`Registry::clean_stale_uploads`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StaleUploads {
+    /// Upload records removed (with their chunk objects).
+    pub(crate) records_removed: u64,
+    /// What the driver's own cleanup did, when it ran.
+    pub(crate) storage: Option<stowage::CleanupReport>,
+    /// Steps that failed (logged at warn; the next cleanup tries again).
+    pub(crate) failures: u64,
+}
+
 impl Registry {
     async fn link_blob(&self, repo: &str, digest: &Digest) -> RegistryResult<()> {
         self.storage
@@ -159,6 +170,19 @@ impl Registry {
             .await
             .map(|_| ())
             .map_err(|e| RegistryError::storage(e, ErrorCode::BlobUnknown))
+    }
+
+    /// Whether the blob of a mount may be linked: the garbage collection
+    /// protocol's marker and checks (`usage`). When they fail, the client
+    /// uploads the blob instead of mounting it.
+    async fn mountable(&self, digest: &Digest, checked_at: std::time::Instant) -> bool {
+        match self.guard_mount(digest, checked_at).await {
+            Ok(there) => there,
+            Err(e) => {
+                tracing::warn!(error = %e.message, %digest, "mounting a blob: the garbage collection checks failed; the client uploads it instead");
+                false
+            }
+        }
     }
 
     fn created(repo: &str, digest: &Digest) -> Response {
@@ -193,8 +217,10 @@ impl Registry {
         let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         if let (Some(mount), Some(from)) = (param("mount"), param("from")) {
             let digest = parse_digest(mount)?;
+            let checked_at = std::time::Instant::now();
             if crate::names::check_repository(from).is_ok()
                 && self.linked_blob(from, &digest).await.is_ok()
+                && self.mountable(&digest, checked_at).await
             {
                 self.link_blob(repo, &digest).await?;
                 return Ok(Self::created(repo, &digest));
@@ -590,13 +616,24 @@ impl Registry {
     /// Removes uploads untouched for longer than `older_than`: their records
     /// and their temporary data, then whatever the driver finds stale. Safe
     /// when several replicas run it at once: removing what another replica
-    /// removed already succeeds.
+    /// removed already succeeds. Returns how many upload records were
+    /// removed.
     pub async fn cleanup(&self, older_than: std::time::Duration) -> u64 {
-        let mut removed = 0;
+        self.clean_stale_uploads(older_than).await.records_removed
+    }
+
+    /// [`Registry::cleanup`], saying what it did (for the garbage
+    /// collection's report).
+    pub(crate) async fn clean_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> StaleUploads {
+        let mut done = StaleUploads::default();
         let stale = match self.uploads.stale(older_than).await {
             Ok(stale) => stale,
             Err(e) => {
                 tracing::warn!(error = %e.message, "listing stale upload records failed");
+                done.failures += 1;
                 Vec::new()
             }
         };
@@ -604,31 +641,46 @@ impl Registry {
             if let Some(record) = &record {
                 if let Err(e) = self.storage.abort_upload(&record.state).await {
                     tracing::warn!(upload = %id, error = %e.chain(), "removing a stale upload's data failed; the next cleanup tries again");
+                    done.failures += 1;
                     continue;
                 }
             }
             match self.uploads.remove(&id).await {
-                Ok(()) => removed += 1,
+                Ok(()) => done.records_removed += 1,
                 Err(e) => {
-                    tracing::warn!(upload = %id, error = %e.message, "removing a stale upload record failed")
+                    tracing::warn!(upload = %id, error = %e.message, "removing a stale upload record failed");
+                    done.failures += 1;
                 }
             }
         }
         self.cleanup_verify_area(older_than).await;
+        let removed = done.records_removed;
         match self.storage.cleanup_uploads(older_than).await {
-            Ok(report) if report.skipped_lease_held => tracing::debug!(
-                records = removed,
-                "another replica is cleaning up the storage's stale uploads"
-            ),
-            Ok(report) if report.failures > 0 => tracing::warn!(
-                records = removed,
-                ?report,
-                "cleaned up stale uploads; some could not be removed, the next cleanup tries again"
-            ),
-            Ok(report) => tracing::info!(records = removed, ?report, "cleaned up stale uploads"),
-            Err(e) => tracing::warn!(error = %e.chain(), "cleanup of stale uploads failed"),
+            Ok(report) if report.skipped_lease_held => {
+                tracing::debug!(
+                    records = removed,
+                    "another replica is cleaning up the storage's stale uploads"
+                );
+                done.storage = Some(report);
+            }
+            Ok(report) if report.failures > 0 => {
+                tracing::warn!(
+                    records = removed,
+                    ?report,
+                    "cleaned up stale uploads; some could not be removed, the next cleanup tries again"
+                );
+                done.storage = Some(report);
+            }
+            Ok(report) => {
+                tracing::info!(records = removed, ?report, "cleaned up stale uploads");
+                done.storage = Some(report);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.chain(), "cleanup of stale uploads failed");
+                done.failures += 1;
+            }
         }
-        removed
+        done
     }
 
     /// Removes sha512 uploads' temporary objects older than `older_than`
@@ -806,7 +858,7 @@ mod retries {
 
     stowage::forward_storage! {
         impl Storage for Faulty;
-        forward [driver capabilities get put_stream stat delete list copy download_url
+        forward [driver capabilities get put_stream stat delete list list_page copy download_url
                  upload_url start_upload write_chunk abort_upload cleanup_uploads validate
                  metrics];
 
