@@ -792,11 +792,31 @@ pub(crate) mod test_log {
         fn exit(&self, _: &Id) {}
     }
 
+    /// One capture at a time in the process: tracing's per-callsite
+    /// interest is global, and captures coming and going on other test
+    /// threads can leave it cached as "never" for this one.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    /// Holds the capture until dropped.
+    pub(crate) struct CaptureGuard {
+        _default: tracing::dispatcher::DefaultGuard,
+        _exclusive: std::sync::MutexGuard<'static, ()>,
+    }
+
     /// Captures the events of this thread until the guard is dropped.
-    pub(crate) fn capture() -> (Lines, tracing::dispatcher::DefaultGuard) {
+    pub(crate) fn capture() -> (Lines, CaptureGuard) {
+        let exclusive = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let lines = Lines::default();
         let dispatch = tracing::Dispatch::new(Capture(lines.clone()));
-        (lines, tracing::dispatcher::set_default(&dispatch))
+        let default = tracing::dispatcher::set_default(&dispatch);
+        tracing::callsite::rebuild_interest_cache();
+        (
+            lines,
+            CaptureGuard {
+                _default: default,
+                _exclusive: exclusive,
+            },
+        )
     }
 }
 
