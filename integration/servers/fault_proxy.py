@@ -53,7 +53,29 @@ streaming bodies both ways, and injects the faults it is told to:
                              pace the request bodies relayed upstream (those
                              with a Content-Length), all connections
                              together, to BYTES per second: a slow uplink.
+  --refuse-gcs-unsupported   answer what Google Cloud Storage's XML API
+                             refuses the way it refuses it, without
+                             forwarding (docs/gcs.md has the sources): a
+                             query parameter GCS does not know (the SDK's
+                             x-id) with 400 InvalidArgument "Invalid query
+                             parameter(s): [x-id]"; POST ?delete
+                             (DeleteObjects) with 400 NotImplemented; and,
+                             with the same NotImplemented answer,
+                             UploadPartCopy (a part PUT with
+                             x-amz-copy-source), ListObjectsV2 (list-type=2,
+                             which Quay takes GCS to lack) and If-Match /
+                             If-None-Match on multipart requests. Each is
+                             counted in gcs_refused (and gcs_refused_<kind>).
+                             With the keys of --ignore-range, a DELETE of a
+                             missing object is answered 404 NoSuchKey, as
+                             GCS does (S3 servers answer 204), counted in
+                             gcs_missing_deletes.
   --seed N                   seed of the random choices (default 1).
+  --tls-cert FILE --tls-key FILE
+                             listen with TLS (HTTPS) with this certificate
+                             chain and key (PEM); the upstream stays as
+                             given. A client that refuses the certificate
+                             is dropped without disturbing the others.
 
 BYTES accept suffixes K, M, G (powers of 1024). Faults are off when their
 option is 0 or absent, and can be changed while running:
@@ -61,7 +83,10 @@ POST /__proxy/config?reset_up_every=31457280&slowdown_fraction=0.2 (names as
 the options, with underscores). GET /__proxy/stats answers JSON counters:
 {"requests", "complete_seen", "complete_failed", "complete_dropped",
 "resets_up", "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered",
-"abort_dropped", "ranges_ignored", "copies_delayed", "heads_delayed"}.
+"abort_dropped", "ranges_ignored", "copies_delayed", "heads_delayed",
+"gcs_refused", "gcs_refused_query", "gcs_refused_delete_objects",
+"gcs_refused_part_copy", "gcs_refused_list_v2", "gcs_refused_preconditions",
+"gcs_missing_deletes"}.
 
 CLI:
   fault_proxy.py --listen 127.0.0.1:0 --upstream http://127.0.0.1:7480 [faults]
@@ -75,12 +100,14 @@ import os
 import random
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import escape
 
 INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
                   b"<Error><Code>InternalError</Code>"
@@ -91,6 +118,65 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
              b"<Error><Code>SlowDown</Code>"
              b"<Message>Please reduce your request rate.</Message>"
              b"<RequestId>fault-proxy</RequestId></Error>")
+
+# --refuse-gcs-unsupported: the query parameters GCS's XML API documents
+# (https://cloud.google.com/storage/docs/xml-api/reference-headers), besides
+# the X-Goog-* and X-Amz-* ones of signed URLs; it refuses any other.
+GCS_QUERY_PARAMETERS = {
+    "AccessKeyId", "acl", "Action", "billing", "compose", "continuation-token", "cors",
+    "customPlacementConfig", "defaultObjectAcl", "delimiter", "encoding-type", "encryption",
+    "encryptionConfig", "Expires", "fetch-owner", "generation", "generation-marker",
+    "GoogleAccessId", "key-marker", "lifecycle", "list-type", "location", "logging", "marker",
+    "Marker", "max-keys", "max-parts", "max-uploads", "MaxItems", "object-lock",
+    "part-number-marker", "partNumber", "prefix", "response-content-disposition",
+    "response-content-type", "retention", "Signature", "start-after", "Status", "storageClass",
+    "tagging", "upload_id", "upload-id-marker", "uploadId", "uploads", "UserName", "userProject",
+    "version-id-marker", "versioning", "versions", "websiteConfig",
+}
+
+# GCS's answer to what it does not implement (as seen for POST ?delete).
+GCS_NOT_IMPLEMENTED = "A header or query you provided requested a function that is not implemented."
+
+
+def gcs_error(code, message, details):
+    """An error document in GCS's form (Code, Message, Details)."""
+    return ("<?xml version='1.0' encoding='UTF-8'?><Error><Code>%s</Code><Message>%s</Message>"
+            "<Details>%s</Details></Error>" % (code, escape(message), escape(details))).encode()
+
+
+GCS_NO_SUCH_KEY = gcs_error("NoSuchKey", "The specified key does not exist.",
+                            "No such object (a DELETE of a missing object, as GCS answers it)")
+
+
+def gcs_refusal(method, split, headers):
+    """(counter, error document) of GCS's refusal of a request, or None
+    when GCS serves it."""
+    query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+    if method == "POST" and "delete" in query:
+        return "gcs_refused_delete_objects", gcs_error(
+            "NotImplemented", GCS_NOT_IMPLEMENTED, "POST ?delete is not implemented for objects.")
+    if method == "PUT" and "uploadId" in query and headers.get("x-amz-copy-source"):
+        return "gcs_refused_part_copy", gcs_error(
+            "NotImplemented", GCS_NOT_IMPLEMENTED,
+            "x-amz-copy-source is not implemented for object parts (UploadPartCopy).")
+    if method == "GET" and query.get("list-type") == ["2"]:
+        return "gcs_refused_list_v2", gcs_error(
+            "NotImplemented", GCS_NOT_IMPLEMENTED, "list-type=2 (ListObjectsV2) is not implemented.")
+    conditions = [h for h in ("If-Match", "If-None-Match", "x-goog-if-generation-match",
+                              "x-goog-if-metageneration-match") if headers.get(h)]
+    if ("uploads" in query or "uploadId" in query) and conditions:
+        return "gcs_refused_preconditions", gcs_error(
+            "NotImplemented", GCS_NOT_IMPLEMENTED,
+            "Preconditions are not supported in multipart upload requests: %s."
+            % ", ".join(conditions))
+    unknown = sorted(name for name in query if name not in GCS_QUERY_PARAMETERS
+                     and not name.lower().startswith(("x-goog-", "x-amz-")))
+    if unknown:
+        return "gcs_refused_query", gcs_error(
+            "InvalidArgument", "Invalid argument.",
+            "Invalid query parameter(s): [%s]" % ", ".join(unknown))
+    return None
+
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
               "expect"}
@@ -114,11 +200,14 @@ SETTINGS = {
     "ignore_range": int,
     "delay_copies_seconds": float,
     "delay_heads_seconds": float,
+    "refuse_gcs_unsupported": int,
 }
 
 COUNTERS = ["requests", "complete_seen", "complete_failed", "complete_dropped", "resets_up",
             "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered", "abort_dropped",
-            "ranges_ignored", "copies_delayed", "heads_delayed"]
+            "ranges_ignored", "copies_delayed", "heads_delayed", "gcs_refused", "gcs_refused_query",
+            "gcs_refused_delete_objects", "gcs_refused_part_copy", "gcs_refused_list_v2",
+            "gcs_refused_preconditions", "gcs_missing_deletes"]
 
 
 def parse_bytes(text):
@@ -323,6 +412,20 @@ def make_handler(upstream, faults):
             if split.path.startswith("/__proxy/"):
                 return self.control(split.query)
             faults.count("requests")
+            if faults.get("refuse_gcs_unsupported"):
+                refused = gcs_refusal(self.command, split, self.headers)
+                if refused:
+                    counter, document = refused
+                    self.read_body()
+                    faults.count("gcs_refused")
+                    faults.count(counter)
+                    print(f"fault_proxy: refused as GCS does ({counter}): {self.command} "
+                          f"{split.path}?{split.query}", file=sys.stderr, flush=True)
+                    return self.reply(400, document)
+                if self.command == "DELETE" and self.object_missing(split):
+                    self.read_body()
+                    faults.count("gcs_missing_deletes")
+                    return self.reply(404, GCS_NO_SUCH_KEY)
             is_complete = self.command == "POST" and "uploadId=" in split.query
             if is_complete:
                 faults.count("complete_seen")
@@ -469,6 +572,41 @@ def make_handler(upstream, faults):
             finally:
                 conn.close()
 
+        def object_missing(self, split):
+            """Whether the object a DELETE (not of a multipart upload) names
+            is missing, asked with a HEAD signed with PROXY_ACCESS_KEY /
+            PROXY_SECRET_KEY (path-style: /bucket/key). False without keys,
+            and whenever that HEAD does not answer 404."""
+            if not os.environ.get("PROXY_ACCESS_KEY") or "uploadId" in split.query:
+                return False
+            bucket_and_key = split.path.lstrip("/").split("/", 1)
+            if len(bucket_and_key) < 2 or not bucket_and_key[1]:
+                return False
+            import botocore.auth
+            import botocore.awsrequest
+            import botocore.credentials
+            url = f"{upstream.scheme}://{upstream.netloc}{split.path}"
+            request = botocore.awsrequest.AWSRequest(method="HEAD", url=url)
+            credentials = botocore.credentials.Credentials(
+                os.environ.get("PROXY_ACCESS_KEY", ""), os.environ.get("PROXY_SECRET_KEY", ""))
+            botocore.auth.S3SigV4Auth(credentials, "s3",
+                                      os.environ.get("PROXY_REGION", "us-east-1")).add_auth(request)
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            try:
+                conn.putrequest("HEAD", split.path, skip_host=True, skip_accept_encoding=True)
+                for name, value in request.headers.items():
+                    conn.putheader(name, value)
+                if "host" not in {k.lower() for k in request.headers.keys()}:
+                    conn.putheader("Host", upstream.netloc)
+                conn.endheaders()
+                response = conn.getresponse()
+                response.read()
+                return response.status == 404
+            except (OSError, http.client.HTTPException):
+                return False
+            finally:
+                conn.close()
+
         def relay_down(self, pieces):
             for piece in pieces:
                 allowed, reset = faults.relay("down", len(piece))
@@ -517,6 +655,27 @@ def make_handler(upstream, faults):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    # --tls-cert/--tls-key: the ssl.SSLContext connections are wrapped in,
+    # each on its own thread, so a handshake a client refuses blocks no one.
+    tls = None
+
+    def finish_request(self, request, client_address):
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            request = self.tls.wrap_socket(request, server_side=True)
+        except OSError:
+            # ssl.SSLError included: the client refused the certificate
+            # (an untrusted CA) or went away mid-handshake.
+            return
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            try:
+                request.close()
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address):
         # Clients that went away mid-answer are part of the game.
@@ -543,13 +702,21 @@ def main(argv):
     parser.add_argument("--delay-copies-seconds", type=float, default=0.0)
     parser.add_argument("--delay-heads-seconds", type=float, default=0.0)
     parser.add_argument("--throttle-bytes-per-second", type=parse_bytes, default=0)
+    parser.add_argument("--refuse-gcs-unsupported", action="store_const", const=1, default=0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tls-cert", default=None)
+    parser.add_argument("--tls-key", default=None)
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     host, port = args.listen.rsplit(":", 1)
     upstream = urllib.parse.urlsplit(args.upstream)
     settings = {name: getattr(args, name) for name in SETTINGS}
     faults = Faults(settings, args.seed)
     server = Server((host, int(port)), make_handler(upstream, faults))
+    if args.tls_cert:
+        server.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.tls.load_cert_chain(args.tls_cert, args.tls_key)
     print(f"ready {server.server_address[1]}", flush=True)
     server.serve_forever()
 

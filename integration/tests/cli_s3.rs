@@ -355,12 +355,24 @@ fn sigint_during_a_get_leaves_no_partial_file() {
         .output()
         .unwrap();
     ok(put);
-    // Downloads through the proxy pause half a second every MiB.
-    t.rt.block_on(proxy.configure("stall_down_every=1M&stall_seconds=0.5"));
+    // Downloads through the proxy pause a second every MiB (the ranges in
+    // flight together: about 8 s for the file).
+    t.rt.block_on(proxy.configure("stall_down_every=1M&stall_seconds=1"));
     let mut child = t.spawn(&["get", "obj", "out.bin"]);
-    let partial = t.dir.join(".out.bin.stowage-partial");
+    // The download's temporary file: `.out.bin.<random>.partial`, created
+    // exclusively beside the destination.
+    let partials = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with(".out.bin.") && name.ends_with(".partial")
+            })
+            .collect()
+    };
     let started = Instant::now();
-    while !partial.exists() {
+    while partials(&t.dir).is_empty() {
         assert!(child.try_wait().unwrap().is_none(), "the get ended early");
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -380,7 +392,7 @@ fn sigint_during_a_get_leaves_no_partial_file() {
         ),
         "{stderr}"
     );
-    assert!(!partial.exists());
+    assert!(partials(&t.dir).is_empty(), "no partial file is left");
     assert!(!t.dir.join("out.bin").exists());
     ok(t.command(&["--location", "direct", "rm", "obj"])
         .output()

@@ -5,7 +5,7 @@
 //! cache). Listed with defaults in `docs/configuration.md`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use stowage_core::config::{FromParams, Params};
@@ -17,10 +17,17 @@ use crate::signer::{resolve_mode, HashAlgorithm, SigningMode};
 /// One signing key: its CloudFront id and the private key file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
-    /// `APKA…` (legacy key pair) or `K…` (public key of a key group).
+    /// `APKA…` (legacy key pair) or `K…` (public key of a key group); with
+    /// `key_id_file`, the id the file held when the configuration was read.
     pub key_id: String,
-    /// PEM file of the private key (read when the driver starts).
+    /// PEM file of the private key (read when the driver starts, and again
+    /// when it changes).
     pub private_key_file: PathBuf,
+    /// A file holding the key id (`cloudfront_key_id_file`, `key_id_file`
+    /// in `cloudfront_key_group_keys`), read again with the key when either
+    /// changes, so that a rotation replaces both; `None` when the id is
+    /// given in the configuration.
+    pub key_id_file: Option<PathBuf>,
 }
 
 /// Canned or custom policies on download URLs.
@@ -76,6 +83,11 @@ pub struct CloudFrontConfig {
     /// `validate` fetches a signed URL of its probe object through the
     /// distribution (`cloudfront_validate_fetch`, default true).
     pub validate_fetch: bool,
+    /// How often the key files (and key id files) are looked at for a
+    /// change (`cloudfront_key_reload_seconds`, default 10; zero: only
+    /// [`crate::reload_signing_keys`], which `stowage serve` calls on
+    /// SIGHUP).
+    pub key_reload_interval: Duration,
 }
 
 impl CloudFrontConfig {
@@ -98,6 +110,7 @@ impl CloudFrontConfig {
             keys: vec![KeyEntry {
                 key_id,
                 private_key_file: private_key_file.into(),
+                key_id_file: None,
             }],
             policy: PolicyKind::Canned,
             restrict_to_client_ip: false,
@@ -108,6 +121,7 @@ impl CloudFrontConfig {
             cache_size: 10_000,
             expiry_granularity: Duration::from_secs(60),
             validate_fetch: true,
+            key_reload_interval: Duration::from_secs(10),
         }
     }
 
@@ -115,6 +129,7 @@ impl CloudFrontConfig {
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
         let domain = params.required_string(keys::CLOUDFRONT_DISTRIBUTION_DOMAIN);
         let key_id = params.string(keys::CLOUDFRONT_KEY_ID);
+        let key_id_file = params.path(keys::CLOUDFRONT_KEY_ID_FILE);
         let key_file = params.path(keys::CLOUDFRONT_PRIVATEKEY_FILENAME);
         let mode_text = params.string(keys::CLOUDFRONT_SIGNING_MODE);
         let group = params.list_of_maps(keys::CLOUDFRONT_KEY_GROUP_KEYS);
@@ -128,6 +143,7 @@ impl CloudFrontConfig {
         let cache_size = params.u64(keys::CLOUDFRONT_URL_CACHE_SIZE);
         let granularity = params.u64(keys::CLOUDFRONT_EXPIRY_GRANULARITY_SECONDS);
         let validate_fetch = params.bool(keys::CLOUDFRONT_VALIDATE_FETCH);
+        let reload = params.u64(keys::CLOUDFRONT_KEY_RELOAD_SECONDS);
         let s3 = S3Config::read(params);
         // Problems of the CloudFront keys (S3's are in `s3` being `None`).
         let before = params.problem_count();
@@ -159,43 +175,100 @@ impl CloudFrontConfig {
         };
 
         let mut keys = Vec::new();
-        match (key_id, key_file) {
-            (Some(id), Some(file)) => keys.push(KeyEntry {
+        // The top-level key's id: given, or read from a file (`Err` when
+        // that file is refused, already recorded as a problem).
+        let top_id = match (key_id, key_id_file) {
+            (Some(_), Some(_)) => {
+                params.problem(
+                    keys::CLOUDFRONT_KEY_ID_FILE,
+                    "give cloudfront_key_id or cloudfront_key_id_file, not both",
+                );
+                Err(())
+            }
+            (Some(id), None) => Ok(Some((id, None))),
+            (None, Some(file)) => match read_key_id(&file) {
+                Ok(id) => Ok(Some((id, Some(file)))),
+                Err(why) => {
+                    params.problem(
+                        keys::CLOUDFRONT_KEY_ID_FILE,
+                        format!("{}: {why}", file.display()),
+                    );
+                    Err(())
+                }
+            },
+            (None, None) => Ok(None),
+        };
+        match (top_id, key_file) {
+            (Ok(Some((id, id_file))), Some(file)) => keys.push(KeyEntry {
                 key_id: id,
                 private_key_file: file,
+                key_id_file: id_file,
             }),
-            (Some(_), None) => params.problem(
+            (Ok(Some(_)), None) => params.problem(
                 keys::CLOUDFRONT_PRIVATEKEY_FILENAME,
                 "cloudfront_key_id needs cloudfront_privatekey_filename, the PEM file of its \
                  private key",
             ),
-            (None, Some(_)) => params.problem(
+            (Ok(None), Some(_)) => params.problem(
                 keys::CLOUDFRONT_KEY_ID,
-                "cloudfront_privatekey_filename needs cloudfront_key_id, the id CloudFront \
-                 shows for the key",
+                "cloudfront_privatekey_filename needs cloudfront_key_id (or \
+                 cloudfront_key_id_file), the id CloudFront shows for the key",
             ),
-            (None, None) => {}
+            (Ok(None), None) | (Err(()), _) => {}
         }
+        let top_keys = keys.len();
         for (i, entry) in group.iter().flatten().enumerate() {
             let at = format!("cloudfront_key_group_keys[{i}]");
             let id = entry.get("key_id").and_then(|v| v.as_str());
+            let id_file = entry.get("key_id_file").and_then(|v| v.as_str());
             let file = entry.get("private_key_filename").and_then(|v| v.as_str());
             for k in entry.keys() {
-                if k != "key_id" && k != "private_key_filename" {
+                if !["key_id", "key_id_file", "private_key_filename"].contains(&k.as_str()) {
                     params.problem(
                         &format!("{at}.{k}"),
-                        "unknown key; accepted keys: key_id, private_key_filename",
+                        "unknown key; accepted keys: key_id, key_id_file, private_key_filename",
                     );
                 }
             }
-            match (id, file) {
-                (Some(id), Some(file)) => keys.push(KeyEntry {
-                    key_id: id.to_string(),
+            let (key_id, key_id_file) = match (id, id_file) {
+                (Some(_), Some(_)) => {
+                    params.problem(
+                        &format!("{at}.key_id_file"),
+                        "give key_id or key_id_file, not both",
+                    );
+                    continue;
+                }
+                (Some(id), None) => (id.to_string(), None),
+                (None, Some(name)) => {
+                    let path = params.resolve_path(name);
+                    match read_key_id(&path) {
+                        Ok(id) => (id, Some(path)),
+                        Err(why) => {
+                            params.problem(
+                                &format!("{at}.key_id_file"),
+                                format!("{}: {why}", path.display()),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => {
+                    params.problem(
+                        &at,
+                        "each entry needs key_id (K...) or key_id_file, and private_key_filename",
+                    );
+                    continue;
+                }
+            };
+            match file {
+                Some(file) => keys.push(KeyEntry {
+                    key_id,
                     private_key_file: params.resolve_path(file),
+                    key_id_file,
                 }),
-                _ => params.problem(
+                None => params.problem(
                     &at,
-                    "each entry needs key_id (K...) and private_key_filename",
+                    "each entry needs key_id (K...) or key_id_file, and private_key_filename",
                 ),
             }
         }
@@ -208,11 +281,15 @@ impl CloudFrontConfig {
         }
         let mut mode = configured_mode;
         for (i, entry) in keys.iter().enumerate() {
-            let at = if i == 0 && params.has(keys::CLOUDFRONT_KEY_ID) {
-                "cloudfront_key_id".to_string()
+            let field = if entry.key_id_file.is_some() {
+                "key_id_file"
             } else {
-                let offset = usize::from(params.has(keys::CLOUDFRONT_KEY_ID));
-                format!("cloudfront_key_group_keys[{}].key_id", i - offset)
+                "key_id"
+            };
+            let at = if i < top_keys {
+                format!("cloudfront_{field}")
+            } else {
+                format!("cloudfront_key_group_keys[{}].{field}", i - top_keys)
             };
             match resolve_mode(mode, &entry.key_id) {
                 Ok(m) => mode = m,
@@ -261,6 +338,13 @@ impl CloudFrontConfig {
                 format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600")
             );
         }
+        let reload = reload.unwrap_or(10);
+        if reload > 3600 {
+            params.problem(
+                keys::CLOUDFRONT_KEY_RELOAD_SECONDS,
+                format!("{reload}: use 0 (reload on SIGHUP only) to 3600"),
+            );
+        }
         if params.problem_count() != before {
             return None;
         }
@@ -284,6 +368,7 @@ impl CloudFrontConfig {
             cache_size: usize::try_from(cache_size.unwrap_or(10_000)).unwrap_or(usize::MAX),
             expiry_granularity: Duration::from_secs(granularity.max(1)),
             validate_fetch: validate_fetch.unwrap_or(true),
+            key_reload_interval: Duration::from_secs(reload),
         })
     }
 
@@ -299,6 +384,23 @@ impl FromParams for CloudFrontConfig {
     fn read_params(params: &mut Params<'_>) -> Option<Self> {
         Self::read(params)
     }
+}
+
+/// A key id read from `file`: its text without surrounding whitespace.
+///
+/// # Errors
+/// Why the file cannot give an id.
+pub(crate) fn read_key_id(file: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read the key id file: {e}"))?;
+    let id = text.trim();
+    if id.is_empty() {
+        return Err("the key id file is empty".into());
+    }
+    if id.contains(char::is_whitespace) {
+        return Err("the key id file holds more than one word; it holds the key id only".into());
+    }
+    Ok(id.to_string())
 }
 
 /// `https://domain` for a bare domain; a URL with a scheme is kept (without
@@ -456,6 +558,49 @@ mod tests {
         let v = json!({"s3_bucket": "registry-bucket", "cloudfront_distribution_domain": "d.example.net"});
         let e = parse(v).unwrap_err();
         assert!(e.contains("no signing key"), "{e}");
+    }
+
+    #[test]
+    fn key_ids_from_files_and_the_reload_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let id_file = dir.path().join("key-id");
+        std::fs::write(&id_file, "K2JCJMDEHXQW5F\n").unwrap();
+        let v = json!({
+            "s3_bucket": "registry-bucket",
+            "cloudfront_distribution_domain": "d.example.net",
+            "cloudfront_key_id_file": id_file.to_str().unwrap(),
+            "cloudfront_privatekey_filename": "/k/cf.pem",
+            "cloudfront_key_reload_seconds": 0,
+        });
+        let c = parse(v).unwrap();
+        assert_eq!(c.mode, SigningMode::KeyGroup, "from the id in the file");
+        assert_eq!(c.keys[0].key_id, "K2JCJMDEHXQW5F");
+        assert_eq!(c.keys[0].key_id_file.as_deref(), Some(id_file.as_path()));
+        assert_eq!(c.key_reload_interval, Duration::ZERO);
+        assert_eq!(
+            parse(base()).unwrap().key_reload_interval,
+            Duration::from_secs(10)
+        );
+
+        let v = json!({
+            "s3_bucket": "registry-bucket",
+            "cloudfront_distribution_domain": "d.example.net",
+            "cloudfront_key_id_file": dir.path().join("missing").to_str().unwrap(),
+            "cloudfront_privatekey_filename": "/k/cf.pem",
+            "cloudfront_key_group_keys": [
+                {"key_id": "K3X", "key_id_file": "/x", "private_key_filename": "/k"},
+            ],
+            "cloudfront_key_reload_seconds": 7200,
+        });
+        let e = parse(v).unwrap_err();
+        for key in [
+            "loc[1].cloudfront_key_id_file",
+            "loc[1].cloudfront_key_group_keys[0].key_id_file",
+            "loc[1].cloudfront_key_reload_seconds",
+        ] {
+            assert!(e.contains(key), "{key} missing from:\n{e}");
+        }
+        assert!(!e.contains("needs cloudfront_key_id"), "{e}");
     }
 
     #[test]

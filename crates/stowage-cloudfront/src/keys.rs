@@ -20,6 +20,10 @@ pub const CLOUDFRONT_HASH_ALGORITHM: &str = "cloudfront_hash_algorithm";
 pub const CLOUDFRONT_KEY_GROUP_KEYS: &str = "cloudfront_key_group_keys";
 /// `cloudfront_key_id`.
 pub const CLOUDFRONT_KEY_ID: &str = "cloudfront_key_id";
+/// `cloudfront_key_id_file`.
+pub const CLOUDFRONT_KEY_ID_FILE: &str = "cloudfront_key_id_file";
+/// `cloudfront_key_reload_seconds`.
+pub const CLOUDFRONT_KEY_RELOAD_SECONDS: &str = "cloudfront_key_reload_seconds";
 /// `cloudfront_policy`.
 pub const CLOUDFRONT_POLICY: &str = "cloudfront_policy";
 /// `cloudfront_privatekey_filename`.
@@ -44,6 +48,8 @@ pub const ALL: &[&str] = &[
     CLOUDFRONT_HASH_ALGORITHM,
     CLOUDFRONT_KEY_GROUP_KEYS,
     CLOUDFRONT_KEY_ID,
+    CLOUDFRONT_KEY_ID_FILE,
+    CLOUDFRONT_KEY_RELOAD_SECONDS,
     CLOUDFRONT_POLICY,
     CLOUDFRONT_PRIVATEKEY_FILENAME,
     CLOUDFRONT_RESTRICT_TO_CLIENT_IP,

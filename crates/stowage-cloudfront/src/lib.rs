@@ -14,6 +14,9 @@
 //!   cookies; the URL signed is exactly the URL returned.
 //! - When signing cannot happen, an S3 presigned URL that says why;
 //!   clients without an address or inside AWS go straight to S3.
+//! - Key rotation without a restart: key files (and key id files) are read
+//!   again when they change, the old keys signing until the new ones load;
+//!   [`reload_signing_keys`] reloads at once (SIGHUP).
 //!
 //! ```no_run
 //! # async fn demo() -> stowage_core::Result<()> {
@@ -33,4 +36,6 @@ pub mod keys;
 pub mod signer;
 
 pub use config::{CloudFrontConfig, KeyEntry, PolicyKind};
-pub use driver::{AwsIpRanges, CloudFrontedS3Storage, Route, DRIVER};
+pub use driver::{
+    reload_signing_keys, AwsIpRanges, CloudFrontedS3Storage, KeyReload, Route, DRIVER,
+};

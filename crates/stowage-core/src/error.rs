@@ -371,3 +371,132 @@ impl Error {
         out
     }
 }
+
+/// An [`std::io::Error`] for code that speaks `std::io` (an `AsyncRead`
+/// over a blob, a `Read` adapter, a `?` in a function returning
+/// `io::Result`). The kind says what the caller can do; the stowage error
+/// stays inside (`get_ref`/`into_inner` and `downcast`), with its sources.
+///
+/// | stowage error | `io::ErrorKind` |
+/// |---|---|
+/// | `NotFound` | `NotFound` |
+/// | `PermissionDenied`, `Credentials` | `PermissionDenied` |
+/// | `InvalidPath`, `InvalidRange`, `InvalidArgument`, `OffsetMismatch`, `Config` | `InvalidInput` |
+/// | `DigestMismatch`, `InvalidUploadState` | `InvalidData` |
+/// | `Unsupported` | `Unsupported` |
+/// | `InputStream`, `Backend` (retryable or not) | the kind of the first `io::Error` among its sources (e.g. `UnexpectedEof`, `TimedOut`), else `Other` |
+///
+/// `Interrupted` is never produced (it becomes `Other`): readers retry it
+/// at once, in a loop. Whether a backend error is worth retrying is
+/// [`Error::is_retryable`] on the error inside.
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = match &err {
+            Error::NotFound { .. } => Io::NotFound,
+            Error::PermissionDenied { .. } | Error::Credentials { .. } => Io::PermissionDenied,
+            Error::InvalidPath { .. }
+            | Error::InvalidRange { .. }
+            | Error::InvalidArgument { .. }
+            | Error::OffsetMismatch { .. }
+            | Error::Config(_) => Io::InvalidInput,
+            Error::DigestMismatch { .. } | Error::InvalidUploadState { .. } => Io::InvalidData,
+            Error::Unsupported { .. } => Io::Unsupported,
+            Error::InputStream { .. } | Error::Backend { .. } => {
+                match find_in_chain::<std::io::Error>(&err).map(std::io::Error::kind) {
+                    Some(kind) if kind != Io::Interrupted => kind,
+                    _ => Io::Other,
+                }
+            }
+        };
+        std::io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn io_errors_carry_a_kind_and_the_stowage_error() {
+        let denied = Error::PermissionDenied {
+            driver: "s3",
+            message: "AccessDenied".into(),
+            operation: None,
+            source: None,
+        };
+        let cases = [
+            (Error::not_found("blobs/a"), io::ErrorKind::NotFound),
+            (denied, io::ErrorKind::PermissionDenied),
+            (
+                Error::InvalidPath {
+                    path: "/a".into(),
+                    reason: "absolute".into(),
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::InvalidRange {
+                    path: "a".into(),
+                    range: "9-".into(),
+                    size: 1,
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::invalid_argument("expiry"),
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::DigestMismatch {
+                    expected: "sha256:a".into(),
+                    actual: "sha256:b".into(),
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                Error::Unsupported {
+                    operation: "copy",
+                    driver: "x",
+                },
+                io::ErrorKind::Unsupported,
+            ),
+            (
+                Error::backend("s3", true, "SlowDown", "throttled"),
+                io::ErrorKind::Other,
+            ),
+            (
+                Error::backend(
+                    "local",
+                    false,
+                    "reading a/b",
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                ),
+                io::ErrorKind::UnexpectedEof,
+            ),
+            (
+                Error::backend(
+                    "local",
+                    false,
+                    "reading a/b",
+                    io::Error::from(io::ErrorKind::Interrupted),
+                ),
+                io::ErrorKind::Other,
+            ),
+        ];
+        for (err, kind) in cases {
+            let shown = err.to_string();
+            let retryable = err.is_retryable();
+            let io_err = io::Error::from(err);
+            assert_eq!(io_err.kind(), kind, "{shown}");
+            assert_eq!(io_err.to_string(), shown);
+            let inner = io_err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<Error>())
+                .expect("the stowage error is inside");
+            assert_eq!(inner.is_retryable(), retryable, "{shown}");
+        }
+    }
+}

@@ -24,6 +24,7 @@ mod direct_url;
 pub mod download;
 mod error;
 pub mod forward;
+pub mod layers;
 pub mod listing;
 pub mod metrics;
 pub mod multipart;

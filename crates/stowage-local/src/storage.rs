@@ -138,6 +138,16 @@ impl LocalStorage {
         }
     }
 
+    /// Objects in `store`: any `object_store` store the embedder has (an
+    /// `InMemory`, a `LocalFileSystem` of its own, a cloud store, one
+    /// wrapped in object_store's limit or throttle layers), with this
+    /// driver's behaviour on top: chunked uploads under `_uploads/`, no
+    /// direct URLs, and writes as atomic as the store's. The storage
+    /// reports driver `local` and has no [`root`](Self::root).
+    pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, root: None }
+    }
+
     /// The root directory (`None` in memory).
     pub fn root(&self) -> Option<&FsPath> {
         self.root.as_deref()

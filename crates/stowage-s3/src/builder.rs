@@ -1,33 +1,43 @@
-//! Building the SDK client from an [`S3Config`].
+//! Building the SDK client from an [`S3Config`]: with the driver's own
+//! HTTPS client (trusted CAs, proxies: `tls.rs`) or the embedder's, from
+//! nothing, from the embedder's `SdkConfig`, or over a ready client.
 
 use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use stowage_core::Result;
 
 use crate::credentials::CredentialSource;
+use crate::tls::naming_tls_failures;
 use crate::S3Config;
 
 /// The SDK client for `config`, with `credentials` when given (STS), else
 /// the configured static keys, else the SDK's default chain (environment,
-/// profile files, web identity, instance metadata).
+/// profile files, web identity, instance metadata). Requests go through
+/// `http` when given (the embedder's client wins over the configured CAs),
+/// else through [`S3Config::https_client`].
+///
+/// # Errors
+/// [`stowage_core::Error::Config`] when the configured CA certificates
+/// cannot be used.
 pub(crate) async fn client(
     config: &S3Config,
     credentials: Option<&dyn CredentialSource>,
-    http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
-) -> aws_sdk_s3::Client {
+    http: Option<SharedHttpClient>,
+) -> Result<aws_sdk_s3::Client> {
+    let http = http_client(config, http)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(config.connect_timeout)
-                .operation_attempt_timeout(config.first_byte_timeout)
-                .build(),
-        );
+        .timeout_config(timeouts(config))
+        // The default credential chain (instance metadata, web identity)
+        // goes through the same client: same CAs, same proxy.
+        .http_client(http);
     if let Some(source) = credentials {
         // A source that caches itself (STS, refreshing in the background)
         // is asked on every request and answers from memory: the SDK's lazy
@@ -45,34 +55,132 @@ pub(crate) async fn client(
         loader = loader
             .credentials_provider(source.provider())
             .identity_cache(cache);
-    } else if let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) {
-        loader = loader.credentials_provider(Credentials::new(
-            ak.clone(),
-            sk.expose().to_string(),
-            config
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_string()),
-            None,
-            "stowage-config",
-        ));
-    }
-    if let Some(http) = http {
-        loader = loader.http_client(http);
+    } else if let Some(keys) = static_keys(config) {
+        loader = loader.credentials_provider(keys);
     }
     let shared = loader.load().await;
-    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(config.path_style)
-        // The driver retries (retry.rs): its attempts replace the SDK's, so
-        // budgets do not multiply.
-        .retry_config(RetryConfig::disabled())
-        // Ceph RGW rejects the trailing checksums the SDK sends by default.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-    if let Some(endpoint) = &config.endpoint {
-        builder = builder.endpoint_url(endpoint);
+    let builder = addressing(aws_sdk_s3::config::Builder::from(&shared), config);
+    Ok(aws_sdk_s3::Client::from_conf(
+        driver_settings(builder, config).build(),
+    ))
+}
+
+/// The SDK client for `config` on the embedder's `sdk`: its credentials
+/// (unless `config` has static keys), identity cache, HTTP client (else
+/// [`S3Config::https_client`]), sleep and time sources; `config`'s region,
+/// endpoint and addressing (they say where the bucket is), and the
+/// driver's timeouts, retries (off: the driver retries) and checksums.
+///
+/// # Errors
+/// [`stowage_core::Error::Config`] when the configured CA certificates
+/// cannot be used (only when `sdk` has no HTTP client).
+pub(crate) fn client_from_sdk_config(
+    config: &S3Config,
+    sdk: &SdkConfig,
+) -> Result<aws_sdk_s3::Client> {
+    let http = http_client(config, sdk.http_client())?;
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+        .http_client(http)
+        .region(Region::new(config.region.clone()));
+    if sdk.behavior_version().is_none() {
+        builder = builder.behavior_version(BehaviorVersion::latest());
     }
-    aws_sdk_s3::Client::from_conf(builder.build())
+    if let Some(keys) = static_keys(config) {
+        builder = builder.credentials_provider(keys);
+    }
+    let builder = addressing(builder, config);
+    Ok(aws_sdk_s3::Client::from_conf(
+        driver_settings(builder, config).build(),
+    ))
+}
+
+/// `client` with the driver's timeouts, retries (off) and checksums on
+/// top; its region, endpoint, addressing, credentials and HTTP client stay
+/// (a client without one gets [`S3Config::https_client`]).
+///
+/// # Errors
+/// [`stowage_core::Error::Config`] when the configured CA certificates
+/// cannot be used (only when `client` has no HTTP client).
+pub(crate) fn client_over(
+    config: &S3Config,
+    client: &aws_sdk_s3::Client,
+) -> Result<aws_sdk_s3::Client> {
+    let own = client.config();
+    let http = http_client(config, own.http_client())?;
+    let builder = own.to_builder().http_client(http);
+    Ok(aws_sdk_s3::Client::from_conf(
+        driver_settings(builder, config).build(),
+    ))
+}
+
+/// `given` (an embedder's client) with TLS failures named, else the
+/// driver's own client.
+fn http_client(config: &S3Config, given: Option<SharedHttpClient>) -> Result<SharedHttpClient> {
+    match given {
+        Some(http) => {
+            if config.ca_bundle.is_some() || !config.extra_ca_certs.is_empty() {
+                tracing::warn!(
+                    "the embedder's HTTP client is used as it is: s3_ca_bundle and the config \
+                     bundle's extra CA certificates do not apply to it"
+                );
+            }
+            Ok(naming_tls_failures(http))
+        }
+        None => config.https_client(),
+    }
+}
+
+/// The configured static keys as a credentials provider.
+fn static_keys(config: &S3Config) -> Option<Credentials> {
+    let (Some(ak), Some(sk)) = (&config.access_key, &config.secret_key) else {
+        return None;
+    };
+    Some(Credentials::new(
+        ak.clone(),
+        sk.expose().to_string(),
+        config
+            .session_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        None,
+        "stowage-config",
+    ))
+}
+
+/// The connect timeout and the attempt timeout of requests without a body
+/// (`body_attempt_override` lengthens it for bodies).
+fn timeouts(config: &S3Config) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(config.connect_timeout)
+        .operation_attempt_timeout(config.first_byte_timeout)
+        .build()
+}
+
+/// Where the bucket is: path-style addressing, the endpoint.
+fn addressing(
+    builder: aws_sdk_s3::config::Builder,
+    config: &S3Config,
+) -> aws_sdk_s3::config::Builder {
+    let builder = builder.force_path_style(config.path_style);
+    match &config.endpoint {
+        Some(endpoint) => builder.endpoint_url(endpoint),
+        None => builder,
+    }
+}
+
+/// What the driver relies on, whoever made the client: its own attempt
+/// deadlines, no SDK retries (the driver's attempts replace the SDK's, so
+/// budgets do not multiply), checksums only when an operation requires
+/// them (Ceph RGW rejects the trailing checksums the SDK sends by default).
+fn driver_settings(
+    builder: aws_sdk_s3::config::Builder,
+    config: &S3Config,
+) -> aws_sdk_s3::config::Builder {
+    builder
+        .timeout_config(timeouts(config))
+        .retry_config(RetryConfig::disabled())
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
 }
 
 /// A per-request configuration override for a request carrying `size`
@@ -85,4 +193,137 @@ pub(crate) fn body_attempt_override(config: &S3Config, size: u64) -> aws_sdk_s3:
             .operation_attempt_timeout(config.body_attempt_timeout(size))
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::SharedCredentialsProvider;
+    use stowage_core::config::Secret;
+    use stowage_core::{DownloadUrlOptions, Storage, StoragePath};
+
+    use crate::S3Storage;
+
+    fn config() -> S3Config {
+        S3Config::new("bkt")
+            .with_endpoint("https://s3.example.net:9000")
+            .with_region("eu-west-1")
+    }
+
+    /// What the driver needs of any client, checked on its copy.
+    fn assert_driver_settings(client: &aws_sdk_s3::Client) {
+        let own = client.config();
+        assert_eq!(own.retry_config().map(|r| r.max_attempts()), Some(1));
+        assert_eq!(
+            own.request_checksum_calculation(),
+            Some(&RequestChecksumCalculation::WhenRequired)
+        );
+        assert_eq!(
+            own.timeout_config()
+                .and_then(|t| t.operation_attempt_timeout()),
+            Some(config().first_byte_timeout)
+        );
+        assert!(own.http_client().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_embedders_client_gets_the_drivers_retries_and_checksums_on_a_copy() {
+        let theirs = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .endpoint_url("https://s3.example.net:9000")
+                .force_path_style(true)
+                .credentials_provider(Credentials::new(
+                    "AKIDTHEIRS",
+                    "not-a-real-secret",
+                    None,
+                    None,
+                    "test",
+                ))
+                .retry_config(RetryConfig::standard().with_max_attempts(5))
+                .build(),
+        );
+        let storage = S3Storage::from_client(config(), theirs.clone()).unwrap();
+        assert_driver_settings(&storage.client);
+        assert_eq!(
+            theirs.config().retry_config().map(|r| r.max_attempts()),
+            Some(5),
+            "the embedder's client is not changed"
+        );
+        let url = storage
+            .download_url(
+                &StoragePath::parse("a/b").unwrap(),
+                &DownloadUrlOptions::default(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            url.url.starts_with("https://s3.example.net:9000/bkt/a/b?")
+                && url.url.contains("AKIDTHEIRS%2F"),
+            "{}",
+            url.url
+        );
+    }
+
+    #[tokio::test]
+    async fn an_sdk_config_gives_the_credentials_and_the_config_where_the_bucket_is() {
+        let sdk = SdkConfig::builder()
+            .region(Region::new("us-west-2"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDSDKCONFIG",
+                "not-a-real-secret",
+                None,
+                None,
+                "test",
+            )))
+            .build();
+        let storage = S3Storage::from_sdk_config(config(), &sdk).unwrap();
+        assert_driver_settings(&storage.client);
+        assert_eq!(
+            storage.client.config().region().map(|r| r.as_ref()),
+            Some("eu-west-1"),
+            "the bucket's region, from the configuration"
+        );
+        let url = storage
+            .download_url(
+                &StoragePath::parse("a/b").unwrap(),
+                &DownloadUrlOptions::default(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            url.url.starts_with("https://s3.example.net:9000/bkt/a/b?")
+                && url.url.contains("AKIDSDKCONFIG%2F")
+                && url.url.contains("%2Feu-west-1%2Fs3%2F"),
+            "{}",
+            url.url
+        );
+        // Static keys in the configuration win over the SdkConfig's.
+        let keyed = config().with_static_keys("AKIDCONFIG", Secret::new("not-a-real-secret"));
+        let storage = S3Storage::from_sdk_config(keyed, &sdk).unwrap();
+        let url = storage
+            .download_url(
+                &StoragePath::parse("a/b").unwrap(),
+                &DownloadUrlOptions::default(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(url.url.contains("AKIDCONFIG%2F"), "{}", url.url);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_ca_bundle_stops_the_driver_naming_the_key() {
+        let config = config().with_ca_bundle("/nonexistent/stowage-ca.pem");
+        let e = S3Storage::new(config.clone()).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("s3_ca_bundle") && text.contains("/nonexistent/stowage-ca.pem"),
+            "{text}"
+        );
+        assert!(S3Storage::from_sdk_config(config, &SdkConfig::builder().build()).is_err());
+    }
 }

@@ -3,9 +3,11 @@
 //! `docs/configuration.md`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
+use crate::ServerProfile;
 use stowage_core::config::{FromParams, Params, Secret};
 
 use crate::keys;
@@ -135,6 +137,19 @@ pub struct S3Config {
     /// The most one attempt of any request may take
     /// (`s3_request_timeout_seconds`, default 3600).
     pub request_timeout: Duration,
+    /// What the server lacks compared with AWS S3 (default
+    /// [`ServerProfile::Standard`]; Quay's `GoogleCloudStorage` sets
+    /// [`ServerProfile::Gcs`]). No key of its own.
+    pub profile: ServerProfile,
+    /// A PEM file of CA certificates trusted besides the system's
+    /// (`s3_ca_bundle`), for endpoints with a private CA; STS is called
+    /// through the same client.
+    pub ca_bundle: Option<PathBuf>,
+    /// More PEM files of trusted CA certificates: those of the Quay config
+    /// bundle the configuration was read from (its `extra_ca_certs/`
+    /// folder, see [`S3Config::quay_extra_ca_certs`]). A file without a
+    /// usable certificate is skipped with a warning.
+    pub extra_ca_certs: Vec<PathBuf>,
 }
 
 impl fmt::Debug for S3Config {
@@ -149,6 +164,9 @@ impl fmt::Debug for S3Config {
             .field("sse", &self.sse)
             .field("part_size", &self.part_size)
             .field("upload_concurrency", &self.upload_concurrency)
+            .field("profile", &self.profile)
+            .field("ca_bundle", &self.ca_bundle)
+            .field("extra_ca_certs", &self.extra_ca_certs)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +201,9 @@ impl S3Config {
             progress_timeout: Duration::from_secs(30),
             min_upload_rate: 64 * 1024,
             request_timeout: Duration::from_secs(3600),
+            profile: ServerProfile::Standard,
+            ca_bundle: None,
+            extra_ca_certs: Vec::new(),
         }
     }
 
@@ -210,6 +231,13 @@ impl S3Config {
     /// Sets the region.
     pub fn with_region(mut self, region: impl Into<String>) -> Self {
         self.region = region.into();
+        self
+    }
+
+    /// Sets the server profile: what the server lacks, and the paths the
+    /// driver takes instead (see [`ServerProfile`]).
+    pub fn with_profile(mut self, profile: ServerProfile) -> Self {
+        self.profile = profile;
         self
     }
 
@@ -392,12 +420,25 @@ impl S3Config {
 
     /// Reads stowage's transfer keys (part size, concurrency, copy sizes,
     /// attempts, timeouts: every `s3_*` key of `docs/configuration.md` that
-    /// tunes transfers) from `params` into `self`, recording problems there;
-    /// for drivers built on S3 with keys of their own (Quay's S3-compatible
-    /// drivers). `false` when a problem was recorded. Every size is checked
-    /// before any arithmetic, so no value overflows.
+    /// tunes transfers, and the trusted CAs of `s3_ca_bundle`) from `params`
+    /// into `self`, recording problems there; for drivers built on S3 with
+    /// keys of their own (Quay's S3-compatible drivers). `false` when a
+    /// problem was recorded. Every size is checked before any arithmetic,
+    /// so no value overflows. When `params` knows the config bundle's
+    /// directory ([`Params::with_base_dir`]), its extra CA certificates are
+    /// trusted too ([`S3Config::quay_extra_ca_certs`]).
     pub fn read_transfer_keys(&mut self, params: &mut Params<'_>) -> bool {
         let before = params.problem_count();
+        if let Some(file) = params.path(keys::S3_CA_BUNDLE) {
+            if let Err(why) = crate::tls::read_bundle(&file) {
+                params.problem(keys::S3_CA_BUNDLE, why);
+            }
+            self.ca_bundle = Some(file);
+        }
+        if let Some(dir) = params.base_dir() {
+            let files = Self::quay_extra_ca_certs(dir);
+            self.extra_ca_certs = files;
+        }
         // S3's part sizes, in MiB.
         let parts_mib = MIN_PART_SIZE / MIB..=MAX_PART_SIZE / MIB;
         let c = self;
@@ -701,6 +742,47 @@ mod tests {
                 "no problem reported for {k}: {errs}"
             );
         }
+    }
+
+    #[test]
+    fn profile_defaults_to_standard_and_is_shown() {
+        let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        assert_eq!(c.profile, ServerProfile::Standard);
+        let c = c.with_profile(ServerProfile::Gcs);
+        assert_eq!(c.profile, ServerProfile::Gcs);
+        assert!(format!("{c:?}").contains("profile: Gcs"), "{c:?}");
+    }
+
+    #[test]
+    fn ca_bundle_is_checked_and_the_bundle_folder_trusted() {
+        let dir = std::env::temp_dir().join(format!(
+            "stowage-s3-config-ca-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(dir.join("extra_ca_certs")).unwrap();
+        std::fs::write(
+            dir.join("extra_ca_certs/ca.crt"),
+            "read when the client is built",
+        )
+        .unwrap();
+        let read = |json: &str| {
+            let map: Map<String, Value> = serde_json::from_str(json).unwrap();
+            S3Config::from_params(Params::new("loc[1]", &map).with_base_dir(&dir))
+        };
+        let errs = read(r#"{"s3_bucket": "bkt", "s3_ca_bundle": "missing.pem"}"#).unwrap_err();
+        let text = errs.to_string();
+        assert!(
+            text.contains("loc[1].s3_ca_bundle: CA certificate file")
+                && text.contains("missing.pem"),
+            "{text}"
+        );
+        let c = read(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        assert_eq!(c.extra_ca_certs, [dir.join("extra_ca_certs/ca.crt")]);
+        assert!(format!("{c:?}").contains("extra_ca_certs"));
+        let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
+        assert!(c.extra_ca_certs.is_empty() && c.ca_bundle.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

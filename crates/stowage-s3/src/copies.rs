@@ -132,8 +132,14 @@ impl S3Storage {
         }
     }
 
-    /// Whether UploadPartCopy was refused lately (then copies stream).
+    /// Whether UploadPartCopy was refused lately, or the server has none
+    /// at all (the GCS profile): then copies above the multipart-copy
+    /// threshold and chunked-upload assembly stream the bytes through.
     pub(crate) fn part_copy_refused(&self) -> bool {
+        // GCS profile: no UploadPartCopy, so none is ever sent.
+        if !self.config.profile.copies_parts() {
+            return true;
+        }
         let refused = self.part_copy_refused.lock().expect("refusal lock");
         refused.is_some_and(|at| at.elapsed() < PART_COPY_RETRY_AFTER)
     }

@@ -1,6 +1,7 @@
 //! S3 errors onto stowage's kinds, in one place: status and error code to
 //! kind and retryability. Messages carry the operation, bucket and key,
-//! never credentials.
+//! never credentials; a TLS handshake refused on the endpoint's
+//! certificate names the endpoint and is final.
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -57,6 +58,12 @@ where
             operation: None,
             source: Some(Box::new(err)),
         };
+    }
+    if matches!(err, SdkError::DispatchFailure(_)) {
+        // Lasting: the endpoint's certificate, or a port without TLS.
+        if let Some(tls) = crate::tls::TlsFailure::of(&err) {
+            return Error::backend(DRIVER, false, format!("{what}: {tls}"), err);
+        }
     }
     match &err {
         SdkError::TimeoutError(_) => {
@@ -231,5 +238,30 @@ mod tests {
         assert_eq!(kind(400, "InvalidArgument"), ErrorKind::Backend);
         let e = classify(Some(301), Some("PermanentRedirect"), None, "op", "p", "x").to_string();
         assert!(e.contains("s3_region"), "{e}");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_final_and_says_so() {
+        use aws_sdk_s3::operation::put_object::PutObjectError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let rejected = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let err: SdkError<PutObjectError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(rejected)));
+        let op = Op {
+            name: "PutObject",
+            bucket: "bkt",
+            key: "k",
+        };
+        let e = from_sdk(err, op, "k");
+        assert_eq!(e.kind(), ErrorKind::Backend);
+        assert!(!e.is_retryable());
+        let text = e.to_string();
+        assert!(
+            text.contains("PutObject s3://bkt/k") && text.contains("CA that is not trusted"),
+            "{text}"
+        );
     }
 }

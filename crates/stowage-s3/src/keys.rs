@@ -16,6 +16,8 @@ pub const PORT: &str = "port";
 pub const S3_ACCESS_KEY: &str = "s3_access_key";
 /// `s3_bucket`.
 pub const S3_BUCKET: &str = "s3_bucket";
+/// `s3_ca_bundle`.
+pub const S3_CA_BUNDLE: &str = "s3_ca_bundle";
 /// `s3_connect_timeout_seconds`.
 pub const S3_CONNECT_TIMEOUT_SECONDS: &str = "s3_connect_timeout_seconds";
 /// `s3_max_attempts`.
@@ -70,6 +72,7 @@ pub const ALL: &[&str] = &[
     PORT,
     S3_ACCESS_KEY,
     S3_BUCKET,
+    S3_CA_BUNDLE,
     S3_CONNECT_TIMEOUT_SECONDS,
     S3_FIRST_BYTE_TIMEOUT_SECONDS,
     S3_MAX_ATTEMPTS,

@@ -22,6 +22,8 @@
 //! the SDK's optional CRC checksums (trailers many servers refuse) are off,
 //! and ETags
 //! missing from CompleteMultipartUpload answers are read back with HEAD.
+//! Google Cloud Storage's XML API runs with [`ServerProfile::Gcs`], which
+//! avoids the operations GCS lacks (`docs/gcs.md`).
 //!
 //! ```no_run
 //! # async fn demo() -> stowage_core::Result<()> {
@@ -38,8 +40,11 @@ mod credentials;
 mod error;
 pub mod keys;
 pub mod limits;
+// What a server lacks (Google Cloud Storage), and the paths taken instead.
+mod profile;
 mod retry;
 mod storage;
+mod tls;
 // What the driver does, one concern per file.
 mod cleanup;
 mod copies;
@@ -58,4 +63,6 @@ pub mod iam;
 
 pub use config::{PartChecksum, S3Config, ServerSideEncryption};
 pub use credentials::{CredentialSource, SharedCredentialsProvider};
+pub use profile::ServerProfile;
 pub use storage::S3Storage;
+pub use tls::TlsFailure;

@@ -1,7 +1,9 @@
 //! Listings: ListObjectsV2 paged by hand, so that a dropped or repeated
 //! continuation token fails instead of ending short or looping; the marker
 //! check ListMultipartUploads shares; and `list_page`, one ListObjectsV2
-//! request with Prefix, Delimiter, StartAfter and MaxKeys.
+//! request with Prefix, Delimiter, StartAfter and MaxKeys. With a server
+//! profile without ListObjectsV2 (GCS), the same with ListObjects
+//! (version 1): Marker is both StartAfter and where a listing goes on.
 
 use std::collections::HashSet;
 
@@ -104,6 +106,10 @@ impl S3Storage {
         &self,
         pages: &mut ListPages,
     ) -> Result<(Vec<(String, aws_sdk_s3::types::Object)>, bool)> {
+        // Server profile without ListObjectsV2 (GCS): version 1.
+        if !self.config.profile.lists_with_v2() {
+            return self.list_objects_v1_page(pages).await;
+        }
         let shown = pages.prefix.clone();
         let token = pages.token.clone();
         let page = self
@@ -129,6 +135,50 @@ impl S3Storage {
             &what,
             page.is_truncated(),
             page.next_continuation_token().map(str::to_string),
+            &mut pages.seen,
+            pages.listed,
+        )?;
+        Ok((objects, pages.token.is_some()))
+    }
+
+    /// One ListObjects (version 1) page, for a server without
+    /// ListObjectsV2 (the GCS profile): `pages.token` is the Marker, the
+    /// answer's NextMarker or else its last key ([`v1_next_marker`]). The
+    /// same checks as ListObjectsV2: a marker dropped or repeated fails.
+    async fn list_objects_v1_page(
+        &self,
+        pages: &mut ListPages,
+    ) -> Result<(Vec<(String, aws_sdk_s3::types::Object)>, bool)> {
+        let shown = pages.prefix.clone();
+        let marker = pages.token.clone();
+        let page = self
+            .retrying("ListObjects", &shown, || {
+                self.client
+                    .list_objects()
+                    .bucket(self.bucket())
+                    .prefix(&shown)
+                    .set_marker(marker.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| from_sdk(e, self.op("ListObjects", &shown), &shown))?;
+        let objects: Vec<_> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(|k| (k.to_string(), o.clone())))
+            .collect();
+        pages.listed += objects.len() as u64;
+        let what = format!("s3://{}/{}", self.bucket(), shown);
+        let next = v1_next_marker(
+            page.is_truncated(),
+            page.next_marker(),
+            objects.iter().map(|(k, _)| k.as_str()),
+        );
+        pages.token = next_page_marker(
+            "ListObjects",
+            &what,
+            page.is_truncated(),
+            next,
             &mut pages.seen,
             pages.listed,
         )?;
@@ -182,6 +232,23 @@ fn note_last(last: &mut Option<String>, relative: &str) {
     }
 }
 
+/// Where a ListObjects (version 1) listing goes on: the answer's
+/// NextMarker; when a truncated answer has none (S3 returns it only with a
+/// delimiter), the last key or common prefix it listed, which the S3 API
+/// reference of ListObjects says to use as the next Marker. `None` when
+/// the answer is not truncated and names no marker.
+fn v1_next_marker<'a>(
+    truncated: Option<bool>,
+    next_marker: Option<&'a str>,
+    listed: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    match (next_marker.filter(|m| !m.is_empty()), truncated) {
+        (Some(marker), _) => Some(marker.to_string()),
+        (None, Some(true)) => listed.into_iter().max().map(str::to_string),
+        (None, _) => None,
+    }
+}
+
 impl S3Storage {
     /// A listed key relative to the root (a common prefix keeps its
     /// trailing `/`), `None` outside the root.
@@ -196,10 +263,12 @@ impl S3Storage {
 
     /// One page of [`stowage_core::Storage::list_page`]: one ListObjectsV2
     /// request (retried like every request) with Prefix, Delimiter `/`,
-    /// StartAfter and MaxKeys. Keys and common prefixes outside the root or
-    /// not valid paths are skipped. The page is what the answer holds, even
-    /// when the server cut it short; `next_start_after` is then the last
-    /// key or common prefix it returned.
+    /// StartAfter and MaxKeys (ListObjects version 1 with Marker for a
+    /// server profile without ListObjectsV2). Keys and common prefixes
+    /// outside the root or not valid paths are skipped. The page is what
+    /// the answer holds, even when the server cut it short;
+    /// `next_start_after` is then the last key or common prefix it
+    /// returned.
     ///
     /// Servers differ on a StartAfter that is a common prefix (`a/b/`) or
     /// inside one: AWS and Ceph RGW skip the whole common prefix, Garage
@@ -236,67 +305,117 @@ impl S3Storage {
         let mut listed = 0u64;
         let mut last: Option<String> = None;
         loop {
-            let continuing = token.clone();
-            let answer = self
-                .retrying("ListObjectsV2", &shown, || {
-                    self.client
-                        .list_objects_v2()
-                        .bucket(self.bucket())
-                        .prefix(&shown)
-                        .set_delimiter(delimiter.clone())
-                        .set_start_after(if continuing.is_none() {
-                            start_key.clone()
-                        } else {
-                            None
-                        })
-                        .set_continuation_token(continuing.clone())
-                        .max_keys(max_keys)
-                        .send()
-                })
-                .await
-                .map_err(|e| from_sdk(e, self.op("ListObjectsV2", &shown), &shown))?;
-            for object in answer.contents() {
-                let Some(key) = object.key() else { continue };
-                let Some(relative) = self.relative_key(key) else {
-                    continue;
-                };
-                note_last(&mut last, relative);
-                let Some(path) = self.path_of(key) else {
-                    tracing::warn!(key = %key, "skipping a key that is not a valid storage path");
-                    continue;
-                };
-                page.push_listed(
-                    ObjectMeta::new(path, object.size().unwrap_or(0).max(0) as u64)
-                        .with_etag(object.e_tag().map(str::to_string))
-                        .with_last_modified(to_chrono(object.last_modified())),
+            let (operation, truncated, next) = if self.config.profile.lists_with_v2() {
+                let continuing = token.clone();
+                let answer = self
+                    .retrying("ListObjectsV2", &shown, || {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(self.bucket())
+                            .prefix(&shown)
+                            .set_delimiter(delimiter.clone())
+                            .set_start_after(if continuing.is_none() {
+                                start_key.clone()
+                            } else {
+                                None
+                            })
+                            .set_continuation_token(continuing.clone())
+                            .max_keys(max_keys)
+                            .send()
+                    })
+                    .await
+                    .map_err(|e| from_sdk(e, self.op("ListObjectsV2", &shown), &shown))?;
+                listed += self.offer_answer(
+                    &mut page,
+                    &mut last,
+                    answer.contents(),
+                    answer.common_prefixes(),
                 );
-            }
-            for common in answer.common_prefixes() {
-                let Some(key) = common.prefix() else { continue };
-                let Some(relative) = self.relative_key(key) else {
-                    continue;
-                };
-                note_last(&mut last, relative);
-                let Some(dir) = key.strip_suffix('/').and_then(|k| self.path_of(k)) else {
-                    tracing::warn!(prefix = %key, "skipping a prefix that is not a valid path");
-                    continue;
-                };
-                page.push_prefix(dir);
-            }
-            listed += (answer.contents().len() + answer.common_prefixes().len()) as u64;
-            token = next_page_marker(
-                "ListObjectsV2",
-                &what,
-                answer.is_truncated(),
-                answer.next_continuation_token().map(str::to_string),
-                &mut seen,
-                listed,
-            )?;
+                (
+                    "ListObjectsV2",
+                    answer.is_truncated(),
+                    answer.next_continuation_token().map(str::to_string),
+                )
+            } else {
+                // Server profile without ListObjectsV2 (GCS): ListObjects
+                // (version 1), whose Marker is StartAfter on the first
+                // request and where the listing goes on after that.
+                let marker = token.clone().or_else(|| start_key.clone());
+                let answer = self
+                    .retrying("ListObjects", &shown, || {
+                        self.client
+                            .list_objects()
+                            .bucket(self.bucket())
+                            .prefix(&shown)
+                            .set_delimiter(delimiter.clone())
+                            .set_marker(marker.clone())
+                            .max_keys(max_keys)
+                            .send()
+                    })
+                    .await
+                    .map_err(|e| from_sdk(e, self.op("ListObjects", &shown), &shown))?;
+                listed += self.offer_answer(
+                    &mut page,
+                    &mut last,
+                    answer.contents(),
+                    answer.common_prefixes(),
+                );
+                let listed_keys = answer
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .chain(answer.common_prefixes().iter().filter_map(|p| p.prefix()));
+                let next = v1_next_marker(answer.is_truncated(), answer.next_marker(), listed_keys);
+                ("ListObjects", answer.is_truncated(), next)
+            };
+            token = next_page_marker(operation, &what, truncated, next, &mut seen, listed)?;
             if token.is_none() || !page.is_empty() {
                 break;
             }
         }
         Ok(page.finish(token.and(last)))
+    }
+
+    /// Offers the objects and common prefixes of one listing answer to
+    /// `page` (skipping those outside the root or not valid paths), notes
+    /// the largest relative path in `last`, and returns how many entries
+    /// the answer held.
+    fn offer_answer(
+        &self,
+        page: &mut PageBuilder,
+        last: &mut Option<String>,
+        objects: &[aws_sdk_s3::types::Object],
+        prefixes: &[aws_sdk_s3::types::CommonPrefix],
+    ) -> u64 {
+        for object in objects {
+            let Some(key) = object.key() else { continue };
+            let Some(relative) = self.relative_key(key) else {
+                continue;
+            };
+            note_last(last, relative);
+            let Some(path) = self.path_of(key) else {
+                tracing::warn!(key = %key, "skipping a key that is not a valid storage path");
+                continue;
+            };
+            page.push_listed(
+                ObjectMeta::new(path, object.size().unwrap_or(0).max(0) as u64)
+                    .with_etag(object.e_tag().map(str::to_string))
+                    .with_last_modified(to_chrono(object.last_modified())),
+            );
+        }
+        for common in prefixes {
+            let Some(key) = common.prefix() else { continue };
+            let Some(relative) = self.relative_key(key) else {
+                continue;
+            };
+            note_last(last, relative);
+            let Some(dir) = key.strip_suffix('/').and_then(|k| self.path_of(k)) else {
+                tracing::warn!(prefix = %key, "skipping a prefix that is not a valid path");
+                continue;
+            };
+            page.push_prefix(dir);
+        }
+        (objects.len() + prefixes.len()) as u64
     }
 }
 
@@ -304,7 +423,7 @@ impl S3Storage {
 mod tests {
     use std::collections::HashSet;
 
-    use super::{next_page_marker, window, Window};
+    use super::{next_page_marker, v1_next_marker, window, Window};
 
     #[test]
     fn listing_markers_end_follow_or_fail() {
@@ -350,6 +469,32 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn v1_listings_go_on_from_next_marker_else_the_last_entry() {
+        let keys = ["p/a", "p/c", "p/b/"];
+        assert_eq!(
+            v1_next_marker(Some(true), Some("p/b/"), keys).as_deref(),
+            Some("p/b/"),
+            "NextMarker when the server sends one"
+        );
+        assert_eq!(
+            v1_next_marker(Some(true), None, keys).as_deref(),
+            Some("p/c"),
+            "else the largest key or common prefix listed"
+        );
+        assert_eq!(
+            v1_next_marker(Some(true), Some(""), keys).as_deref(),
+            Some("p/c")
+        );
+        assert_eq!(v1_next_marker(Some(false), None, keys), None);
+        assert_eq!(v1_next_marker(None, None, keys), None);
+        assert_eq!(
+            v1_next_marker(Some(true), None, []),
+            None,
+            "truncated with nothing to go on: next_page_marker fails it"
+        );
     }
 
     #[test]

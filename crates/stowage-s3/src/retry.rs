@@ -20,8 +20,10 @@
 //!   from memory.
 //!
 //! Never retried: any other 4xx (denied, not found, invalid argument,
-//! NoSuchUpload, PreconditionFailed): sending the same request again cannot
-//! change the answer. Credential failures are left to the credential source.
+//! NoSuchUpload, PreconditionFailed) and TLS handshakes that fail on the
+//! endpoint's certificate or because it does not speak TLS (`tls.rs`):
+//! sending the same request again cannot change the answer. Credential
+//! failures are left to the credential source.
 //!
 //! Waits are "full jitter" exponential backoff: before retry `n` the driver
 //! sleeps a uniformly random time between zero and
@@ -292,7 +294,11 @@ where
         SdkError::ConstructionFailure(_) => None,
         SdkError::TimeoutError(_) => Some("timed out".into()),
         SdkError::DispatchFailure(d) => {
-            if d.is_timeout() {
+            if crate::tls::TlsFailure::of(err).is_some() {
+                // An untrusted CA, a certificate for another name, a port
+                // without TLS: the same on every attempt.
+                None
+            } else if d.is_timeout() {
                 Some("timed out".into())
             } else if d.is_io() {
                 Some(format!("connection error: {}", detail(err)))
@@ -535,6 +541,18 @@ mod tests {
         let construction: SdkError<HeadObjectError, HttpResponse> =
             SdkError::construction_failure("bad input");
         assert!(transient_cause(&construction).is_none());
+    }
+
+    #[test]
+    fn a_certificate_the_client_does_not_trust_is_not_retried() {
+        let untrusted: SdkError<HeadObjectError, HttpResponse> = SdkError::dispatch_failure(
+            ConnectorError::io(Box::new(std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            )))),
+        );
+        assert!(transient_cause(&untrusted).is_none());
+        assert!(transient_cause(&io_error()).is_some(), "a reset still is");
     }
 
     #[test]

@@ -49,10 +49,14 @@ impl std::fmt::Debug for S3Storage {
 
 impl S3Storage {
     /// A driver with the configured credentials (static keys or the SDK's
-    /// default chain). No request is sent; [`Storage::validate`] checks.
+    /// default chain), through [`S3Config::https_client`] (the configured
+    /// CAs, the proxy variables). No request is sent; [`Storage::validate`]
+    /// checks.
     ///
     /// # Errors
-    /// None today; kept fallible for configuration checks.
+    /// [`stowage_core::Error::Config`] when the configured CA certificates
+    /// (`s3_ca_bundle`, `STOWAGE_CA_BUNDLE`, `AWS_CA_BUNDLE`) cannot be
+    /// used.
     pub async fn new(config: S3Config) -> Result<Self> {
         Self::build(config, None).await
     }
@@ -71,11 +75,11 @@ impl S3Storage {
         Self::build(config, Some(source)).await
     }
 
-    /// A driver whose requests go through `http` instead of the SDK's
-    /// default HTTPS client: a client with the embedder's own TLS or proxy
-    /// settings, or a layer that observes or disturbs requests (the
-    /// seeded fault simulation in `integration/` is one). Credentials as in
-    /// [`S3Storage::new`].
+    /// A driver whose requests go through `http` instead of the driver's
+    /// own HTTPS client: a client with the embedder's own TLS or proxy
+    /// settings (the configured CAs do not apply to it), or a layer that
+    /// observes or disturbs requests (the seeded fault simulation in
+    /// `integration/` is one). Credentials as in [`S3Storage::new`].
     ///
     /// # Errors
     /// As [`S3Storage::new`].
@@ -90,13 +94,71 @@ impl S3Storage {
         Self::build_with(config, credentials, None).await
     }
 
+    /// A driver on the embedder's AWS configuration (`aws_config::load_from_env()`
+    /// or its own loader): its credentials (unless `config` has static
+    /// keys), identity cache, HTTP client, sleep and time sources. `config`
+    /// says where the bucket is (region, endpoint, addressing) and keeps
+    /// the driver's own settings on top: attempt deadlines, its retry
+    /// policy (the SDK's retries are turned off, so attempts do not
+    /// multiply) and checksums only when an operation requires them. With
+    /// no HTTP client in `sdk`, requests go through
+    /// [`S3Config::https_client`] (the configured CAs, the proxy
+    /// variables); with one, that client is used as it is.
+    ///
+    /// # Errors
+    /// [`stowage_core::Error::Config`] when the configured CA certificates
+    /// cannot be used.
+    pub fn from_sdk_config(config: S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        let client = builder::client_from_sdk_config(&config, sdk)?;
+        Ok(Self::assemble(config, client, None))
+    }
+
+    /// A driver on a ready client: its region, endpoint, addressing,
+    /// credentials and HTTP client are used as they are, with the driver's
+    /// attempt deadlines (`config`'s timeouts), retries off (the driver
+    /// retries: an SDK retry inside would multiply attempts) and checksums
+    /// only when required (Ceph RGW refuses the SDK's default trailing
+    /// checksums) applied on top of a copy of its configuration; `client`
+    /// itself is not changed. `config` gives the bucket, the root and the
+    /// transfer settings; its region and endpoint should match the
+    /// client's (validation reports them). A client without an HTTP client
+    /// gets [`S3Config::https_client`].
+    ///
+    /// # Errors
+    /// [`stowage_core::Error::Config`] when the configured CA certificates
+    /// cannot be used.
+    pub fn from_client(config: S3Config, client: aws_sdk_s3::Client) -> Result<Self> {
+        let client = builder::client_over(&config, &client)?;
+        Ok(Self::assemble(config, client, None))
+    }
+
     async fn build_with(
         config: S3Config,
         credentials: Option<SharedSource>,
         http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
     ) -> Result<Self> {
-        let client = builder::client(&config, credentials.as_deref(), http).await;
-        Ok(Self {
+        let client = builder::client(&config, credentials.as_deref(), http).await?;
+        Ok(Self::assemble(config, client, credentials))
+    }
+
+    /// The driver around a built client.
+    fn assemble(
+        config: S3Config,
+        mut client: aws_sdk_s3::Client,
+        credentials: Option<SharedSource>,
+    ) -> Self {
+        if !config.profile.accepts_x_id() {
+            // GCS refuses the `x-id` query parameter the SDK adds to some
+            // operations (docs/gcs.md): dropped before signing, presigned
+            // URLs included.
+            let with_interceptor = client
+                .config()
+                .to_builder()
+                .interceptor(crate::profile::WithoutXId)
+                .build();
+            client = aws_sdk_s3::Client::from_conf(with_interceptor);
+        }
+        Self {
             client,
             part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
             retries: crate::retry::Retries::new(&config),
@@ -104,7 +166,7 @@ impl S3Storage {
             part_copy_refused: Arc::default(),
             crc32c_verified: Arc::default(),
             credentials,
-        })
+        }
     }
 
     /// The credential source, when one was given.
@@ -181,7 +243,11 @@ impl Storage for S3Storage {
         Capabilities::default()
             .with_direct_urls(true)
             .with_server_side_copy(true)
-            .with_server_side_assembly(self.config.server_side_assembly)
+            // A server without UploadPartCopy (the GCS profile) assembles
+            // nothing itself: chunked uploads stream through the process.
+            .with_server_side_assembly(
+                self.config.server_side_assembly && self.config.profile.copies_parts(),
+            )
     }
 
     async fn get(&self, path: &StoragePath, options: GetOptions) -> Result<GetResult> {

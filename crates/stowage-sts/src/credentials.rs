@@ -234,12 +234,20 @@ pub(crate) async fn provider(config: &StsConfig) -> (TrackedProvider, Arc<Creden
                 config.duration,
             ))
         }
-        StsSource::SdkDefaultChain => SharedCredentialsProvider::new(
-            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-                .region(Region::new(config.sts_region.clone()))
-                .build()
-                .await,
-        ),
+        StsSource::SdkDefaultChain => {
+            let mut chain =
+                aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                    .region(Region::new(config.sts_region.clone()));
+            if let Some(http) = sdk.http_client() {
+                // The profile's role is assumed through the same client:
+                // the configured CAs, the proxy variables.
+                chain = chain.configure(
+                    aws_config::provider_config::ProviderConfig::without_region()
+                        .with_http_client(http),
+                );
+            }
+            SharedCredentialsProvider::new(chain.build().await)
+        }
     };
     let stats = Arc::new(CredentialStats::default());
     let tracked = TrackedProvider {
@@ -296,8 +304,10 @@ fn user_key_probe(
     ))
 }
 
-/// The SDK configuration the STS client uses: region, endpoint, retries.
-/// Its credentials (for AssumeRole without user keys) are the default chain.
+/// The SDK configuration the STS client uses: region, endpoint, retries,
+/// and the S3 driver's HTTPS client (the CAs of `s3_ca_bundle` and the
+/// config bundle, the proxy variables, TLS failures named). Its
+/// credentials (for AssumeRole without user keys) are the default chain.
 async fn sts_sdk_config(config: &StsConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.sts_region.clone()))
@@ -313,6 +323,15 @@ async fn sts_sdk_config(config: &StsConfig) -> aws_config::SdkConfig {
         );
     if let Some(endpoint) = &config.sts_endpoint {
         loader = loader.endpoint_url(endpoint);
+    }
+    match config.s3.https_client() {
+        Ok(http) => loader = loader.http_client(http),
+        // The S3 driver built on the same configuration refuses to start
+        // with this error; STS alone falls back to the system's roots.
+        Err(e) => tracing::warn!(
+            error = %e,
+            "STS is called with the system's trusted CAs only: the configured ones cannot be used"
+        ),
     }
     loader.load().await
 }

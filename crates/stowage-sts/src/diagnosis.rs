@@ -1,6 +1,8 @@
 //! Why STS gave no credentials, in words an operator can act on: the
 //! failure's kind, whether asking again may help, and after a refused
 //! AssumeRole whether the user keys or the role's trust policy are at fault.
+//! A TLS handshake refused on STS's certificate keeps its cause (the CA
+//! that is not trusted) and is final, not "unreachable".
 
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_sts::error::{DisplayErrorContext, SdkError};
@@ -37,6 +39,16 @@ pub(crate) fn explain(err: &CredentialsError, d: &Describe) -> Diagnosis {
         return Diagnosis {
             problem: own.problem,
             message: own.to_string(),
+            transient: false,
+        };
+    }
+    // A TLS handshake refused on STS's certificate (a private CA not
+    // trusted, a name the certificate does not cover, a port without TLS):
+    // the same on every call, and its cause is the message.
+    if let Some(tls) = find_in_chain::<stowage_s3::TlsFailure>(err) {
+        return Diagnosis {
+            problem: CredentialsProblem::Missing,
+            message: format!("cannot call STS: {tls}"),
             transient: false,
         };
     }
@@ -197,4 +209,62 @@ pub(crate) async fn diagnose_user_keys(
     keys_ok.unwrap_or_else(|| {
         "the user keys themselves are rejected: check sts_user_access_key and sts_user_secret_key".into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    use stowage_core::config::Secret;
+    use stowage_s3::S3Config;
+
+    use crate::config::{StsConfig, StsSource};
+
+    /// STS on a port that answers plain HTTP to a TLS handshake: one call,
+    /// no retry, and a message with the endpoint and the TLS cause instead
+    /// of "unreachable".
+    #[tokio::test]
+    async fn a_tls_failure_keeps_its_cause_and_is_final() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(20) {
+                let Ok(mut stream) = stream else { continue };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut hello = [0u8; 1024];
+                let _ = stream.read(&mut hello);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let endpoint = format!("https://127.0.0.1:{port}");
+        let s3 = S3Config::new("bkt").with_endpoint(&endpoint);
+        let mut config = StsConfig::assume_role(s3, "arn:aws:iam::123456789012:role/quay");
+        config.source = StsSource::AssumeRole {
+            user_access_key: Some("AKIDEXAMPLE".into()),
+            user_secret_key: Some(Secret::new("not-a-real-secret")),
+        };
+        let (tracked, stats) = crate::credentials::provider(&config).await;
+        let started = Instant::now();
+        let failure = tracked.fetch().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!failure.retryable, "{}", failure.message);
+        assert!(
+            failure.message.contains(&endpoint)
+                && failure.message.contains("does not answer TLS")
+                && !failure.message.contains("unreachable"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(stats.sts_calls(), 1);
+        assert_eq!(
+            connections.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one handshake, no retry"
+        );
+    }
 }

@@ -1,14 +1,16 @@
-//! The driver factory: Quay driver names to configurations, and
-//! configurations to `Arc<dyn Storage>`.
+//! The built-in drivers: each a [`DriverFactory`] registered in
+//! [`Drivers::with_builtin`] under its Quay name, as an embedder registers
+//! its own. Their configurations are [`DriverConfig`] variants of their
+//! own, so callers can match them (`stowage iam-policy`, `setup`, `sign`).
 
 use std::sync::Arc;
 
-use stowage_core::config::{ConfigErrors, FromParams, Params};
-use stowage_core::{Result, Storage};
+use stowage_core::config::{ConfigErrors, FromParams};
+use stowage_core::{async_trait, Error, Result, Storage};
 
 #[cfg(feature = "cloudfront")]
 use crate::CloudFrontLocation;
-use crate::{DriverConfig, Location};
+use crate::{DriverConfig, DriverFactory, DriverParams, Drivers, Location};
 
 /// Quay driver names built into this binary.
 pub const BUILT_IN_DRIVERS: &[&str] = &[
@@ -25,6 +27,8 @@ pub const BUILT_IN_DRIVERS: &[&str] = &[
     "RHOCSStorage",
     #[cfg(feature = "s3")]
     "IBMCloudStorage",
+    #[cfg(feature = "s3")]
+    "GoogleCloudStorage",
     #[cfg(feature = "azure")]
     "AzureStorage",
 ];
@@ -38,56 +42,153 @@ pub(crate) const KNOWN_DRIVERS: &[&str] = &[
     "RadosGWStorage",
     "RHOCSStorage",
     "IBMCloudStorage",
+    "GoogleCloudStorage",
     "AzureStorage",
 ];
 
 /// Quay driver names stowage does not implement: a location using one is
 /// kept and refused only when used (see `docs/configuration.md`).
 pub(crate) const QUAY_ONLY_DRIVERS: &[&str] = &[
-    "GoogleCloudStorage",
     "SwiftStorage",
     "CloudFlareStorage",
     "AkamaiS3Storage",
     "MultiCDNStorage",
 ];
 
-/// Parses the parameters of `driver`; `Ok(None)` when the driver is not
-/// built in.
-pub(crate) fn parse_driver(
-    driver: &str,
-    params: Params<'_>,
-) -> Result<Option<DriverConfig>, ConfigErrors> {
-    Ok(Some(match driver {
-        "LocalStorage" => DriverConfig::Local(stowage_local::LocalConfig::from_params(params)?),
-        #[cfg(feature = "s3")]
-        "S3Storage" => DriverConfig::S3(Box::new(stowage_s3::S3Config::from_params(params)?)),
-        #[cfg(feature = "sts")]
-        "STSS3Storage" => DriverConfig::Sts(Box::new(stowage_sts::StsConfig::from_params(params)?)),
-        #[cfg(feature = "cloudfront")]
-        "CloudFrontedS3Storage" => DriverConfig::CloudFront(Box::new(read_cloudfront(params)?)),
-        #[cfg(feature = "s3")]
-        "RadosGWStorage" | "RHOCSStorage" | "IBMCloudStorage" => {
-            let Some(kind) = crate::S3CompatibleDriver::from_quay_name(driver) else {
-                return Ok(None);
-            };
-            DriverConfig::S3Compatible {
-                driver: kind,
-                config: Box::new(crate::quay_s3_compatible::read_s3_compatible(kind, params)?),
-            }
+/// Registers every built-in driver in `drivers`, in the order of
+/// [`BUILT_IN_DRIVERS`].
+pub(crate) fn register_builtin(drivers: &mut Drivers) {
+    drivers.add_builtin("LocalStorage", LocalDriver);
+    #[cfg(feature = "s3")]
+    drivers.add_builtin("S3Storage", S3Driver);
+    #[cfg(feature = "sts")]
+    drivers.add_builtin("STSS3Storage", StsDriver);
+    #[cfg(feature = "cloudfront")]
+    drivers.add_builtin("CloudFrontedS3Storage", CloudFrontDriver);
+    #[cfg(feature = "s3")]
+    {
+        for kind in crate::S3CompatibleDriver::ALL {
+            drivers.add_builtin(kind.quay_name(), S3CompatibleFactory(kind));
         }
-        #[cfg(feature = "azure")]
-        "AzureStorage" => {
-            DriverConfig::Azure(Box::new(stowage_azure::AzureConfig::from_params(params)?))
-        }
-        _ => return Ok(None),
-    }))
+    }
+    #[cfg(feature = "azure")]
+    drivers.add_builtin("AzureStorage", AzureDriver);
+}
+
+/// Builds the storage of a location with the built-in drivers:
+/// `Drivers::with_builtin().open(location)`.
+///
+/// # Errors
+/// [`stowage_core::Error::Config`] when the driver cannot start with this
+/// configuration (e.g. an unusable directory), or when the location's
+/// driver is not built in ([`Location::check_supported`]).
+pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
+    let drivers = Drivers::with_builtin();
+    drivers.open(location).await
+}
+
+/// The refusal of a configuration a built-in driver did not read (never
+/// met: the driver set dispatches on the configuration's driver name).
+fn not_mine(driver: &str, config: &DriverConfig) -> Error {
+    Error::invalid_argument(format!(
+        "the {driver} driver cannot open a {} configuration",
+        config.driver_name()
+    ))
+}
+
+/// Quay's `LocalStorage`.
+struct LocalDriver;
+
+#[async_trait]
+impl DriverFactory for LocalDriver {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        stowage_local::LocalConfig::from_params(params.reader()).map(DriverConfig::Local)
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::Local(c) = config else {
+            return Err(not_mine("LocalStorage", config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(stowage_local::LocalStorage::from_config(c)?);
+        Ok(storage)
+    }
+}
+
+/// Quay's `S3Storage`.
+#[cfg(feature = "s3")]
+struct S3Driver;
+
+#[cfg(feature = "s3")]
+#[async_trait]
+impl DriverFactory for S3Driver {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        stowage_s3::S3Config::from_params(params.reader()).map(|c| DriverConfig::S3(Box::new(c)))
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::S3(c) = config else {
+            return Err(not_mine("S3Storage", config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?);
+        Ok(storage)
+    }
+}
+
+/// Quay's `STSS3Storage`: S3 with credentials of an assumed role.
+#[cfg(feature = "sts")]
+struct StsDriver;
+
+#[cfg(feature = "sts")]
+#[async_trait]
+impl DriverFactory for StsDriver {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        stowage_sts::StsConfig::from_params(params.reader()).map(|c| DriverConfig::Sts(Box::new(c)))
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::Sts(c) = config else {
+            return Err(not_mine("STSS3Storage", config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(stowage_sts::open_s3((**c).clone()).await?.0);
+        Ok(storage)
+    }
+}
+
+/// Quay's `CloudFrontedS3Storage`, with STS credentials when the location
+/// has `sts_*` keys.
+#[cfg(feature = "cloudfront")]
+struct CloudFrontDriver;
+
+#[cfg(feature = "cloudfront")]
+#[async_trait]
+impl DriverFactory for CloudFrontDriver {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        read_cloudfront(params).map(|c| DriverConfig::CloudFront(Box::new(c)))
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::CloudFront(c) = config else {
+            return Err(not_mine("CloudFrontedS3Storage", config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(open_cloudfront(c).await?);
+        Ok(storage)
+    }
 }
 
 /// Reads a `CloudFrontedS3Storage` location: the CloudFront and S3 keys,
 /// and STS keys when any `sts_*` key is given (CloudFront over a bucket
 /// whose credentials come from STS).
 #[cfg(feature = "cloudfront")]
-fn read_cloudfront(mut params: Params<'_>) -> Result<CloudFrontLocation, ConfigErrors> {
+fn read_cloudfront(params: &DriverParams) -> Result<CloudFrontLocation, ConfigErrors> {
+    let mut params = params.reader();
     let cloudfront = stowage_cloudfront::CloudFrontConfig::read(&mut params);
     #[cfg(feature = "sts")]
     let sts = if params.has_key_starting_with("sts_") {
@@ -124,32 +225,54 @@ async fn open_cloudfront(
     CloudFrontedS3Storage::new(c.cloudfront.clone()).await
 }
 
-/// Builds the storage of a location.
-///
-/// # Errors
-/// [`stowage_core::Error::Config`] when the driver cannot start with this
-/// configuration (e.g. an unusable directory), or when stowage does not
-/// implement the location's driver ([`Location::check_supported`]).
-pub async fn open(location: &Location) -> Result<Arc<dyn Storage>> {
-    Ok(match &location.driver {
-        DriverConfig::Local(c) => Arc::new(stowage_local::LocalStorage::from_config(c)?),
-        #[cfg(feature = "s3")]
-        DriverConfig::S3(c) => Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?),
-        #[cfg(feature = "sts")]
-        DriverConfig::Sts(c) => Arc::new(stowage_sts::open_s3((**c).clone()).await?.0),
-        #[cfg(feature = "cloudfront")]
-        DriverConfig::CloudFront(c) => Arc::new(open_cloudfront(c).await?),
-        #[cfg(feature = "s3")]
-        DriverConfig::S3Compatible { config, .. } => {
-            Arc::new(stowage_s3::S3Storage::new((**config).clone()).await?)
-        }
-        #[cfg(feature = "azure")]
-        DriverConfig::Azure(c) => Arc::new(stowage_azure::AzureStorage::new((**c).clone())?),
-        DriverConfig::Unsupported { driver } => {
-            return Err(crate::quay_config::unsupported_error(
-                &location.name,
-                driver,
-            ))
-        }
-    })
+/// Quay's S3-compatible drivers (`RadosGWStorage`, `RHOCSStorage`,
+/// `IBMCloudStorage`): Quay's keys, run on the S3 driver.
+#[cfg(feature = "s3")]
+struct S3CompatibleFactory(crate::S3CompatibleDriver);
+
+#[cfg(feature = "s3")]
+#[async_trait]
+impl DriverFactory for S3CompatibleFactory {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        let kind = self.0;
+        crate::quay_s3_compatible::read_s3_compatible(kind, params.reader()).map(|config| {
+            DriverConfig::S3Compatible {
+                driver: kind,
+                config: Box::new(config),
+            }
+        })
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::S3Compatible { config: c, .. } = config else {
+            return Err(not_mine(self.0.quay_name(), config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(stowage_s3::S3Storage::new((**c).clone()).await?);
+        Ok(storage)
+    }
+}
+
+/// Quay's `AzureStorage`.
+#[cfg(feature = "azure")]
+struct AzureDriver;
+
+#[cfg(feature = "azure")]
+#[async_trait]
+impl DriverFactory for AzureDriver {
+    type Config = DriverConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<DriverConfig, ConfigErrors> {
+        stowage_azure::AzureConfig::from_params(params.reader())
+            .map(|c| DriverConfig::Azure(Box::new(c)))
+    }
+
+    async fn open(&self, config: &DriverConfig) -> Result<Arc<dyn Storage>> {
+        let DriverConfig::Azure(c) = config else {
+            return Err(not_mine("AzureStorage", config));
+        };
+        let storage: Arc<dyn Storage> = Arc::new(stowage_azure::AzureStorage::new((**c).clone())?);
+        Ok(storage)
+    }
 }

@@ -1,6 +1,7 @@
 //! Quay's S3-compatible drivers: `RadosGWStorage` (Ceph's RADOS Gateway),
-//! `RHOCSStorage` (OpenShift Data Foundation, which Quay runs as RadosGW)
-//! and `IBMCloudStorage` (IBM Cloud Object Storage).
+//! `RHOCSStorage` (OpenShift Data Foundation, which Quay runs as RadosGW),
+//! `IBMCloudStorage` (IBM Cloud Object Storage) and `GoogleCloudStorage`
+//! (Google Cloud Storage's XML API with HMAC keys, read in `quay_gcs.rs`).
 //!
 //! Quay builds them on boto3 with an endpoint made of `hostname`, `port`
 //! and `is_secure`, static keys (`access_key`, `secret_key`), `bucket_name`
@@ -32,11 +33,20 @@ pub enum S3CompatibleDriver {
     Rhocs,
     /// `IBMCloudStorage`: IBM Cloud Object Storage.
     IbmCloud,
+    /// `GoogleCloudStorage`: Google Cloud Storage's XML API
+    /// (`https://storage.googleapis.com`) with HMAC keys, on the S3 driver's
+    /// GCS profile ([`crate::read_gcs`]).
+    GoogleCloud,
 }
 
 impl S3CompatibleDriver {
     /// Every one of them.
-    pub const ALL: [Self; 3] = [Self::RadosGw, Self::Rhocs, Self::IbmCloud];
+    pub const ALL: [Self; 4] = [
+        Self::RadosGw,
+        Self::Rhocs,
+        Self::IbmCloud,
+        Self::GoogleCloud,
+    ];
 
     /// Quay's name of the driver.
     pub fn quay_name(self) -> &'static str {
@@ -44,6 +54,7 @@ impl S3CompatibleDriver {
             Self::RadosGw => "RadosGWStorage",
             Self::Rhocs => "RHOCSStorage",
             Self::IbmCloud => "IBMCloudStorage",
+            Self::GoogleCloud => "GoogleCloudStorage",
         }
     }
 
@@ -62,6 +73,12 @@ impl S3CompatibleDriver {
                  need CORS for these drivers); registry pulls and pushes need no CORS",
             ),
             Self::IbmCloud => None,
+            Self::GoogleCloud => Some(
+                "Google Cloud Storage takes bucket CORS rules in its own document (CorsConfig), \
+                 not S3's CORSConfiguration: set them with `gcloud storage buckets update \
+                 gs://BUCKET --cors-file=cors.json` instead; registry pulls and pushes need no \
+                 CORS",
+            ),
         }
     }
 }
@@ -95,6 +112,10 @@ pub fn read_s3_compatible(
     driver: S3CompatibleDriver,
     mut params: Params<'_>,
 ) -> Result<S3Config, ConfigErrors> {
+    if driver == S3CompatibleDriver::GoogleCloud {
+        // Keys of its own (no hostname: GCS's endpoint is fixed).
+        return crate::quay_gcs::read_gcs(params);
+    }
     let parsed = read(driver, &mut params);
     params.finish_with(parsed)
 }
@@ -183,11 +204,16 @@ fn read(driver: S3CompatibleDriver, params: &mut Params<'_>) -> Option<S3Config>
     // Chunk sizes: the keys Quay reads for each driver, range-checked
     // before any arithmetic.
     let (mut min_chunk, mut max_chunk) = match driver {
-        S3CompatibleDriver::RadosGw | S3CompatibleDriver::Rhocs => (5 * MIB, 32 * MIB),
+        // GoogleCloud is read by quay_gcs.rs and never gets here.
+        S3CompatibleDriver::RadosGw
+        | S3CompatibleDriver::Rhocs
+        | S3CompatibleDriver::GoogleCloud => (5 * MIB, 32 * MIB),
         S3CompatibleDriver::IbmCloud => (100 * MIB, 5 * GIB),
     };
     let max_key = match driver {
-        S3CompatibleDriver::RadosGw | S3CompatibleDriver::Rhocs => {
+        S3CompatibleDriver::RadosGw
+        | S3CompatibleDriver::Rhocs
+        | S3CompatibleDriver::GoogleCloud => {
             if let Some(mb) = params.f64("maximum_chunk_size_mb") {
                 if (MIN_PART_MB..=MAX_PART_MB).contains(&mb) {
                     max_chunk = (mb * MIB as f64) as u64;
@@ -451,5 +477,33 @@ mod tests {
             assert_eq!(S3CompatibleDriver::from_quay_name(d.quay_name()), Some(d));
         }
         assert_eq!(S3CompatibleDriver::from_quay_name("S3Storage"), None);
+        assert_eq!(
+            S3CompatibleDriver::from_quay_name("GoogleCloudStorage"),
+            Some(S3CompatibleDriver::GoogleCloud)
+        );
+    }
+
+    #[test]
+    fn google_cloud_storage_is_read_with_its_own_keys() {
+        let c = parse(
+            S3CompatibleDriver::GoogleCloud,
+            json!({"access_key": "GOOG1EXAMPLE", "secret_key": "gcs-secret",
+                   "bucket_name": "quay-gcs", "storage_path": "/datastorage/registry"}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoint.as_deref(),
+            Some("https://storage.googleapis.com")
+        );
+        assert_eq!(c.profile, stowage_s3::ServerProfile::Gcs);
+        let errs = parse(
+            S3CompatibleDriver::GoogleCloud,
+            json!({"hostname": "h", "access_key": "A", "secret_key": "S", "bucket_name": "b-1"}),
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string().contains("loc[1].hostname: unknown key"),
+            "{errs}"
+        );
     }
 }

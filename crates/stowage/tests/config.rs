@@ -82,9 +82,13 @@ DISTRIBUTED_STORAGE_PREFERENCES: [a]
         text.contains("unknown key; accepted keys: storage_path"),
         "{text}"
     );
+    // Alone, an unknown driver blocks nothing (it is refused only when
+    // used); with other problems it is listed too, so that fixing them
+    // uncovers nothing new.
     assert!(
-        !text.contains("NoSuchStorage"),
-        "an unknown driver blocks nothing; it is refused only when used:\n{text}"
+        keys.contains(&"DISTRIBUTED_STORAGE_CONFIG.b[0]")
+            && text.contains("unknown driver \"NoSuchStorage\""),
+        "{text}"
     );
     assert!(text.contains("no location named \"zz\""), "{text}");
 }
@@ -297,9 +301,6 @@ DISTRIBUTED_STORAGE_CONFIG:
 /// location; each unsupported entry carries a secret that must never show.
 const UNSUPPORTED_BUNDLE: &str = r#"
 DISTRIBUTED_STORAGE_CONFIG:
-  gcs:
-    - GoogleCloudStorage
-    - {access_key: GOOGACCESS, secret_key: gcs-secret-value, bucket_name: b, storage_path: /r}
   swift:
     - SwiftStorage
     - {auth_url: "https://keystone:5000/v3", auth_version: 3, swift_container: c, swift_user: u,
@@ -323,12 +324,11 @@ DISTRIBUTED_STORAGE_CONFIG:
   local:
     - LocalStorage
     - storage_path: /datastorage/registry
-DISTRIBUTED_STORAGE_PREFERENCE: [local, gcs]
-DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: [gcs]
+DISTRIBUTED_STORAGE_PREFERENCE: [local, swift]
+DISTRIBUTED_STORAGE_DEFAULT_LOCATIONS: [swift]
 "#;
 
 const UNSUPPORTED_SECRETS: &[&str] = &[
-    "gcs-secret-value",
     "swift-secret-value",
     "cloudflare-secret-value",
     "akamai-secret-value",
@@ -339,7 +339,7 @@ const UNSUPPORTED_SECRETS: &[&str] = &[
 #[tokio::test]
 async fn unsupported_drivers_block_nothing_and_are_refused_when_used() {
     let cfg = StowageConfig::parse(UNSUPPORTED_BUNDLE).expect("unsupported drivers block nothing");
-    assert_eq!(cfg.locations.len(), 7);
+    assert_eq!(cfg.locations.len(), 6);
     assert_eq!(cfg.location(None).unwrap().name, "local", "preferred");
     let local = cfg.location(Some("local")).unwrap();
     assert!(matches!(local.driver, DriverConfig::Local(_)));
@@ -349,7 +349,6 @@ async fn unsupported_drivers_block_nothing_and_are_refused_when_used() {
     }
 
     for (name, driver, quay) in [
-        ("gcs", "GoogleCloudStorage", true),
         ("swift", "SwiftStorage", true),
         ("cloudflare", "CloudFlareStorage", true),
         ("akamai", "AkamaiS3Storage", true),
@@ -394,14 +393,14 @@ async fn unsupported_drivers_block_nothing_and_are_refused_when_used() {
     }
 
     // The default location is refused when it is an unsupported one.
-    let preferring_gcs = UNSUPPORTED_BUNDLE.replace(
-        "DISTRIBUTED_STORAGE_PREFERENCE: [local, gcs]",
-        "DISTRIBUTED_STORAGE_PREFERENCE: [gcs, local]",
+    let preferring_swift = UNSUPPORTED_BUNDLE.replace(
+        "DISTRIBUTED_STORAGE_PREFERENCE: [local, swift]",
+        "DISTRIBUTED_STORAGE_PREFERENCE: [swift, local]",
     );
-    let cfg = StowageConfig::parse(&preferring_gcs).unwrap();
+    let cfg = StowageConfig::parse(&preferring_swift).unwrap();
     let err = cfg.location(None).unwrap_err().to_string();
     assert!(
-        err.contains("DISTRIBUTED_STORAGE_CONFIG.gcs[0]") && err.contains("GoogleCloudStorage"),
+        err.contains("DISTRIBUTED_STORAGE_CONFIG.swift[0]") && err.contains("SwiftStorage"),
         "{err}"
     );
     assert_eq!(cfg.location(Some("local")).unwrap().name, "local");
@@ -529,7 +528,6 @@ DISTRIBUTED_STORAGE_CONFIG:
 #[test]
 fn quay_shaped_bundles_parse_and_refuse_only_unsupported_drivers() {
     const NOT_IMPLEMENTED: &[&str] = &[
-        "GoogleCloudStorage",
         "SwiftStorage",
         "CloudFlareStorage",
         "AkamaiS3Storage",
@@ -713,4 +711,242 @@ fn non_finite_numbers_are_named() {
             "{value}: {err}"
         );
     }
+}
+
+// Every problem of a file in one run: one test per boundary where reading
+// used to stop (or still could), and the open driver set.
+
+use std::sync::Arc;
+
+use stowage::config::{ConfigErrors, Secret};
+use stowage::{DriverParams, Drivers};
+
+/// The key paths of a configuration error's problems.
+fn problem_keys(err: &Error) -> Vec<String> {
+    let Error::Config(errs) = err else {
+        panic!("config error expected: {err}")
+    };
+    errs.0.iter().map(|p| p.key.clone()).collect()
+}
+
+/// YAML's NaN is named, and the file is read on: a null required key and
+/// an out-of-range number beside it are reported in the same run.
+#[test]
+fn non_finite_numbers_hide_no_other_problem() {
+    let err = StowageConfig::parse(
+        "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - s3_bucket:\n      minimum_chunk_size_mb: 1e300\n      maximum_chunk_size_gb: .nan\n",
+    )
+    .unwrap_err();
+    let keys = problem_keys(&err);
+    for key in [
+        "s3_bucket",
+        "minimum_chunk_size_mb",
+        "maximum_chunk_size_gb",
+    ] {
+        let key = format!("DISTRIBUTED_STORAGE_CONFIG.s3[1].{key}");
+        assert!(keys.contains(&key), "{key} missing in:\n{err}");
+    }
+    assert!(err.to_string().contains("not a finite number"), "{err}");
+}
+
+/// A misspelt key and an unknown driver name are reported together; once
+/// the key is fixed, the unknown driver alone blocks nothing.
+#[test]
+fn a_misspelt_key_does_not_hide_an_unknown_driver_name() {
+    let text = "DISTRIBUTED_STORAGE_CONFIG:\n  a: [LocalStorage, {storage_pth: /x}]\n  b: [S3Storag, {s3_bucket: b-1}]\n";
+    let err = StowageConfig::parse(text).unwrap_err();
+    let keys = problem_keys(&err);
+    for key in [
+        "DISTRIBUTED_STORAGE_CONFIG.a[1].storage_pth",
+        "DISTRIBUTED_STORAGE_CONFIG.b[0]",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in:\n{err}");
+    }
+    assert!(
+        err.to_string().contains("unknown driver \"S3Storag\""),
+        "{err}"
+    );
+    let cfg = StowageConfig::parse(&text.replace("storage_pth", "storage_path")).unwrap();
+    assert!(cfg.location(Some("a")).is_ok());
+    assert!(cfg.location(Some("b")).is_err(), "refused when used");
+}
+
+/// A key JSON cannot hold (here null) is named where it is; the other
+/// locations are still read.
+#[test]
+fn a_key_that_is_not_a_string_hides_no_other_problem() {
+    let err = StowageConfig::parse(
+        "DISTRIBUTED_STORAGE_CONFIG:\n  a:\n    - LocalStorage\n    - ~: x\n      storage_path: /x\n  b: [S3Storage, {s3_region: eu-west-1}]\n",
+    )
+    .unwrap_err();
+    let keys = problem_keys(&err);
+    for key in [
+        "DISTRIBUTED_STORAGE_CONFIG.a[1]",
+        "DISTRIBUTED_STORAGE_CONFIG.b[1].s3_bucket",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in:\n{err}");
+    }
+    assert!(err.to_string().contains("a key must be a string"), "{err}");
+}
+
+/// A location's driver name and its parameters are checked independently.
+#[test]
+fn a_bad_driver_name_does_not_hide_bad_parameters() {
+    let err =
+        StowageConfig::parse("DISTRIBUTED_STORAGE_CONFIG:\n  a: [42, not-a-map]\n").unwrap_err();
+    let keys = problem_keys(&err);
+    for key in [
+        "DISTRIBUTED_STORAGE_CONFIG.a[0]",
+        "DISTRIBUTED_STORAGE_CONFIG.a[1]",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in:\n{err}");
+    }
+}
+
+/// An already parsed configuration reads and reports as a file does.
+#[test]
+fn from_value_reads_an_already_parsed_configuration() {
+    let mut value = serde_json::json!({
+        "SERVER_HOSTNAME": "quay.example.com",
+        "DISTRIBUTED_STORAGE_CONFIG": {
+            "local": ["LocalStorage", {"storage_path": "/x"}],
+            "s3": ["S3Storage", {"s3_bucket": null}],
+        },
+        "DISTRIBUTED_STORAGE_PREFERENCE": ["s3"],
+    });
+    let err = StowageConfig::from_value(&value).unwrap_err();
+    assert_eq!(
+        problem_keys(&err),
+        ["DISTRIBUTED_STORAGE_CONFIG.s3[1].s3_bucket"],
+        "{err}"
+    );
+    value["DISTRIBUTED_STORAGE_CONFIG"]["s3"][1]["s3_bucket"] = serde_json::json!("b-1");
+    let cfg = StowageConfig::from_value(&value).unwrap();
+    assert!(matches!(
+        cfg.location(None).unwrap().driver,
+        DriverConfig::S3(_)
+    ));
+}
+
+/// An embedder's driver for the tests: objects in memory; a required
+/// `label`, a `key_file` looked up in the bundle folder, an `api_token`.
+struct MemoryDriver;
+
+#[derive(Debug)]
+struct MemoryConfig {
+    label: String,
+    key_file: Option<PathBuf>,
+    api_token: Option<Secret>,
+}
+
+#[stowage::async_trait]
+impl stowage::DriverFactory for MemoryDriver {
+    type Config = MemoryConfig;
+
+    fn read(&self, params: &DriverParams) -> Result<MemoryConfig, ConfigErrors> {
+        let mut p = params.reader();
+        let label = p.required_string("label");
+        let key_file = p.path("key_file");
+        let api_token = p.secret("api_token");
+        p.finish_with(label.map(|label| MemoryConfig {
+            label,
+            key_file,
+            api_token,
+        }))
+    }
+
+    async fn open(&self, config: &MemoryConfig) -> stowage::Result<Arc<dyn stowage::Storage>> {
+        assert!(!config.label.is_empty());
+        let storage: Arc<dyn stowage::Storage> =
+            Arc::new(stowage::local::LocalStorage::in_memory());
+        Ok(storage)
+    }
+}
+
+#[tokio::test]
+async fn a_registered_driver_is_read_with_the_file_and_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let drivers = Drivers::with_builtin().register("MemoryStorage", MemoryDriver);
+    assert!(drivers.contains("MemoryStorage") && drivers.contains("LocalStorage"));
+    let text = "DISTRIBUTED_STORAGE_CONFIG:\n  mem: [MemoryStorage, {label: blobs, key_file: keys/k.pem, api_token: tok-secret-value}]\n  local: [LocalStorage, {storage_path: /x}]\nDISTRIBUTED_STORAGE_PREFERENCE: [mem]\n";
+    let cfg = StowageConfig::parse_with(&drivers, text, Some(dir.path())).unwrap();
+    let location = cfg.location(None).unwrap();
+    assert_eq!(location.driver.driver_name(), "MemoryStorage");
+    let DriverConfig::Custom(custom) = &location.driver else {
+        panic!("custom expected: {location:?}")
+    };
+    let own = custom.get::<MemoryConfig>().expect("the driver's own type");
+    assert_eq!(own.label, "blobs");
+    assert_eq!(
+        own.key_file.as_deref(),
+        Some(dir.path().join("keys/k.pem").as_path())
+    );
+    assert_eq!(
+        own.api_token.as_ref().map(Secret::expose),
+        Some("tok-secret-value")
+    );
+    let storage = drivers.open(location).await.unwrap();
+    assert!(storage.validate().await.is_ok());
+    assert!(matches!(
+        cfg.location(Some("local")).unwrap().driver,
+        DriverConfig::Local(_)
+    ));
+
+    // The built-in set has no such driver: refused, naming it.
+    let err = stowage::open(location).await.unwrap_err().to_string();
+    assert!(err.contains("unknown driver \"MemoryStorage\""), "{err}");
+    assert!(err.contains("DISTRIBUTED_STORAGE_CONFIG.mem[0]"), "{err}");
+
+    // Its problems are reported with the file's, in one run.
+    let value = serde_json::json!({"DISTRIBUTED_STORAGE_CONFIG": {
+        "mem": ["MemoryStorage", {"lable": "x"}],
+        "local": ["LocalStorage", {"storage_pth": "/x"}],
+    }});
+    let err = StowageConfig::from_value_with(&drivers, &value, None).unwrap_err();
+    let keys = problem_keys(&err);
+    for key in [
+        "DISTRIBUTED_STORAGE_CONFIG.mem[1].label",
+        "DISTRIBUTED_STORAGE_CONFIG.mem[1].lable",
+        "DISTRIBUTED_STORAGE_CONFIG.local[1].storage_pth",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in:\n{err}");
+    }
+}
+
+/// A location of a driver the reading set lacks keeps its parameters
+/// (secret-looking values hidden in `Debug`), and a set that has the
+/// driver reads and opens it later.
+#[tokio::test]
+async fn an_unsupported_location_is_opened_by_a_driver_registered_later() {
+    let cfg = StowageConfig::parse(
+        "DISTRIBUTED_STORAGE_CONFIG:\n  mem: [MemoryStorage, {label: blobs, api_token: tok-secret-value}]\n  bad: [MemoryStorage, {api_token: t}]\n",
+    )
+    .expect("a driver the set lacks blocks nothing");
+    let location = cfg.locations.iter().find(|l| l.name == "mem").unwrap();
+    let DriverConfig::Unsupported(params) = &location.driver else {
+        panic!("unsupported expected: {location:?}")
+    };
+    assert_eq!(params.driver(), "MemoryStorage");
+    assert_eq!(params.values()["label"], "blobs");
+    assert_eq!(params.key_path(), "DISTRIBUTED_STORAGE_CONFIG.mem[1]");
+    let dbg = format!("{cfg:?}");
+    assert!(
+        !dbg.contains("tok-secret-value") && dbg.contains("api_token"),
+        "{dbg}"
+    );
+    assert!(
+        cfg.location(Some("mem")).is_err(),
+        "refused by the built-in set"
+    );
+
+    let drivers = Drivers::with_builtin().register("MemoryStorage", MemoryDriver);
+    let storage = drivers.open(location).await.unwrap();
+    assert!(storage.validate().await.is_ok());
+    let bad = cfg.locations.iter().find(|l| l.name == "bad").unwrap();
+    let err = drivers.open(bad).await.unwrap_err();
+    assert_eq!(
+        problem_keys(&err),
+        ["DISTRIBUTED_STORAGE_CONFIG.bad[1].label"],
+        "{err}"
+    );
 }

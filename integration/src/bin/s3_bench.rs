@@ -192,23 +192,36 @@ fn boto3(op: &str, key: &str, arg: &str) -> f64 {
 }
 
 /// Runs the `stowage` binary built next to this one; returns the seconds
-/// the whole process took (start-up and configuration included).
-fn cli(config: &Path, args: &[&str]) -> f64 {
+/// the whole process took (start-up and configuration included) and its
+/// peak RSS in MiB, measured by GNU time (`/usr/bin/time -f %M`; 0 where
+/// it is missing).
+fn cli_rss(config: &Path, args: &[&str]) -> (f64, f64) {
     let bin = std::env::current_exe().unwrap().with_file_name("stowage");
+    let timed = Path::new("/usr/bin/time").exists();
+    let mut cmd = if timed {
+        let mut c = Command::new("/usr/bin/time");
+        c.args(["-f", "stowage-peak-rss-kib %M"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
     let t = Instant::now();
-    let out = Command::new(&bin)
+    let out = cmd
         .arg("--config")
         .arg(config)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (build it with -p stowage-cli)", bin.display()));
     let secs = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "stowage {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stowage {args:?}: {stderr}");
+    let rss = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("stowage-peak-rss-kib "))
+        .next_back()
+        .and_then(|k| k.trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0);
+    (secs, rss)
 }
 
 /// A child process uploading through the library: seconds and peak RSS.
@@ -322,6 +335,7 @@ async fn main() {
     let mut write = vec![vec![]; WRITERS.len()];
     let mut read = vec![vec![]; READERS.len()];
     let mut rss = vec![];
+    let (mut cli_put_rss, mut cli_get_rss) = (vec![], vec![]);
     for round in 0..rounds {
         // Rotate the order so no contender always goes first.
         let mut w = [0.0f64; WRITERS.len()];
@@ -335,7 +349,11 @@ async fn main() {
                 }
                 1 => child(size, "bench/stowage-sha256", Some("sha256")).0,
                 2 => child(size, "bench/stowage-unsigned", Some("none")).0,
-                3 => cli(&config, &["put", &input_s, "bench/cli-object"]),
+                3 => {
+                    let (secs, peak) = cli_rss(&config, &["put", &input_s, "bench/cli-object"]);
+                    cli_put_rss.push(peak);
+                    secs
+                }
                 4 => sdk_upload(&env, &client, &full_key("sdk-object"), size, part).await,
                 5 => boto3("upload", &full_key("boto3-object"), &size.to_string()),
                 _ => boto3("upload_file", &full_key("xfer-object"), &input_s),
@@ -365,7 +383,11 @@ async fn main() {
             let _ = std::fs::remove_file(&output);
             r[which] = match which {
                 0 => stowage_download(&storage, "bench/stowage-object", size).await,
-                1 => cli(&config, &["get", "bench/cli-object", &output_s]),
+                1 => {
+                    let (secs, peak) = cli_rss(&config, &["get", "bench/cli-object", &output_s]);
+                    cli_get_rss.push(peak);
+                    secs
+                }
                 2 => sdk_download(&env, &client, &full_key("sdk-object"), size).await,
                 3 => boto3("download", &full_key("sdk-object"), &size.to_string()),
                 _ => boto3("download_file", &full_key("xfer-object"), &output_s),
@@ -468,4 +490,9 @@ async fn main() {
     let bound = (storage.config().upload_concurrency as f64 + 2.0) * (part / MIB) as f64 + 64.0;
     println!("  stowage upload peak RSS: max {:.0} MiB over rounds (bound (in flight + 2) x part + 64 MiB = {bound:.0} MiB)",
         rss.iter().cloned().fold(0.0, f64::max));
+    println!(
+        "  stowage put / get process peak RSS: max {:.0} / {:.0} MiB over rounds",
+        cli_put_rss.iter().cloned().fold(0.0, f64::max),
+        cli_get_rss.iter().cloned().fold(0.0, f64::max)
+    );
 }

@@ -1,6 +1,7 @@
 //! A bounded cache of signed URLs, keyed by the URL, the client address a
-//! custom policy names, and the expiry window, so a hot blob pulled by many
-//! clients is signed once per window.
+//! custom policy names, the expiry window and the keys that signed, so a
+//! hot blob pulled by many clients is signed once per window, and a URL
+//! signed with a key replaced since is never handed out again.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -17,6 +18,9 @@ pub(crate) struct CacheKey {
     pub(crate) expires: i64,
     /// The client address when the policy carries it.
     pub(crate) client_ip: Option<IpAddr>,
+    /// The generation of the signing keys (it grows with each reload that
+    /// replaced them).
+    pub(crate) generation: u64,
 }
 
 /// Least-recently-used signed URLs; `None` inside when turned off.
@@ -78,6 +82,7 @@ mod tests {
             url: url.into(),
             expires,
             client_ip: None,
+            generation: 0,
         }
     }
 

@@ -3,6 +3,8 @@
 //! the S3 driver's, forwarded as is.
 
 use std::net::IpAddr;
+#[cfg(test)]
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -15,21 +17,14 @@ use stowage_s3::{CredentialSource, S3Storage};
 use super::aws_ranges::AwsIpRanges;
 use super::cache::{round_up, CacheKey, SignedUrlCache};
 use super::counters::{Counters, Route};
+use super::rotation::{self, KeyReload, KeyRing};
 use crate::config::{CloudFrontConfig, PolicyKind};
 use crate::signer::{
-    check_key_for_mode, encode_key_path, encode_query_component, CloudFrontSigner, IpCidr, Policy,
-    PrivateKey, SignError,
+    encode_key_path, encode_query_component, CloudFrontSigner, IpCidr, Policy, SignError,
 };
 
 /// The driver name in reports and errors.
 pub const DRIVER: &str = "cloudfront";
-
-/// The loaded signing keys: the first signs; the others are kept for
-/// rotation (validated at start, ready to take over).
-#[derive(Debug)]
-pub(super) struct Keys {
-    pub(super) signers: Vec<CloudFrontSigner>,
-}
 
 /// S3 for data, CloudFront signed URLs for downloads (Quay's
 /// `CloudFrontedS3Storage`).
@@ -42,10 +37,23 @@ pub struct CloudFrontedS3Storage {
 #[derive(Debug)]
 pub(super) struct Inner {
     pub(super) config: CloudFrontConfig,
-    pub(super) keys: std::result::Result<Keys, SignError>,
+    /// The signing keys in force, reloaded when their files change.
+    pub(super) keys: KeyRing,
     pub(super) aws_ranges: Option<AwsIpRanges>,
     pub(super) cache: SignedUrlCache,
     pub(super) counters: Counters,
+    /// Makes every signing fail, to reach the `signing_failed` fallback
+    /// (a key that loaded does not fail to sign otherwise).
+    #[cfg(test)]
+    pub(super) fail_signing: AtomicBool,
+}
+
+impl Inner {
+    /// Looks at the key files and reloads them when they changed (at once
+    /// with `now`). Reads files.
+    pub(super) fn reload_keys(&self, now: bool) -> KeyReload {
+        self.keys.reload(&self.config, now)
+    }
 }
 
 impl CloudFrontedS3Storage {
@@ -76,26 +84,28 @@ impl CloudFrontedS3Storage {
     }
 
     /// The signing layer over `s3`, built from `config.s3`. Keys are read
-    /// and parsed here, once.
+    /// and parsed here, then again when their files change (every
+    /// `cloudfront_key_reload_seconds`) or on [`crate::reload_signing_keys`].
     fn layer(s3: S3Storage, config: CloudFrontConfig) -> Self {
-        let keys = load_keys(&config);
-        if let Err(e) = &keys {
+        let keys = KeyRing::load(&config);
+        if let Err(e) = &keys.current().keys {
             tracing::warn!(error = %e, "CloudFront signing unavailable; download URLs fall back to S3 presigned URLs");
         }
         let aws_ranges = config
             .aws_ip_ranges_file
             .as_deref()
             .map(|p| AwsIpRanges::load(p, config.aws_bypass_regions.clone()));
-        Self {
-            s3,
-            inner: Arc::new(Inner {
-                cache: SignedUrlCache::new(config.cache_size),
-                config,
-                keys,
-                aws_ranges,
-                counters: Counters::default(),
-            }),
-        }
+        let inner = Arc::new(Inner {
+            cache: SignedUrlCache::new(config.cache_size),
+            config,
+            keys,
+            aws_ranges,
+            counters: Counters::default(),
+            #[cfg(test)]
+            fail_signing: AtomicBool::new(false),
+        });
+        rotation::watch(&inner);
+        Self { s3, inner }
     }
 
     /// The S3 driver underneath.
@@ -108,12 +118,25 @@ impl CloudFrontedS3Storage {
         &self.inner.config
     }
 
-    /// The signer in use, or why there is none.
+    /// The signer in use now (it changes when the key files do), or why
+    /// there is none.
     ///
     /// # Errors
     /// Why the key could not be loaded.
-    pub fn signer(&self) -> std::result::Result<&CloudFrontSigner, &SignError> {
-        self.inner.keys.as_ref().map(|k| &k.signers[0])
+    pub fn signer(&self) -> std::result::Result<CloudFrontSigner, SignError> {
+        match &self.inner.keys.current().keys {
+            Ok(keys) => Ok(keys.signers[0].clone()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Reads the key files (and key id files) again now, whether or not
+    /// they look changed: new keys sign from now on, or, when they cannot
+    /// be used, the keys in force stay and the reason is returned.
+    /// [`crate::reload_signing_keys`] does this for every location. Reads
+    /// files: call it from a blocking thread in async code.
+    pub fn reload_keys(&self) -> KeyReload {
+        self.inner.reload_keys(true)
     }
 
     /// How many download URLs took each route.
@@ -177,9 +200,12 @@ impl CloudFrontedS3Storage {
         })
     }
 
+    /// Signs `url` with `signer`, of the keys of `generation`; a URL
+    /// signed before by the same keys comes from the cache (`true`).
     async fn sign(
         &self,
         signer: &CloudFrontSigner,
+        generation: u64,
         url: String,
         expires: i64,
         client_ip: Option<IpAddr>,
@@ -190,9 +216,14 @@ impl CloudFrontedS3Storage {
             url,
             expires,
             client_ip: if restrict { client_ip } else { None },
+            generation,
         };
         if let Some(hit) = self.inner.cache.get(&key) {
             return Ok((hit, true));
+        }
+        #[cfg(test)]
+        if self.inner.fail_signing.load(Ordering::Relaxed) {
+            return Err(SignError::Signing("refused by the test".into()));
         }
         let policy = Policy {
             resource: key.url.clone(),
@@ -217,26 +248,6 @@ impl CloudFrontedS3Storage {
         self.inner.cache.insert(key, signed.clone());
         Ok((signed, false))
     }
-}
-
-fn load_keys(config: &CloudFrontConfig) -> std::result::Result<Keys, SignError> {
-    let mut signers = Vec::new();
-    for entry in &config.keys {
-        let key = PrivateKey::from_pem_file(&entry.private_key_file)?;
-        check_key_for_mode(
-            &key,
-            config.mode,
-            &entry.private_key_file.display().to_string(),
-        )?;
-        signers.push(CloudFrontSigner::new(&entry.key_id, key).with_hash(config.hash));
-    }
-    if signers.is_empty() {
-        return Err(SignError::Key {
-            source_name: "configuration".into(),
-            reason: "no signing key configured".into(),
-        });
-    }
-    Ok(Keys { signers })
 }
 
 impl stowage_core::forward::Wraps for CloudFrontedS3Storage {
@@ -270,7 +281,10 @@ stowage_core::forward_storage! {
         if let Some(route) = self.bypass_reason(client_ip) {
             return self.s3_url(path, options, route, None).await;
         }
-        let signer = match &self.inner.keys {
+        // The keys in force for this URL: a reload swaps in new ones for
+        // the next URL, never in the middle of this one.
+        let loaded = self.inner.keys.current();
+        let signer = match &loaded.keys {
             Ok(keys) => &keys.signers[0],
             Err(e) => {
                 let fallback = Fallback {
@@ -286,7 +300,10 @@ stowage_core::forward_storage! {
         let lifetime = i64::try_from(options.expires_in.as_secs()).unwrap_or(i64::MAX / 2);
         let expires = round_up(Utc::now().timestamp() + lifetime.max(1), granularity);
         let url = self.unsigned_url(path, options);
-        match self.sign(signer, url, expires, client_ip).await {
+        match self
+            .sign(signer, loaded.generation, url, expires, client_ip)
+            .await
+        {
             Ok((signed, cached)) => {
                 let route = if cached { Route::Cached } else { Route::Signed };
                 self.inner.counters.record(route, "");
@@ -334,6 +351,7 @@ stowage_core::forward_storage! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::rotation::load_keys;
     use super::*;
 
     fn testdata(name: &str) -> std::path::PathBuf {
@@ -413,6 +431,63 @@ mod tests {
         assert_eq!(storage.route_count(Route::Signed), 1);
         assert_eq!(storage.route_count(Route::Cached), 1);
         assert!(a.expires_at > Utc::now() + chrono::Duration::seconds(590));
+    }
+
+    /// A key that loaded does not fail to sign, so the test makes signing
+    /// fail: the URL is the S3 presigned one, saying why, and counted.
+    #[tokio::test]
+    async fn a_signing_failure_falls_back_to_s3_saying_why_and_is_counted() {
+        let mut c = config("K2JCJMDEHXQW5F", "rsa2048-pkcs8.pem");
+        c.s3 = c.s3.with_static_keys(
+            "AKIDEXAMPLE",
+            stowage_core::config::Secret::new("not-a-real-secret"),
+        );
+        let storage = CloudFrontedS3Storage::new(c).await.unwrap();
+        storage.inner.fail_signing.store(true, Ordering::Relaxed);
+        let path = StoragePath::parse("blobs/x").unwrap();
+        let options = DownloadUrlOptions::default().with_client_ip("203.0.113.1".parse().unwrap());
+        for _ in 0..2 {
+            let url = storage
+                .download_url(&path, &options)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(url.source, UrlSource::S3Presigned);
+            assert!(url.url.contains("X-Amz-Signature="), "{}", url.url);
+            let fallback = url.fallback.expect("a fallback saying why");
+            assert_eq!(fallback.cause, "signing_failed");
+            assert!(
+                fallback
+                    .detail
+                    .contains("signing failed: refused by the test"),
+                "{}",
+                fallback.detail
+            );
+        }
+        assert_eq!(storage.route_count(Route::SigningFailed), 2);
+        assert_eq!(storage.route_count(Route::Signed), 0);
+        let counted: u64 = storage
+            .metrics()
+            .iter()
+            .filter(|m| {
+                m.name == "stowage_cloudfront_urls_total"
+                    && m.labels
+                        .iter()
+                        .any(|(k, v)| *k == "route" && v.as_str() == "signing_failed")
+            })
+            .map(|m| m.value)
+            .sum();
+        assert_eq!(counted, 2);
+        // Signing works again: CloudFront URLs again, nothing cached from
+        // the failures.
+        storage.inner.fail_signing.store(false, Ordering::Relaxed);
+        let url = storage
+            .download_url(&path, &options)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.source, UrlSource::CdnSigned);
+        assert!(url.fallback.is_none());
     }
 
     /// The policy of a URL restricted to the client's address, decoded.

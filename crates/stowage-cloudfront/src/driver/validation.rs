@@ -28,10 +28,29 @@ impl CloudFrontedS3Storage {
                 c.mode.to_string()
             },
         );
-        report.fact("key id", c.keys[0].key_id.clone());
+        let loaded = self.inner.keys.current();
+        let key_id = match &loaded.keys {
+            Ok(keys) => keys.signers[0].key_id().to_string(),
+            Err(_) => c.keys[0].key_id.clone(),
+        };
+        report.fact("key id", key_id);
+        if let Some(file) = &c.keys[0].key_id_file {
+            report.fact("key id file", file.display().to_string());
+        }
         report.fact(
             "private key file",
             c.keys[0].private_key_file.display().to_string(),
+        );
+        report.fact(
+            "key reload",
+            if c.key_reload_interval.is_zero() {
+                "on SIGHUP only".to_string()
+            } else {
+                format!(
+                    "files looked at every {} s, and on SIGHUP",
+                    c.key_reload_interval.as_secs()
+                )
+            },
         );
         report.fact("hash", c.hash.as_str());
         report.fact(
@@ -42,7 +61,12 @@ impl CloudFrontedS3Storage {
                 (PolicyKind::Custom, false) => "custom",
             },
         );
-        if c.keys.len() > 1 {
+        if let Ok(keys) = &loaded.keys {
+            if keys.signers.len() > 1 {
+                let others: Vec<&str> = keys.signers[1..].iter().map(|s| s.key_id()).collect();
+                report.fact("rotation keys", others.join(", "));
+            }
+        } else if c.keys.len() > 1 {
             let others: Vec<&str> = c.keys[1..].iter().map(|k| k.key_id.as_str()).collect();
             report.fact("rotation keys", others.join(", "));
         }
@@ -57,7 +81,7 @@ impl CloudFrontedS3Storage {
                 Some(e) => report.check("aws ip ranges", CheckStatus::Degraded, e),
             }
         }
-        let keys = match &self.inner.keys {
+        let keys = match &loaded.keys {
             Ok(k) => k,
             Err(e) => {
                 report.fact("fallback in force", "S3 presigned URLs for every download");
@@ -124,7 +148,12 @@ impl CloudFrontedS3Storage {
         let options = DownloadUrlOptions::default().with_expires_in(Duration::from_secs(120));
         let url = self.unsigned_url(&probe, &options);
         let expires = Utc::now().timestamp() + 120;
-        let outcome = match self.signer() {
+        let signer = self.signer();
+        let signed_with = signer
+            .as_ref()
+            .map(|s| s.key_id().to_string())
+            .unwrap_or_else(|_| c.keys[0].key_id.clone());
+        let outcome = match signer {
             Ok(signer) => match signer.signed_url_canned(&url, expires) {
                 Ok(signed) => fetch(&signed).await,
                 Err(e) => Err(e.to_string()),
@@ -151,7 +180,7 @@ impl CloudFrontedS3Storage {
                      trusted signers needs the root account's key pair id (APKA...). Else \
                      the private key is not the one whose public half was uploaded, or the \
                      origin refused CloudFront (bucket policy, origin access control)",
-                    c.distribution_url, c.keys[0].key_id, c.mode
+                    c.distribution_url, signed_with, c.mode
                 ),
             ),
             Ok((status, _)) => report.check(
