@@ -49,6 +49,24 @@ pub(crate) async fn run(
         .map_err(|e| Failure::failed(format!("cannot listen on {listen}: {e}")))?;
     // Caught from before the banner on: a signal after it stops gracefully.
     let signals = Signals::install();
+    // SIGHUP reloads the CloudFront signing keys of every location now
+    // (they are also re-read when their files change).
+    #[cfg(unix)]
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Ok(done) =
+                tokio::task::spawn_blocking(stowage::cloudfront::reload_signing_keys).await
+            {
+                for (distribution, outcome) in done {
+                    eprintln!("stowage: SIGHUP: CloudFront keys of {distribution}: {outcome}");
+                }
+            }
+        }
+    });
     let mut options = ServeOptions::default();
     options.state_dir = state_dir.clone();
     options.redirect = redirect;
