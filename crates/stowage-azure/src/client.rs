@@ -227,6 +227,11 @@ impl Client {
             request = request.header(name.as_str(), value.as_str());
         }
         if let Some(body) = body {
+            // An empty body goes out without a Content-Length otherwise,
+            // and Azure refuses a PUT without one (400).
+            if body.is_empty() {
+                request = request.header("content-length", "0");
+            }
             request = request.body(body);
         }
         let response = match tokio::time::timeout(timeout, request.send()).await {
