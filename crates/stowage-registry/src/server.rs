@@ -140,6 +140,12 @@ impl Default for ServeOptions {
 /// # Errors
 /// When the state directory cannot be created.
 pub fn build(storage: Arc<dyn Storage>, options: &ServeOptions) -> std::io::Result<Arc<Registry>> {
+    use stowage::layers::{LayerExt as _, MetricsLayer, TracingLayer};
+    // Every storage call gets a span (inside the request's, so it carries
+    // the request id) and its latency and bytes in /metrics.
+    let storage = storage
+        .layer(MetricsLayer::new())
+        .layer(TracingLayer::new());
     let store = match &options.state_dir {
         Some(dir) => UploadStore::open(dir)?,
         None => UploadStore::in_storage(storage.clone()),

@@ -34,7 +34,7 @@
 //!
 //! What a registry needs is re-exported here; what only a driver or layer
 //! author needs (the multipart writer, listing and validation helpers,
-//! upload internals) is in [`core`](crate::core), the `stowage-core` crate.
+//! upload internals) is in [`core`], the `stowage-core` crate.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -78,10 +78,10 @@ pub use stowage_core::{
     StorageExt, StoragePath, UploadState, UploadUrlOptions, UrlMethod, UrlSource, ValidationReport,
     WriteStream, MAX_PATH_BYTES,
 };
-pub use stowage_core::{config, download, forward, metrics};
+pub use stowage_core::{config, download, forward, layers, metrics};
 
 /// What a registry uses of resumable uploads beyond [`UploadState`]; the
-/// helpers drivers build uploads with are in [`core::upload`](crate::core::upload).
+/// helpers drivers build uploads with are in [`core::upload`].
 pub mod upload {
     pub use stowage_core::upload::{
         finished_already, CleanupReport, CompleteOptions, ResumableSha256, UploadState,
@@ -91,7 +91,7 @@ pub mod upload {
 
 /// Waiting for the aborts of multipart uploads whose writes were dropped
 /// (a command line interrupted mid-upload); the multipart writer itself is
-/// in [`core::multipart`](crate::core::multipart).
+/// in [`core::multipart`].
 pub mod multipart {
     pub use stowage_core::multipart::{dropped_aborts, wait_for_aborts, AbortTally};
 }
