@@ -165,6 +165,55 @@ async fn write_at(
     .map_err(std::io::Error::other)?
 }
 
+/// Bytes gathered before one positional write: network chunks are small
+/// (tens of KiB), and a blocking-pool hop per chunk costs more than the
+/// write itself.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// Writes a range's chunks at their offsets in batches of [`WRITE_BATCH`].
+struct Batch {
+    file: Arc<std::fs::File>,
+    /// Where the gathered bytes go.
+    at: u64,
+    buf: bytes::BytesMut,
+}
+
+impl Batch {
+    fn new(file: Arc<std::fs::File>, at: u64) -> Self {
+        Self {
+            file,
+            at,
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    /// Adds `chunk`; writes when a batch is full.
+    async fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.buf.is_empty() && self.buf.capacity() < WRITE_BATCH {
+            self.buf.reserve(WRITE_BATCH);
+        }
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is gathered.
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = self.buf.split().freeze();
+        let n = data.len() as u64;
+        write_at(self.file.clone(), self.at, data)
+            .await
+            .map_err(|e| io("writing the download".into(), e))?;
+        self.at += n;
+        Ok(())
+    }
+}
+
 /// The error of a download whose object was replaced between two ranges.
 fn changed(path: &StoragePath, first: &Option<String>, now: &Option<String>) -> Error {
     Error::Backend {
@@ -237,14 +286,14 @@ pub async fn download_to_file<S: Storage + ?Sized>(
         async move {
             let mut stream = first.stream;
             let mut at = first.range.start;
+            let mut batch = Batch::new(file, at);
             while let Some(chunk) = stream.try_next().await? {
                 let n = chunk.len() as u64;
-                write_at(file.clone(), at, chunk)
-                    .await
-                    .map_err(|e| io("writing the download".into(), e))?;
+                batch.push(&chunk).await?;
                 at += n;
                 progress(n);
             }
+            batch.flush().await?;
             if at != first.range.end {
                 return Err(short(path, first.range.start, at, first.range.end));
             }
@@ -337,17 +386,17 @@ fn fetch_range<'a, S: Storage + ?Sized>(
         }
         let mut stream = got.stream;
         let mut at = start;
+        let mut batch = Batch::new(file, at);
         while let Some(chunk) = stream.try_next().await? {
             let n = chunk.len() as u64;
             if at + n > end {
                 return Err(short(path, start, at + n, end));
             }
-            write_at(file.clone(), at, chunk)
-                .await
-                .map_err(|e| io("writing the download".into(), e))?;
+            batch.push(&chunk).await?;
             at += n;
             progress(n);
         }
+        batch.flush().await?;
         if at != end {
             return Err(short(path, start, at, end));
         }

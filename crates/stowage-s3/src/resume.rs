@@ -117,7 +117,15 @@ impl Reader {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         let idle = self.storage.config.progress_timeout;
         loop {
-            let cause = match tokio::time::timeout(idle, self.body.try_next()).await {
+            // Bytes already received need no timer: a timer armed and
+            // cancelled per network chunk is most of the cost of a fast
+            // read.
+            let ready = futures::FutureExt::now_or_never(self.body.try_next());
+            let next = match ready {
+                Some(next) => Ok(next),
+                None => tokio::time::timeout(idle, self.body.try_next()).await,
+            };
+            let cause = match next {
                 Ok(Ok(Some(mut chunk))) => {
                     if self.skip > 0 {
                         let dropped = self.skip.min(chunk.len() as u64);
