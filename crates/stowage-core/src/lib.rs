@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod multipart;
 mod object;
 mod path;
+pub mod retry_policy;
 mod storage;
 pub mod upload;
 pub mod validate;

@@ -33,72 +33,25 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_types::retry::ErrorKind as SdkErrorKind;
-use rand::Rng;
 use stowage_core::{CredentialsFailure, Metric};
 
 use crate::config::MAX_ATTEMPTS_LIMIT;
 use crate::{S3Config, S3Storage};
 
-/// First backoff cap: the first retry waits up to this long.
-const BASE_BACKOFF: Duration = Duration::from_millis(100);
-/// Largest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// The shared policy (attempts, budget, jittered backoff) of core.
+pub(crate) use stowage_core::retry_policy::RetryPolicy;
 
-/// How often and for how long the driver sends a request again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RetryPolicy {
-    /// Attempts per request, the first included (`s3_max_attempts`).
-    pub(crate) max_attempts: u32,
-    /// Time budget of one request, from its first attempt: no attempt
-    /// starts after it is spent (`s3_retry_timeout_seconds`).
-    pub(crate) timeout: Duration,
-    /// The cap of the first backoff; doubled for each further retry.
-    pub(crate) base_backoff: Duration,
-    /// The largest cap of a backoff.
-    pub(crate) max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// The policy `config` asks for.
-    pub(crate) fn from_config(config: &S3Config) -> Self {
-        Self {
-            max_attempts: config.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
-            timeout: config.retry_timeout,
-            base_backoff: BASE_BACKOFF,
-            max_backoff: MAX_BACKOFF,
-        }
-    }
-
-    /// The longest wait after `failures` failed attempts (1-based):
-    /// `base_backoff x 2^(failures-1)`, at most `max_backoff`.
-    pub(crate) fn backoff_cap(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(30);
-        self.base_backoff
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_backoff)
-    }
-
-    /// A random wait between zero and [`RetryPolicy::backoff_cap`] (full
-    /// jitter).
-    pub(crate) fn backoff(&self, failures: u32) -> Duration {
-        let cap = self.backoff_cap(failures);
-        let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        if cap_nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(rand::thread_rng().gen_range(0..=cap_nanos))
-    }
-
-    /// Whether another attempt may start after `failures` failed ones,
-    /// the first of which started at `started`, with `wait` to sleep first.
-    pub(crate) fn allows_another(&self, failures: u32, started: Instant, wait: Duration) -> bool {
-        failures < self.max_attempts && started.elapsed() + wait <= self.timeout
-    }
+/// The policy `config` asks for.
+fn policy_of(config: &S3Config) -> RetryPolicy {
+    RetryPolicy::new(
+        config.max_attempts.clamp(1, MAX_ATTEMPTS_LIMIT),
+        config.retry_timeout,
+    )
 }
 
 /// How many operations [`OPERATIONS`] names.
@@ -197,7 +150,7 @@ impl Retries {
     /// The policy of `config`, with counters at zero.
     pub(crate) fn new(config: &S3Config) -> Arc<Self> {
         Arc::new(Self {
-            policy: RetryPolicy::from_config(config),
+            policy: policy_of(config),
             counters: RetryCounters::default(),
         })
     }
@@ -475,6 +428,7 @@ mod tests {
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
+    use std::time::Duration;
 
     fn policy(max_attempts: u32) -> RetryPolicy {
         RetryPolicy {
@@ -553,28 +507,6 @@ mod tests {
         );
         assert!(transient_cause(&untrusted).is_none());
         assert!(transient_cause(&io_error()).is_some(), "a reset still is");
-    }
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_cap() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            timeout: Duration::from_secs(180),
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
-        };
-        assert_eq!(p.backoff_cap(1), Duration::from_millis(100));
-        assert_eq!(p.backoff_cap(2), Duration::from_millis(200));
-        assert_eq!(p.backoff_cap(5), Duration::from_millis(1600));
-        assert_eq!(p.backoff_cap(9), Duration::from_secs(15));
-        assert_eq!(p.backoff_cap(1000), Duration::from_secs(15));
-        for n in 1..20 {
-            assert!(p.backoff(n) <= p.backoff_cap(n));
-        }
-        let started = Instant::now();
-        assert!(p.allows_another(9, started, Duration::ZERO));
-        assert!(!p.allows_another(10, started, Duration::ZERO));
-        assert!(!p.allows_another(1, started, Duration::from_secs(181)));
     }
 
     #[tokio::test]
