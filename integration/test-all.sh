@@ -82,7 +82,7 @@ S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test s3_fault
   --test registry_replicas --test gcs_profile --test s3_tls)
 STS_TESTS=(--test sts --test cli_sts --test sts_expiry --test cloudfront_sts)
 # The Azure groups run against Azurite (azurite-up.sh writes STOWAGE_AZURE_TEST_*).
-AZURE_TESTS=(--test azure_conformance --test azure_behaviour)
+AZURE_TESTS=(--test azure_conformance --test azure_behaviour --test registry_azure)
 azure_tests() {
   cargo test --no-fail-fast -p stowage-integration "${AZURE_TESTS[@]}"
 }

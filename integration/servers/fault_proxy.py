@@ -23,6 +23,11 @@ streaming bodies both ways, and injects the faults it is told to:
                              of BYTES (a part damaged on the wire).
   --slowdown-fraction F      answer a random fraction F of requests with
                              503 SlowDown, without forwarding them.
+  --slowdown-style s3|azure  s3 (default): 503 SlowDown. azure: Azure
+                             Storage's throttling answers, drawn in turn:
+                             503 ServerBusy, 429 TooManyRequests and 500
+                             OperationTimedOut, each with its
+                             x-ms-error-code header and XML error body.
   --stall-fraction F         hold a random fraction F of requests for
                              --stall-seconds before forwarding them.
   --stall-down-every BYTES   stop relaying a response body for
@@ -114,6 +119,13 @@ INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
                   b"<Message>We encountered an internal error. Please try again.</Message>"
                   b"<RequestId>fault-proxy</RequestId></Error>")
 
+# Azure Storage's throttling and timeout answers (status, code, message).
+AZURE_THROTTLING = [
+    (503, "ServerBusy", "The server is currently unable to receive requests. Please retry."),
+    (429, "TooManyRequests", "The request rate is too high. Please retry."),
+    (500, "OperationTimedOut", "The operation could not be completed within the permitted time."),
+]
+
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
              b"<Error><Code>SlowDown</Code>"
              b"<Message>Please reduce your request rate.</Message>"
@@ -201,13 +213,15 @@ SETTINGS = {
     "delay_copies_seconds": float,
     "delay_heads_seconds": float,
     "refuse_gcs_unsupported": int,
+    "slowdown_style": str,
 }
 
 COUNTERS = ["requests", "complete_seen", "complete_failed", "complete_dropped", "resets_up",
             "resets_down", "corrupted", "slowdowns", "stalls", "list_tampered", "abort_dropped",
             "ranges_ignored", "copies_delayed", "heads_delayed", "gcs_refused", "gcs_refused_query",
             "gcs_refused_delete_objects", "gcs_refused_part_copy", "gcs_refused_list_v2",
-            "gcs_refused_preconditions", "gcs_missing_deletes"]
+            "gcs_refused_preconditions", "gcs_missing_deletes", "azure_server_busy",
+            "azure_too_many_requests", "azure_operation_timed_out"]
 
 
 def parse_bytes(text):
@@ -266,6 +280,12 @@ class Faults:
                 self.settings[name] = left - 1
                 return True
             return False
+
+    def next_throttle(self):
+        """The index of the next Azure throttling answer, in turn."""
+        with self.lock:
+            self.throttles = getattr(self, "throttles", 0) + 1
+            return (self.throttles - 1) % len(AZURE_THROTTLING)
 
     def chance(self, name):
         with self.lock:
@@ -334,8 +354,23 @@ def make_handler(upstream, faults):
         def log_message(self, fmt, *args):
             pass
 
-        def reply(self, status, body, content_type="application/xml"):
+        def azure_throttle(self):
+            """Answers as Azure Storage does when it throttles: the next of
+            ServerBusy (503), TooManyRequests (429) and OperationTimedOut
+            (500), in turn, with the error code in a header and the body."""
+            status, code, message = AZURE_THROTTLING[faults.next_throttle()]
+            faults.count({"ServerBusy": "azure_server_busy",
+                          "TooManyRequests": "azure_too_many_requests",
+                          "OperationTimedOut": "azure_operation_timed_out"}[code])
+            body = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>%s</Code>'
+                    "<Message>%s\nRequestId:fault-proxy</Message></Error>" % (code, escape(message))
+                    ).encode()
+            return self.reply(status, body, extra_headers={"x-ms-error-code": code})
+
+        def reply(self, status, body, content_type="application/xml", extra_headers=None):
             self.send_response(status)
+            for name, value in (extra_headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -438,6 +473,8 @@ def make_handler(upstream, faults):
             if faults.chance("slowdown_fraction"):
                 self.read_body()
                 faults.count("slowdowns")
+                if faults.get("slowdown_style") == "azure":
+                    return self.azure_throttle()
                 return self.reply(503, SLOW_DOWN)
             if faults.chance("stall_fraction"):
                 faults.count("stalls")
@@ -703,6 +740,7 @@ def main(argv):
     parser.add_argument("--delay-heads-seconds", type=float, default=0.0)
     parser.add_argument("--throttle-bytes-per-second", type=parse_bytes, default=0)
     parser.add_argument("--refuse-gcs-unsupported", action="store_const", const=1, default=0)
+    parser.add_argument("--slowdown-style", choices=["s3", "azure"], default="s3")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tls-cert", default=None)
     parser.add_argument("--tls-key", default=None)

@@ -433,6 +433,57 @@ async fn throttling_503s_are_retried() {
     assert!(metric(&through, "stowage_azure_retries_total") > 0);
 }
 
+/// Azure's own throttling answers, in turn: 503 ServerBusy, 429
+/// TooManyRequests and 500 OperationTimedOut, each with its
+/// `x-ms-error-code`, on a third of the requests (block writes, block
+/// lists, reads, listings, deletes, chunked uploads): every operation
+/// succeeds, every byte is right, and each kind was met and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn azure_throttling_server_busy_and_429_are_retried() {
+    let env = AzureEnv::get();
+    let proxy = FaultProxy::start(
+        &env.origin(),
+        &["--slowdown-fraction", "0.33", "--slowdown-style", "azure"],
+    );
+    let config = env.config("faults-429");
+    let through = AzureStorage::new(env.through(&proxy.url, &config)).unwrap();
+    for i in 0..12u64 {
+        let path = p(&format!("busy/{i}"));
+        // Small blobs in one request, larger ones in 1 MiB blocks.
+        let len = if i % 3 == 0 { 2_500_000 } else { 20_000 };
+        through
+            .put_stream(&path, pieces(&random(40 + i, len), 300_000), PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(through.get_bytes(&path).await.unwrap(), random(40 + i, len));
+    }
+    let body = random(99, 2_200_000);
+    let upload = through.start_upload().await.unwrap();
+    let upload = through
+        .write_chunk(&upload, 0, pieces(&body.slice(..1_100_000), 200_000))
+        .await
+        .unwrap();
+    let upload = through
+        .write_chunk(&upload, 1_100_000, pieces(&body.slice(1_100_000..), 200_000))
+        .await
+        .unwrap();
+    through
+        .complete_upload(&upload, &p("busy/chunked"), CompleteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(through.get_bytes(&p("busy/chunked")).await.unwrap(), body);
+    let listed: Vec<_> = through.list(Some(&p("busy"))).try_collect().await.unwrap();
+    assert_eq!(listed.len(), 13);
+    assert_eq!(through.delete_prefix(&p("busy")).await.unwrap(), 13);
+    for kind in ["azure_server_busy", "azure_too_many_requests", "azure_operation_timed_out"] {
+        assert!(proxy.stat(kind).await > 0, "no {kind} answer was injected");
+    }
+    assert!(
+        metric(&through, "stowage_azure_retries_total") >= proxy.stat("slowdowns").await,
+        "every throttled request was retried"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn damaged_blocks_are_refused_and_sent_again() {
     let env = AzureEnv::get();
