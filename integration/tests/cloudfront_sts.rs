@@ -32,7 +32,7 @@ async fn open(
     key: &str,
 ) -> (CloudFrontedS3Storage, Arc<StsCredentials>) {
     let c = cloudfront(&sts, distribution, key);
-    let source = Arc::new(StsCredentials::new(sts).await);
+    let source = Arc::new(StsCredentials::new(sts).await.expect("source"));
     let storage = CloudFrontedS3Storage::with_credential_source(c, source.clone())
         .await
         .expect("driver");

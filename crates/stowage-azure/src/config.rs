@@ -16,6 +16,21 @@ const MIB: u64 = 1024 * 1024;
 /// The largest `azure_max_attempts` accepted.
 pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
 
+// The accepted values, in one place for the reader (in the keys' units)
+// and for [`AzureConfig::problems`] (in the fields' units).
+
+/// `azure_upload_concurrency`: blocks in flight per write.
+const UPLOAD_CONCURRENCY: std::ops::RangeInclusive<u64> = 1..=64;
+/// `azure_max_blocks_in_flight`: blocks being sent across every write.
+const MAX_BLOCKS_IN_FLIGHT: std::ops::RangeInclusive<u64> = 1..=1024;
+/// The retry budget and the connect, first-byte and progress timeouts,
+/// in seconds.
+const TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=3600;
+/// `azure_request_timeout_seconds` and `azure_copy_timeout_seconds`.
+const LONG_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// `azure_min_upload_rate_kib`, in KiB/s.
+const MIN_UPLOAD_RATE_KIB: std::ops::RangeInclusive<u64> = 1..=10 * 1024 * 1024;
+
 /// A validated `AzureStorage` configuration.
 ///
 /// `Debug` shows the account, container, endpoint and root, and which
@@ -185,10 +200,18 @@ impl AzureConfig {
         (self.first_byte_timeout + transfer).min(self.request_timeout)
     }
 
-    /// Every problem of this configuration, each with the key it is about
-    /// (what [`AzureConfig::read`] reports with key paths, and what
-    /// [`crate::AzureStorage::new`] refuses a configuration built in code
-    /// with).
+    /// Every problem of this configuration, each with the key it is about:
+    /// names Azure refuses, no credential, an account key that is not
+    /// base64, a SAS token without signature or version, an endpoint that
+    /// is not an `http(s)://` account URL, a blob prefix with an empty,
+    /// `.` or `..` segment, sizes, counts, attempts and timeouts outside
+    /// what the keys accept (zero included).
+    ///
+    /// The one check of a configuration, however it was built:
+    /// [`AzureConfig::read`] runs it on what it read (reporting with key
+    /// paths the problems the values as written did not already show), and
+    /// [`crate::AzureStorage::new`] refuses a configuration with problems,
+    /// listing all of them.
     pub fn problems(&self) -> ConfigErrors {
         let mut errs = ConfigErrors::default();
         if let Some(p) = account_problem(&self.account) {
@@ -217,7 +240,7 @@ impl AzureConfig {
             }
         }
         if let Some(p) = root_problem(&self.root) {
-            errs.push(keys::STORAGE_PATH, p);
+            errs.push(keys::STORAGE_PATH, format!("{:?} {p}", self.root));
         }
         if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size) {
             errs.push(
@@ -225,11 +248,80 @@ impl AzureConfig {
                 "blocks are 1 MiB to 4000 MiB (Azure's largest block)",
             );
         }
+        errs.check_count(
+            keys::AZURE_UPLOAD_CONCURRENCY,
+            "upload_concurrency",
+            self.upload_concurrency as u64,
+            UPLOAD_CONCURRENCY,
+        );
+        errs.check_count(
+            keys::AZURE_MAX_BLOCKS_IN_FLIGHT,
+            "max_blocks_in_flight",
+            self.max_blocks_in_flight as u64,
+            MAX_BLOCKS_IN_FLIGHT,
+        );
+        errs.check_count(
+            keys::AZURE_MAX_ATTEMPTS,
+            "max_attempts",
+            u64::from(self.max_attempts),
+            1..=u64::from(MAX_ATTEMPTS_LIMIT),
+        );
+        let short = Duration::from_secs(*TIMEOUT_SECONDS.end());
+        let long = Duration::from_secs(*LONG_TIMEOUT_SECONDS.end());
+        for (key, field, value, longest) in [
+            (
+                keys::AZURE_RETRY_TIMEOUT_SECONDS,
+                "retry_timeout",
+                self.retry_timeout,
+                short,
+            ),
+            (
+                keys::AZURE_CONNECT_TIMEOUT_SECONDS,
+                "connect_timeout",
+                self.connect_timeout,
+                short,
+            ),
+            (
+                keys::AZURE_FIRST_BYTE_TIMEOUT_SECONDS,
+                "first_byte_timeout",
+                self.first_byte_timeout,
+                short,
+            ),
+            (
+                keys::AZURE_PROGRESS_TIMEOUT_SECONDS,
+                "progress_timeout",
+                self.progress_timeout,
+                short,
+            ),
+            (
+                keys::AZURE_REQUEST_TIMEOUT_SECONDS,
+                "request_timeout",
+                self.request_timeout,
+                long,
+            ),
+            (
+                keys::AZURE_COPY_TIMEOUT_SECONDS,
+                "copy_timeout",
+                self.copy_timeout,
+                long,
+            ),
+        ] {
+            errs.check_duration(key, field, value, longest);
+        }
+        let rate = MIN_UPLOAD_RATE_KIB;
+        errs.check_size(
+            keys::AZURE_MIN_UPLOAD_RATE_KIB,
+            "min_upload_rate (per second)",
+            self.min_upload_rate,
+            rate.start() * 1024..=rate.end() * 1024,
+        );
         errs
     }
 
     /// Reads the Azure keys from `params`, recording every problem there
-    /// with its key path; `None` when a problem was recorded.
+    /// with its key path; `None` when a problem was recorded. Ends with
+    /// [`AzureConfig::problems`] on what it read (the names, the
+    /// credentials, the storage path).
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
         let before = params.problem_count();
         let container = params.required_string(keys::AZURE_CONTAINER);
@@ -238,24 +330,8 @@ impl AzureConfig {
             account.clone().unwrap_or_default(),
             container.clone().unwrap_or_default(),
         );
-        if let Some(name) = &container {
-            if let Some(p) = container_problem(name) {
-                params.problem(keys::AZURE_CONTAINER, p);
-            }
-        }
-        if let Some(name) = &account {
-            if let Some(p) = account_problem(name) {
-                params.problem(keys::AZURE_ACCOUNT_NAME, p);
-            }
-        }
         c.account_key = params.secret(keys::AZURE_ACCOUNT_KEY);
         c.sas_token = params.secret(keys::SAS_TOKEN).map(|t| normalize_sas(&t));
-        if let Some(p) = c.account_key.as_ref().and_then(key_problem) {
-            params.problem(keys::AZURE_ACCOUNT_KEY, p);
-        }
-        if let Some(p) = c.sas_token.as_ref().and_then(sas_problem) {
-            params.problem(keys::SAS_TOKEN, p);
-        }
         let credential_keys = [
             keys::AZURE_ACCOUNT_KEY,
             "azure_account_key_file",
@@ -281,11 +357,17 @@ impl AzureConfig {
         }
         if let Some(root) = params.string(keys::STORAGE_PATH) {
             c.root = normalize_root(&root);
-            if let Some(p) = root_problem(&c.root) {
-                params.problem(keys::STORAGE_PATH, format!("{root:?} {p}"));
-            }
         }
         c.read_transfer_keys(params);
+        // The checks of any configuration, on the keys whose values as
+        // written had no problem. A credential given in a form that failed
+        // (an unreadable file, an unset variable) has its own problem
+        // already: "give one" would only mislead.
+        let mut checks = c.problems();
+        if any_credential_key && c.account_key.is_none() {
+            checks.0.retain(|p| p.key != keys::AZURE_ACCOUNT_KEY);
+        }
+        params.extend_unreported(checks);
         let complete = container.is_some() && account.is_some();
         (params.problem_count() == before && complete).then_some(c)
     }
@@ -299,10 +381,10 @@ impl AzureConfig {
         if let Some(mb) = params.u64_in(keys::AZURE_BLOCK_SIZE_MB, blocks_mib) {
             self.block_size = mb * MIB;
         }
-        if let Some(n) = params.u64_in(keys::AZURE_UPLOAD_CONCURRENCY, 1..=64) {
+        if let Some(n) = params.u64_in(keys::AZURE_UPLOAD_CONCURRENCY, UPLOAD_CONCURRENCY) {
             self.upload_concurrency = n as usize;
         }
-        if let Some(n) = params.u64_in(keys::AZURE_MAX_BLOCKS_IN_FLIGHT, 1..=1024) {
+        if let Some(n) = params.u64_in(keys::AZURE_MAX_BLOCKS_IN_FLIGHT, MAX_BLOCKS_IN_FLIGHT) {
             self.max_blocks_in_flight = n as usize;
         }
         if let Some(b) = params.bool(keys::AZURE_CONTENT_MD5) {
@@ -315,25 +397,25 @@ impl AzureConfig {
         {
             self.max_attempts = n as u32;
         }
-        if let Some(s) = params.u64_in(keys::AZURE_RETRY_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::AZURE_RETRY_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             self.retry_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::AZURE_CONNECT_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::AZURE_CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             self.connect_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::AZURE_FIRST_BYTE_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::AZURE_FIRST_BYTE_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             self.first_byte_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::AZURE_PROGRESS_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::AZURE_PROGRESS_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             self.progress_timeout = Duration::from_secs(s);
         }
-        if let Some(k) = params.u64_in(keys::AZURE_MIN_UPLOAD_RATE_KIB, 1..=10 * 1024 * 1024) {
+        if let Some(k) = params.u64_in(keys::AZURE_MIN_UPLOAD_RATE_KIB, MIN_UPLOAD_RATE_KIB) {
             self.min_upload_rate = k * 1024;
         }
-        if let Some(s) = params.u64_in(keys::AZURE_REQUEST_TIMEOUT_SECONDS, 1..=86_400) {
+        if let Some(s) = params.u64_in(keys::AZURE_REQUEST_TIMEOUT_SECONDS, LONG_TIMEOUT_SECONDS) {
             self.request_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::AZURE_COPY_TIMEOUT_SECONDS, 1..=86_400) {
+        if let Some(s) = params.u64_in(keys::AZURE_COPY_TIMEOUT_SECONDS, LONG_TIMEOUT_SECONDS) {
             self.copy_timeout = Duration::from_secs(s);
         }
         params.problem_count() == before
@@ -355,8 +437,11 @@ fn normalize_sas(token: &Secret) -> Secret {
 }
 
 fn root_problem(root: &str) -> Option<&'static str> {
-    (root.split('/').any(|s| s == "." || s == "..") || root.contains("//"))
-        .then_some("has an empty, '.' or '..' segment")
+    (!root.is_empty()
+        && root
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".."))
+    .then_some("has an empty, '.' or '..' segment")
 }
 
 /// Azure's rule for account names.
@@ -585,6 +670,64 @@ mod tests {
             .with_endpoint("http://127.0.0.1:10000/acct/");
         assert!(c.problems().is_empty(), "{}", c.problems());
         assert_eq!(c.account_url(), "http://127.0.0.1:10000/acct");
+    }
+
+    #[test]
+    fn a_config_built_in_code_names_every_problem() {
+        let mut c = AzureConfig::new("X", "")
+            .with_account_key(Secret::new("not base64 !!"))
+            .with_endpoint("x y")
+            .with_root("a/../b");
+        c.block_size = 0;
+        c.upload_concurrency = 0;
+        c.max_blocks_in_flight = 0;
+        c.max_attempts = 0;
+        c.connect_timeout = Duration::ZERO;
+        c.copy_timeout = Duration::from_secs(u64::MAX);
+        c.min_upload_rate = 0;
+        let errs = c.problems();
+        let text = errs.to_string();
+        for key in [
+            "azure_account_name",
+            "azure_container",
+            "azure_account_key",
+            "endpoint_url",
+            "storage_path",
+            "azure_block_size_mb",
+            "azure_upload_concurrency",
+            "azure_max_blocks_in_flight",
+            "azure_max_attempts",
+            "azure_connect_timeout_seconds",
+            "azure_copy_timeout_seconds",
+            "azure_min_upload_rate_kib",
+        ] {
+            assert!(
+                errs.0.iter().any(|p| p.key == key),
+                "no problem reported for {key}: {text}"
+            );
+        }
+        assert!(!text.contains("not base64 !!"), "{text}");
+        assert!(
+            text.contains("endpoint_url: \"x y\" is not a URL"),
+            "{text}"
+        );
+        // The driver refuses it, naming them all in one error.
+        let e = crate::AzureStorage::new(c).unwrap_err();
+        let stowage_core::Error::Config(refused) = &e else {
+            panic!("not a configuration error: {e}");
+        };
+        assert_eq!(refused, &errs);
+    }
+
+    #[test]
+    fn a_credential_that_failed_to_load_is_not_also_reported_missing() {
+        let errs = parse(
+            r#"{"azure_container": "quay", "azure_account_name": "quayacct",
+                "azure_account_key_env": "STOWAGE_TEST_SURELY_UNSET_VARIABLE"}"#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["loc[1].azure_account_key_env"], "{errs}");
     }
 
     #[test]

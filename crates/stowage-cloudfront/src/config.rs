@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stowage_core::config::{FromParams, Params};
+use stowage_core::config::{ConfigErrors, FromParams, Params};
 use stowage_s3::S3Config;
 
 use crate::keys;
@@ -39,6 +39,23 @@ pub enum PolicyKind {
     /// `Policy=`: carries the client IP when `restrict_to_client_ip` is set.
     Custom,
 }
+
+/// What is said when there is no signing key.
+const NO_KEY: &str = "no signing key: give cloudfront_key_id + cloudfront_privatekey_filename, or \
+                      cloudfront_key_group_keys (a list of key_id + private_key_filename)";
+
+/// What is said of several keys in legacy mode.
+const LEGACY_ONE_KEY: &str = "legacy key pairs sign with one root-account key pair \
+                              (cloudfront_key_id); several keys for rotation need a trusted key \
+                              group (K... ids)";
+
+/// What is said of a client IP restriction on a canned policy.
+const CANNED_NO_IP: &str =
+    "a canned policy cannot carry the client IP; set cloudfront_policy: custom";
+
+/// The longest `cloudfront_expiry_granularity_seconds` and
+/// `cloudfront_key_reload_seconds`.
+const LONGEST_SECONDS: u64 = 3600;
 
 /// A validated `CloudFrontedS3Storage` configuration.
 #[derive(Debug, Clone)]
@@ -125,7 +142,107 @@ impl CloudFrontConfig {
         }
     }
 
+    /// Every problem of this configuration, each with the key of the field
+    /// it is about: those of [`CloudFrontConfig::s3`]
+    /// ([`S3Config::problems`]), a distribution or override that is not a
+    /// domain (or an `http(s)://` URL of one), no signing key, key ids that
+    /// contradict the signing mode or each other, a `mode` other than the
+    /// one the key ids give, several keys in legacy mode, an empty key
+    /// file name, a client IP restriction on a canned policy, an expiry
+    /// granularity or key reload interval above an hour. Key files are not
+    /// read: a key that cannot be loaded does not stop the driver (its
+    /// URLs fall back to S3 presigned ones).
+    ///
+    /// The one check of a configuration, however it was built:
+    /// [`CloudFrontConfig::read`] runs it on what it read, and
+    /// [`crate::CloudFrontedS3Storage::new`] (and `with_credential_source`)
+    /// refuses a configuration with problems, listing all of them.
+    pub fn problems(&self) -> ConfigErrors {
+        let mut errs = self.s3.problems();
+        if let Some(why) = domain_problem(&self.distribution_url) {
+            errs.push(keys::CLOUDFRONT_DISTRIBUTION_DOMAIN, why);
+        }
+        for (namespace, url) in &self.org_overrides {
+            if let Some(why) = domain_problem(url) {
+                errs.push(
+                    format!(
+                        "{}.{namespace}",
+                        keys::CLOUDFRONT_DISTRIBUTION_ORG_OVERRIDES
+                    ),
+                    why,
+                );
+            }
+        }
+        if self.keys.is_empty() {
+            errs.push(keys::CLOUDFRONT_KEY_ID, NO_KEY);
+        }
+        // One key is the top-level keys' (`cloudfront_key_id`), several a
+        // key group's.
+        let single = self.keys.len() == 1;
+        let mut mode = self.configured_mode;
+        let mut ids_agree = true;
+        for (i, entry) in self.keys.iter().enumerate() {
+            let (id_key, file_key) = if single {
+                (
+                    keys::CLOUDFRONT_KEY_ID.to_string(),
+                    keys::CLOUDFRONT_PRIVATEKEY_FILENAME.to_string(),
+                )
+            } else {
+                let at = format!("{}[{i}]", keys::CLOUDFRONT_KEY_GROUP_KEYS);
+                (format!("{at}.key_id"), format!("{at}.private_key_filename"))
+            };
+            match resolve_mode(mode, &entry.key_id) {
+                Ok(m) => mode = m,
+                Err(why) => {
+                    errs.push(id_key, why);
+                    ids_agree = false;
+                }
+            }
+            if entry.private_key_file.as_os_str().is_empty() {
+                errs.push(file_key, "empty: give the PEM file of the private key");
+            }
+        }
+        if ids_agree && !self.keys.is_empty() && mode != self.mode {
+            errs.push(
+                keys::CLOUDFRONT_SIGNING_MODE,
+                format!(
+                    "mode is {} but the key ids (with the configured mode {}) give {mode}",
+                    self.mode, self.configured_mode
+                ),
+            );
+        }
+        if mode == SigningMode::LegacyKeyPair && self.keys.len() > 1 {
+            errs.push(keys::CLOUDFRONT_KEY_GROUP_KEYS, LEGACY_ONE_KEY);
+        }
+        if self.restrict_to_client_ip && self.policy == PolicyKind::Canned {
+            errs.push(keys::CLOUDFRONT_RESTRICT_TO_CLIENT_IP, CANNED_NO_IP);
+        }
+        let longest = Duration::from_secs(LONGEST_SECONDS);
+        if self.expiry_granularity > longest {
+            errs.push(
+                keys::CLOUDFRONT_EXPIRY_GRANULARITY_SECONDS,
+                format!(
+                    "expiry_granularity is {:?}: it would stretch URL lifetimes by more than an \
+                     hour; use at most {longest:?}",
+                    self.expiry_granularity
+                ),
+            );
+        }
+        if self.key_reload_interval > longest {
+            errs.push(
+                keys::CLOUDFRONT_KEY_RELOAD_SECONDS,
+                format!(
+                    "key_reload_interval is {:?}: use zero (reload on SIGHUP only) up to \
+                     {longest:?}",
+                    self.key_reload_interval
+                ),
+            );
+        }
+        errs
+    }
+
     /// Reads the keys into `params`; `None` when a problem was recorded.
+    /// Ends with [`CloudFrontConfig::problems`] on what it read.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
         let domain = params.required_string(keys::CLOUDFRONT_DISTRIBUTION_DOMAIN);
         let key_id = params.string(keys::CLOUDFRONT_KEY_ID);
@@ -273,11 +390,7 @@ impl CloudFrontConfig {
             }
         }
         if keys.is_empty() && params.problem_count() == before {
-            params.problem(
-                keys::CLOUDFRONT_KEY_ID,
-                "no signing key: give cloudfront_key_id + cloudfront_privatekey_filename, or \
-                 cloudfront_key_group_keys (a list of key_id + private_key_filename)",
-            );
+            params.problem(keys::CLOUDFRONT_KEY_ID, NO_KEY);
         }
         let mut mode = configured_mode;
         for (i, entry) in keys.iter().enumerate() {
@@ -297,11 +410,7 @@ impl CloudFrontConfig {
             }
         }
         if mode == SigningMode::LegacyKeyPair && keys.len() > 1 {
-            params.problem(
-                keys::CLOUDFRONT_KEY_GROUP_KEYS,
-                "legacy key pairs sign with one root-account key pair (cloudfront_key_id); \
-                 several keys for rotation need a trusted key group (K... ids)",
-            );
+            params.problem(keys::CLOUDFRONT_KEY_GROUP_KEYS, LEGACY_ONE_KEY);
         }
         let policy = match policy.as_deref() {
             None | Some("canned") => PolicyKind::Canned,
@@ -319,10 +428,7 @@ impl CloudFrontConfig {
             && policy == PolicyKind::Canned
             && params.has(keys::CLOUDFRONT_POLICY)
         {
-            params.problem(
-                keys::CLOUDFRONT_RESTRICT_TO_CLIENT_IP,
-                "a canned policy cannot carry the client IP; set cloudfront_policy: custom",
-            );
+            params.problem(keys::CLOUDFRONT_RESTRICT_TO_CLIENT_IP, CANNED_NO_IP);
         }
         let hash = match hash.as_deref().map(HashAlgorithm::parse) {
             None => HashAlgorithm::Sha1,
@@ -333,13 +439,13 @@ impl CloudFrontConfig {
             }
         };
         let granularity = granularity.unwrap_or(60);
-        if granularity > 3600 {
+        if granularity > LONGEST_SECONDS {
             params.problem(keys::CLOUDFRONT_EXPIRY_GRANULARITY_SECONDS,
                 format!("{granularity} s would stretch URL lifetimes by up to an hour; use at most 3600")
             );
         }
         let reload = reload.unwrap_or(10);
-        if reload > 3600 {
+        if reload > LONGEST_SECONDS {
             params.problem(
                 keys::CLOUDFRONT_KEY_RELOAD_SECONDS,
                 format!("{reload}: use 0 (reload on SIGHUP only) to 3600"),
@@ -348,7 +454,7 @@ impl CloudFrontConfig {
         if params.problem_count() != before {
             return None;
         }
-        Some(Self {
+        let config = Self {
             s3: s3?,
             distribution_url: base_url(&domain?),
             org_overrides,
@@ -369,7 +475,11 @@ impl CloudFrontConfig {
             expiry_granularity: Duration::from_secs(granularity.max(1)),
             validate_fetch: validate_fetch.unwrap_or(true),
             key_reload_interval: Duration::from_secs(reload),
-        })
+        };
+        // The checks of any configuration, on what was read (the S3 keys'
+        // problems are recorded by `S3Config::read` already).
+        params.extend_unreported(config.problems());
+        (params.problem_count() == before).then_some(config)
     }
 
     /// The base URL for `namespace` (its override, else the distribution).
@@ -601,6 +711,57 @@ mod tests {
             assert!(e.contains(key), "{key} missing from:\n{e}");
         }
         assert!(!e.contains("needs cloudfront_key_id"), "{e}");
+    }
+
+    #[test]
+    fn a_config_built_in_code_names_every_problem() {
+        let s3 = S3Config::new("").with_endpoint("x y");
+        let mut c = CloudFrontConfig::new(s3, "https://d.example.net/path", "nope", "");
+        c.org_overrides
+            .insert("acme".into(), "ftp://acme.example.net".into());
+        c.restrict_to_client_ip = true;
+        c.expiry_granularity = Duration::from_secs(7200);
+        c.key_reload_interval = Duration::from_secs(86_400);
+        let errs = c.problems();
+        let text = errs.to_string();
+        for key in [
+            "s3_bucket",
+            "endpoint_url",
+            "cloudfront_distribution_domain",
+            "cloudfront_distribution_org_overrides.acme",
+            "cloudfront_key_id",
+            "cloudfront_privatekey_filename",
+            "cloudfront_restrict_to_client_ip",
+            "cloudfront_expiry_granularity_seconds",
+            "cloudfront_key_reload_seconds",
+        ] {
+            assert!(
+                errs.0.iter().any(|p| p.key == key),
+                "no problem reported for {key}: {text}"
+            );
+        }
+        let s3 = S3Config::new("registry-bucket");
+        let mut c = CloudFrontConfig::new(s3, "d.example.net", "K2JCJMDEHXQW5F", "/k.pem");
+        assert!(c.problems().is_empty(), "{}", c.problems());
+        c.mode = SigningMode::LegacyKeyPair;
+        assert!(
+            c.problems().to_string().contains("cloudfront_signing_mode"),
+            "{}",
+            c.problems()
+        );
+        assert!(parse(base()).unwrap().problems().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_driver_refuses_a_config_with_problems_naming_them_all() {
+        let s3 = S3Config::new("registry-bucket").with_region("");
+        let c = CloudFrontConfig::new(s3, "d.example.net", "nope", "/k.pem");
+        let e = crate::CloudFrontedS3Storage::new(c).await.unwrap_err();
+        let stowage_core::Error::Config(errs) = &e else {
+            panic!("not a configuration error: {e}");
+        };
+        let keys: Vec<&str> = errs.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["s3_region", "cloudfront_key_id"], "{e}");
     }
 
     #[test]

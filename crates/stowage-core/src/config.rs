@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -47,6 +49,50 @@ impl ConfigErrors {
         self.0.extend(other.0);
     }
 
+    /// Records a problem at `key` when `value`, the count `field` of a
+    /// configuration, is outside `range`: how a configuration's own check
+    /// (`problems()`) names a count built in code.
+    pub fn check_count(&mut self, key: &str, field: &str, value: u64, range: RangeInclusive<u64>) {
+        if !range.contains(&value) {
+            self.push(
+                key,
+                format!(
+                    "{field} is {value}: use {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+    }
+
+    /// Records a problem at `key` when `value`, the size in bytes `field`
+    /// of a configuration, is outside `range` (sizes shown in GiB, MiB or
+    /// KiB when whole).
+    pub fn check_size(&mut self, key: &str, field: &str, value: u64, range: RangeInclusive<u64>) {
+        if !range.contains(&value) {
+            self.push(
+                key,
+                format!(
+                    "{field} is {}: use {} to {}",
+                    show_size(value),
+                    show_size(*range.start()),
+                    show_size(*range.end())
+                ),
+            );
+        }
+    }
+
+    /// Records a problem at `key` when `value`, the duration `field` of a
+    /// configuration, is zero or longer than `max`.
+    pub fn check_duration(&mut self, key: &str, field: &str, value: Duration, max: Duration) {
+        if value.is_zero() || value > max {
+            self.push(
+                key,
+                format!("{field} is {value:?}: use above zero up to {max:?}"),
+            );
+        }
+    }
+
     /// `Ok(value)` when there are no problems, else the problems as an error.
     ///
     /// # Errors
@@ -69,6 +115,35 @@ impl fmt::Display for ConfigErrors {
             write!(f, "  - {p}")?;
         }
         Ok(())
+    }
+}
+
+/// A size for a message: whole GiB, MiB or KiB when it is one, else bytes.
+fn show_size(bytes: u64) -> String {
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// `text` as an `http://` or `https://` URL with a host (parsed with
+/// `url::Url`, surrounding spaces ignored): the one check of URL settings,
+/// whether read from a file ([`Params::http_url`]) or set in code (a
+/// configuration's `problems()`).
+///
+/// # Errors
+/// Why `text` is not one, quoting it.
+pub fn parse_http_url(text: &str) -> Result<url::Url, String> {
+    match url::Url::parse(text.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+        Ok(_) => Err(format!(
+            "{text:?} must be an http:// or https:// URL with a host"
+        )),
+        Err(e) => Err(format!(
+            "{text:?} is not a URL ({e}); e.g. https://host:port"
+        )),
     }
 }
 
@@ -206,6 +281,21 @@ impl<'a> Params<'a> {
     /// documented).
     pub fn asked_keys(&self) -> Vec<String> {
         self.asked.iter().cloned().collect()
+    }
+
+    /// Records each of `problems` whose key has no problem recorded yet.
+    /// Their keys are relative to this location, as a configuration's own
+    /// check gives them (`S3Config::problems`, which a configuration built
+    /// in code is refused with): how a reader runs that same check on the
+    /// configuration it built without naming a key twice.
+    pub fn extend_unreported(&mut self, problems: ConfigErrors) {
+        let reported: BTreeSet<String> = self.problems.0.iter().map(|p| p.key.clone()).collect();
+        for p in problems.0 {
+            let key = self.key_path(&p.key);
+            if !reported.contains(&key) {
+                self.problems.push(key, p.message);
+            }
+        }
     }
 
     /// How many problems were recorded so far (a reader compares before and
@@ -464,20 +554,10 @@ impl<'a> Params<'a> {
     /// `/` is dropped from a bare host).
     pub fn http_url(&mut self, key: &str) -> Option<url::Url> {
         let text = self.string(key)?;
-        match url::Url::parse(text.trim()) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(_) => {
-                self.problem(
-                    key,
-                    format!("{text:?} must be an http:// or https:// URL with a host"),
-                );
-                None
-            }
-            Err(e) => {
-                self.problem(
-                    key,
-                    format!("{text:?} is not a URL ({e}); e.g. https://host:port"),
-                );
+        match parse_http_url(&text) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.problem(key, why);
                 None
             }
         }
@@ -704,6 +784,31 @@ mod tests {
             debug.contains("s3_secret_key") && !debug.contains("hunter2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_configurations_own_check_adds_only_keys_not_reported() {
+        let map: Map<String, Value> = serde_json::from_str(r#"{"n": "x"}"#).unwrap();
+        let mut p = Params::new("loc", &map);
+        assert_eq!(p.u64("n"), None);
+        let mut own = ConfigErrors::default();
+        own.push("n", "again");
+        own.check_count("c", "count", 0, 1..=4);
+        own.check_size("s", "size", 1 << 20, 5 << 20..=5 << 30);
+        own.check_duration("d", "timeout", Duration::ZERO, Duration::from_secs(60));
+        p.extend_unreported(own);
+        let text = p.finish().unwrap_err().to_string();
+        assert!(!text.contains("again"), "{text}");
+        assert!(text.contains("loc.c: count is 0: use 1 to 4"), "{text}");
+        assert!(
+            text.contains("loc.s: size is 1 MiB: use 5 MiB to 5 GiB"),
+            "{text}"
+        );
+        assert!(text.contains("loc.d: timeout is 0ns"), "{text}");
+        assert!(parse_http_url("x y")
+            .unwrap_err()
+            .contains("\"x y\" is not a URL"));
+        assert!(parse_http_url(" https://h:9000 ").is_ok());
     }
 
     #[test]

@@ -10,9 +10,9 @@ use aws_sdk_s3::config::{
     Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use stowage_core::Result;
+use stowage_core::{Error, Result};
 
-use crate::credentials::CredentialSource;
+use crate::credentials::{SdkProvider, SharedSource};
 use crate::tls::naming_tls_failures;
 use crate::S3Config;
 
@@ -23,14 +23,14 @@ use crate::S3Config;
 /// else through [`S3Config::https_client`].
 ///
 /// # Errors
-/// [`stowage_core::Error::Config`] when the configured CA certificates
-/// cannot be used.
+/// [`stowage_core::Error::Config`] listing every problem of `config`
+/// ([`S3Config::problems`]) and of its CA certificates.
 pub(crate) async fn client(
     config: &S3Config,
-    credentials: Option<&dyn CredentialSource>,
+    credentials: Option<&SharedSource>,
     http: Option<SharedHttpClient>,
 ) -> Result<aws_sdk_s3::Client> {
-    let http = http_client(config, http)?;
+    let http = checked_http_client(config, http)?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
         .retry_config(RetryConfig::standard().with_max_attempts(config.max_attempts))
@@ -53,7 +53,7 @@ pub(crate) async fn client(
                 .build()
         };
         loader = loader
-            .credentials_provider(source.provider())
+            .credentials_provider(SdkProvider(SharedSource::clone(source)))
             .identity_cache(cache);
     } else if let Some(keys) = static_keys(config) {
         loader = loader.credentials_provider(keys);
@@ -72,13 +72,14 @@ pub(crate) async fn client(
 /// driver's timeouts, retries (off: the driver retries) and checksums.
 ///
 /// # Errors
-/// [`stowage_core::Error::Config`] when the configured CA certificates
-/// cannot be used (only when `sdk` has no HTTP client).
+/// [`stowage_core::Error::Config`] listing every problem of `config`
+/// ([`S3Config::problems`]) and of its CA certificates (those only when
+/// `sdk` has no HTTP client).
 pub(crate) fn client_from_sdk_config(
     config: &S3Config,
     sdk: &SdkConfig,
 ) -> Result<aws_sdk_s3::Client> {
-    let http = http_client(config, sdk.http_client())?;
+    let http = checked_http_client(config, sdk.http_client())?;
     let mut builder = aws_sdk_s3::config::Builder::from(sdk)
         .http_client(http)
         .region(Region::new(config.region.clone()));
@@ -99,18 +100,40 @@ pub(crate) fn client_from_sdk_config(
 /// (a client without one gets [`S3Config::https_client`]).
 ///
 /// # Errors
-/// [`stowage_core::Error::Config`] when the configured CA certificates
-/// cannot be used (only when `client` has no HTTP client).
+/// [`stowage_core::Error::Config`] listing every problem of `config`
+/// ([`S3Config::problems`]) and of its CA certificates (those only when
+/// `client` has no HTTP client).
 pub(crate) fn client_over(
     config: &S3Config,
     client: &aws_sdk_s3::Client,
 ) -> Result<aws_sdk_s3::Client> {
     let own = client.config();
-    let http = http_client(config, own.http_client())?;
+    let http = checked_http_client(config, own.http_client())?;
     let builder = own.to_builder().http_client(http);
     Ok(aws_sdk_s3::Client::from_conf(
         driver_settings(builder, config).build(),
     ))
+}
+
+/// [`http_client`] once `config` is checked: every problem of the
+/// configuration ([`S3Config::problems`]) and of the CA certificates its
+/// client would trust, in one [`Error::Config`]. Every way of building the
+/// driver goes through here, so a configuration built in code is refused
+/// at construction as one read from a file is when it is loaded.
+fn checked_http_client(
+    config: &S3Config,
+    given: Option<SharedHttpClient>,
+) -> Result<SharedHttpClient> {
+    let mut problems = config.problems();
+    match http_client(config, given) {
+        Ok(http) if problems.is_empty() => Ok(http),
+        Ok(_) => Err(Error::Config(problems)),
+        Err(Error::Config(more)) => {
+            problems.extend(more);
+            Err(Error::Config(problems))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `given` (an embedder's client) with TLS failures named, else the
@@ -313,6 +336,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(url.url.contains("AKIDCONFIG%2F"), "{}", url.url);
+    }
+
+    #[tokio::test]
+    async fn a_config_built_in_code_is_refused_with_every_problem_at_once() {
+        let mut config = S3Config::new("")
+            .with_endpoint("x y")
+            .with_region("eu west")
+            .with_root("a/../b")
+            .with_ca_bundle("/nonexistent/stowage-ca.pem");
+        config.part_size = 0;
+        config.upload_concurrency = 0;
+        config.connect_timeout = std::time::Duration::ZERO;
+        config.max_attempts = 0;
+        let e = S3Storage::new(config.clone()).await.unwrap_err();
+        let stowage_core::Error::Config(problems) = &e else {
+            panic!("not a configuration error: {e}");
+        };
+        let keys: Vec<&str> = problems.0.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "s3_bucket",
+            "endpoint_url",
+            "s3_region",
+            "storage_path",
+            "s3_ca_bundle",
+            "s3_part_size_mb",
+            "s3_upload_concurrency",
+            "s3_connect_timeout_seconds",
+            "s3_max_attempts",
+        ] {
+            assert!(keys.contains(&key), "{key} is not named: {e}");
+        }
+        let text = e.to_string();
+        assert!(text.contains("s3_bucket: empty"), "{text}");
+        assert!(
+            text.contains("endpoint_url: \"x y\" is not a URL"),
+            "{text}"
+        );
+        // Every constructor checks, the embedder's SDK configuration and
+        // client included.
+        let sdk = SdkConfig::builder().build();
+        assert!(matches!(
+            S3Storage::from_sdk_config(config, &sdk),
+            Err(stowage_core::Error::Config(_))
+        ));
     }
 
     #[tokio::test]

@@ -3,12 +3,13 @@
 //! `docs/configuration.md`.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits::{MAX_PART_SIZE, MIN_PART_SIZE};
 use crate::ServerProfile;
-use stowage_core::config::{FromParams, Params, Secret};
+use stowage_core::config::{parse_http_url, ConfigErrors, FromParams, Params, Secret};
 
 use crate::keys;
 
@@ -31,6 +32,29 @@ pub enum ServerSideEncryption {
 
 /// The largest `s3_max_attempts` accepted.
 pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
+
+// The accepted values, in one place for the reader (in the keys' units)
+// and for [`S3Config::problems`] (in the fields' units).
+
+/// `s3_upload_concurrency`: parts in flight per write.
+const UPLOAD_CONCURRENCY: RangeInclusive<u64> = 1..=64;
+/// `s3_max_parts_in_flight`: part buffers across every write.
+const MAX_PARTS_IN_FLIGHT: RangeInclusive<u64> = 1..=1024;
+/// `s3_multipart_copy_threshold_mb`: up to CopyObject's limit, 5 GiB.
+const MULTIPART_COPY_THRESHOLD_MB: RangeInclusive<u64> = 1..=5120;
+/// Timeouts and the retry budget, in seconds. Bounded: a deadline of
+/// `u64::MAX` seconds would overflow the clock arithmetic of whoever adds
+/// it to an instant.
+const TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=3600;
+/// `s3_request_timeout_seconds`: one attempt of any request.
+const REQUEST_TIMEOUT_SECONDS: RangeInclusive<u64> = 1..=86_400;
+/// `s3_min_upload_rate_kib`, in KiB/s.
+const MIN_UPLOAD_RATE_KIB: RangeInclusive<u64> = 1..=10 * 1024 * 1024;
+
+/// What [`S3Config::problems`] says when only one of the static keys is
+/// given.
+const KEY_PAIR: &str = "s3_access_key and s3_secret_key go together; give both or neither \
+                        (neither uses the default credential chain)";
 
 /// Which checksum the server verifies on written bytes
 /// (`s3_part_checksum`). A part or PUT the server refuses as damaged is
@@ -281,9 +305,157 @@ impl S3Config {
         self.part_checksum_in_use() == PartChecksum::Sha256
     }
 
+    /// Every problem of this configuration, each with the `S3Storage` key
+    /// of the field it is about (the message names the field): an empty
+    /// bucket, a storage path with an empty, `.` or `..` segment, one
+    /// static key without the other, a region that cannot be one, an
+    /// endpoint that is not an `http(s)://` URL, sizes, counts, attempts
+    /// and timeouts outside what the keys accept (zero included).
+    ///
+    /// The one check of a configuration, however it was built:
+    /// [`S3Config::read`] runs it on what it read (reporting with key
+    /// paths the problems the values as written did not already show), and
+    /// every constructor of [`crate::S3Storage`] refuses a configuration
+    /// with problems, listing all of them (with those of the CA
+    /// certificates, which are checked when the client is built). The
+    /// rules of AWS bucket names are `s3_bucket`'s, checked by the reader
+    /// only: Quay's S3-compatible drivers and GCS accept other names.
+    pub fn problems(&self) -> ConfigErrors {
+        let mut errs = ConfigErrors::default();
+        if let Some(why) = bucket_name_problem(&self.bucket) {
+            errs.push(keys::S3_BUCKET, why);
+        }
+        if let Some(why) = root_problem(&self.root) {
+            errs.push(keys::STORAGE_PATH, format!("{:?} {why}", self.root));
+        }
+        match (&self.access_key, &self.secret_key) {
+            (Some(_), None) | (None, Some(_)) => errs.push(keys::S3_ACCESS_KEY, KEY_PAIR),
+            (Some(id), Some(_)) if id.trim().is_empty() => {
+                errs.push(keys::S3_ACCESS_KEY, "empty: give the access key id");
+            }
+            _ => {}
+        }
+        if self.region.is_empty() || self.region.contains(char::is_whitespace) {
+            errs.push(
+                keys::S3_REGION,
+                format!("{:?} is not a region name", self.region),
+            );
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if let Err(why) = parse_http_url(endpoint) {
+                errs.push(keys::ENDPOINT_URL, why);
+            }
+        }
+        if let ServerSideEncryption::Kms { key_id: Some(id) } = &self.sse {
+            if id.trim().is_empty() {
+                errs.push(
+                    keys::S3_SSE_KMS_KEY_ID,
+                    "empty: give the KMS key's id or ARN, or none for the bucket's default key",
+                );
+            }
+        }
+        let parts = MIN_PART_SIZE..=MAX_PART_SIZE;
+        errs.check_size(
+            keys::S3_PART_SIZE_MB,
+            "part_size",
+            self.part_size,
+            parts.clone(),
+        );
+        errs.check_count(
+            keys::S3_UPLOAD_CONCURRENCY,
+            "upload_concurrency",
+            self.upload_concurrency as u64,
+            UPLOAD_CONCURRENCY,
+        );
+        errs.check_count(
+            keys::S3_MAX_PARTS_IN_FLIGHT,
+            "max_parts_in_flight",
+            self.max_parts_in_flight as u64,
+            MAX_PARTS_IN_FLIGHT,
+        );
+        errs.check_size(
+            keys::MINIMUM_CHUNK_SIZE_MB,
+            "min_chunk_size",
+            self.min_chunk_size,
+            parts.clone(),
+        );
+        errs.check_size(
+            keys::MAXIMUM_CHUNK_SIZE_GB,
+            "max_chunk_size",
+            self.max_chunk_size,
+            1..=MAX_PART_SIZE,
+        );
+        if self.max_chunk_size < self.min_chunk_size.saturating_mul(2) {
+            errs.push(
+                keys::MAXIMUM_CHUNK_SIZE_GB,
+                "must be at least twice minimum_chunk_size_mb, so that the pieces a large chunk \
+                 is split into stay above the minimum part size",
+            );
+        }
+        let threshold = MULTIPART_COPY_THRESHOLD_MB;
+        errs.check_size(
+            keys::S3_MULTIPART_COPY_THRESHOLD_MB,
+            "multipart_copy_threshold",
+            self.multipart_copy_threshold,
+            threshold.start() * MIB..=threshold.end() * MIB,
+        );
+        errs.check_size(
+            keys::S3_MULTIPART_COPY_PART_SIZE_MB,
+            "multipart_copy_part_size",
+            self.multipart_copy_part_size,
+            parts,
+        );
+        errs.check_count(
+            keys::S3_MAX_ATTEMPTS,
+            "max_attempts",
+            u64::from(self.max_attempts),
+            1..=u64::from(MAX_ATTEMPTS_LIMIT),
+        );
+        let longest = Duration::from_secs(*TIMEOUT_SECONDS.end());
+        for (key, field, value) in [
+            (
+                keys::S3_RETRY_TIMEOUT_SECONDS,
+                "retry_timeout",
+                self.retry_timeout,
+            ),
+            (
+                keys::S3_CONNECT_TIMEOUT_SECONDS,
+                "connect_timeout",
+                self.connect_timeout,
+            ),
+            (
+                keys::S3_FIRST_BYTE_TIMEOUT_SECONDS,
+                "first_byte_timeout",
+                self.first_byte_timeout,
+            ),
+            (
+                keys::S3_PROGRESS_TIMEOUT_SECONDS,
+                "progress_timeout",
+                self.progress_timeout,
+            ),
+        ] {
+            errs.check_duration(key, field, value, longest);
+        }
+        errs.check_duration(
+            keys::S3_REQUEST_TIMEOUT_SECONDS,
+            "request_timeout",
+            self.request_timeout,
+            Duration::from_secs(*REQUEST_TIMEOUT_SECONDS.end()),
+        );
+        let rate = MIN_UPLOAD_RATE_KIB;
+        errs.check_size(
+            keys::S3_MIN_UPLOAD_RATE_KIB,
+            "min_upload_rate (per second)",
+            self.min_upload_rate,
+            rate.start() * 1024..=rate.end() * 1024,
+        );
+        errs
+    }
+
     /// Reads the S3 keys from `params`, recording problems there, for
     /// drivers that add keys of their own (STS, CloudFront) and then call
-    /// [`Params::finish`]. `None` when a problem was recorded.
+    /// [`Params::finish`]. `None` when a problem was recorded. Ends with
+    /// [`S3Config::problems`] on what it read.
     pub fn read(params: &mut Params<'_>) -> Option<Self> {
         let before = params.problem_count();
         let bucket = params.required_string(keys::S3_BUCKET);
@@ -294,24 +466,13 @@ impl S3Config {
         }
         let mut c = Self::new(bucket.clone().unwrap_or_default());
         if let Some(root) = params.string(keys::STORAGE_PATH) {
+            // Checked by `problems` below.
             c.root = normalize_root(&root);
-            if c.root.split('/').any(|s| s == "." || s == "..") || c.root.contains("//") {
-                params.problem(
-                    keys::STORAGE_PATH,
-                    format!("{root:?} has an empty, '.' or '..' segment"),
-                );
-            }
         }
         c.access_key = params.string(keys::S3_ACCESS_KEY);
         c.secret_key = params.secret(keys::S3_SECRET_KEY);
         c.session_token = params.secret(keys::S3_SESSION_TOKEN);
-        if c.access_key.is_some() != c.secret_key.is_some() {
-            params.problem(keys::S3_ACCESS_KEY, "s3_access_key and s3_secret_key go together; give both or neither (neither uses the default credential chain)");
-        }
         if let Some(region) = params.string(keys::S3_REGION) {
-            if region.is_empty() || region.contains(char::is_whitespace) {
-                params.problem(keys::S3_REGION, format!("{region:?} is not a region name"));
-            }
             c.region = region;
         }
         let endpoint_given = params.has(keys::ENDPOINT_URL);
@@ -406,15 +567,12 @@ impl S3Config {
                 c.max_chunk_size = (gb * GIB as f64) as u64;
             }
         }
-        if c.max_chunk_size < c.min_chunk_size.saturating_mul(2) {
-            params.problem(
-                keys::MAXIMUM_CHUNK_SIZE_GB,
-                "must be at least twice minimum_chunk_size_mb, so that the pieces a large chunk \
-                 is split into stay above the minimum part size",
-            );
-        }
         c.server_side_assembly = params.bool(keys::SERVER_SIDE_ASSEMBLY).unwrap_or(true);
         c.read_transfer_keys(params);
+        // The checks of any configuration (the static key pair, the
+        // region, the storage path, the chunk sizes together, ...), on
+        // the keys whose values as written had no problem.
+        params.extend_unreported(c.problems());
         (params.problem_count() == before && bucket.is_some()).then_some(c)
     }
 
@@ -445,14 +603,16 @@ impl S3Config {
         if let Some(mb) = params.u64_in(keys::S3_PART_SIZE_MB, parts_mib.clone()) {
             c.part_size = mb * MIB;
         }
-        if let Some(n) = params.u64_in(keys::S3_UPLOAD_CONCURRENCY, 1..=64) {
+        if let Some(n) = params.u64_in(keys::S3_UPLOAD_CONCURRENCY, UPLOAD_CONCURRENCY) {
             c.upload_concurrency = n as usize;
         }
-        if let Some(n) = params.u64_in(keys::S3_MAX_PARTS_IN_FLIGHT, 1..=1024) {
+        if let Some(n) = params.u64_in(keys::S3_MAX_PARTS_IN_FLIGHT, MAX_PARTS_IN_FLIGHT) {
             c.max_parts_in_flight = n as usize;
         }
-        // Up to CopyObject's limit, 5 GiB.
-        if let Some(mb) = params.u64_in(keys::S3_MULTIPART_COPY_THRESHOLD_MB, 1..=5120) {
+        if let Some(mb) = params.u64_in(
+            keys::S3_MULTIPART_COPY_THRESHOLD_MB,
+            MULTIPART_COPY_THRESHOLD_MB,
+        ) {
             c.multipart_copy_threshold = mb * MIB;
         }
         if let Some(mb) = params.u64_in(keys::S3_MULTIPART_COPY_PART_SIZE_MB, parts_mib) {
@@ -461,24 +621,22 @@ impl S3Config {
         if let Some(n) = params.u64_in(keys::S3_MAX_ATTEMPTS, 1..=u64::from(MAX_ATTEMPTS_LIMIT)) {
             c.max_attempts = n as u32;
         }
-        // Bounded: a deadline of u64::MAX seconds would overflow the
-        // clock arithmetic of whoever adds it to an instant.
-        if let Some(s) = params.u64_in(keys::S3_CONNECT_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_CONNECT_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             c.connect_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::S3_FIRST_BYTE_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_FIRST_BYTE_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             c.first_byte_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::S3_PROGRESS_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_PROGRESS_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             c.progress_timeout = Duration::from_secs(s);
         }
-        if let Some(k) = params.u64_in(keys::S3_MIN_UPLOAD_RATE_KIB, 1..=10 * 1024 * 1024) {
+        if let Some(k) = params.u64_in(keys::S3_MIN_UPLOAD_RATE_KIB, MIN_UPLOAD_RATE_KIB) {
             c.min_upload_rate = k * 1024;
         }
-        if let Some(s) = params.u64_in(keys::S3_REQUEST_TIMEOUT_SECONDS, 1..=86_400) {
+        if let Some(s) = params.u64_in(keys::S3_REQUEST_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS) {
             c.request_timeout = Duration::from_secs(s);
         }
-        if let Some(s) = params.u64_in(keys::S3_RETRY_TIMEOUT_SECONDS, 1..=3600) {
+        if let Some(s) = params.u64_in(keys::S3_RETRY_TIMEOUT_SECONDS, TIMEOUT_SECONDS) {
             c.retry_timeout = Duration::from_secs(s);
         }
         if let Some(v) = params.one_of(
@@ -514,6 +672,32 @@ fn is_aws_endpoint(endpoint: &str) -> bool {
         .is_some_and(|h| h.ends_with(".amazonaws.com") || h.ends_with(".amazonaws.com.cn"))
 }
 
+/// Why `root`, a normalized storage path, cannot be a key prefix, if it
+/// cannot.
+fn root_problem(root: &str) -> Option<&'static str> {
+    (!root.is_empty()
+        && root
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == ".."))
+    .then_some("has an empty, '.' or '..' segment")
+}
+
+/// Why `bucket` cannot name a bucket on any server, if it cannot. AWS's
+/// naming rules are `s3_bucket`'s ([`bucket_problem`], checked by the
+/// reader): S3-compatible servers and GCS accept other names.
+fn bucket_name_problem(bucket: &str) -> Option<String> {
+    if bucket.trim().is_empty() {
+        return Some("empty: name the bucket".into());
+    }
+    if bucket.contains('/') || bucket.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "{bucket:?} is not a bucket name (no '/', spaces or control characters)"
+        ));
+    }
+    None
+}
+
+/// Why `b` is not an AWS bucket name (`s3_bucket`), if it is not.
 fn bucket_problem(b: &str) -> Option<&'static str> {
     if b.len() < 3 || b.len() > 63 {
         return Some("bucket names have 3 to 63 characters");
@@ -783,6 +967,86 @@ mod tests {
         let c = parse(r#"{"s3_bucket": "bkt"}"#).unwrap();
         assert!(c.extra_ca_certs.is_empty() && c.ca_bundle.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_config_built_in_code_names_every_problem() {
+        let mut c = S3Config::new(" ")
+            .with_endpoint("x y")
+            .with_region("")
+            .with_root("a//b");
+        c.access_key = Some("AK".into());
+        c.part_size = 1024;
+        c.upload_concurrency = 0;
+        c.max_parts_in_flight = 5000;
+        c.min_chunk_size = 0;
+        c.max_attempts = 99;
+        c.first_byte_timeout = Duration::ZERO;
+        c.request_timeout = Duration::from_secs(u64::MAX);
+        c.min_upload_rate = 0;
+        let errs = c.problems();
+        let text = errs.to_string();
+        for key in [
+            "s3_bucket",
+            "endpoint_url",
+            "s3_region",
+            "storage_path",
+            "s3_access_key",
+            "s3_part_size_mb",
+            "s3_upload_concurrency",
+            "s3_max_parts_in_flight",
+            "minimum_chunk_size_mb",
+            "s3_max_attempts",
+            "s3_first_byte_timeout_seconds",
+            "s3_request_timeout_seconds",
+            "s3_min_upload_rate_kib",
+        ] {
+            assert!(
+                errs.0.iter().any(|p| p.key == key),
+                "no problem reported for {key}: {text}"
+            );
+        }
+        assert!(text.contains("s3_bucket: empty"), "{text}");
+        assert!(
+            text.contains("endpoint_url: \"x y\" is not a URL"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3_part_size_mb: part_size is 1 KiB: use 5 MiB to 5 GiB"),
+            "{text}"
+        );
+        assert!(S3Config::new("bkt").problems().is_empty());
+        assert!(parse(r#"{"s3_bucket": "bkt"}"#)
+            .unwrap()
+            .problems()
+            .is_empty());
+    }
+
+    #[test]
+    fn the_readers_own_checks_are_reported_once_with_their_key_path() {
+        let errs = parse(
+            r#"{"s3_bucket": "bkt", "s3_region": "eu west", "storage_path": "a/./b",
+                "s3_secret_key": "SK"}"#,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errs.0.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "loc[1].s3_region",
+            "loc[1].storage_path",
+            "loc[1].s3_access_key",
+        ] {
+            assert_eq!(
+                keys.iter().filter(|key| **key == k).count(),
+                1,
+                "{k} once: {errs}"
+            );
+        }
+        let errs = parse(r#"{"s3_bucket": ""}"#).unwrap_err();
+        assert_eq!(
+            errs.0.len(),
+            1,
+            "no second problem for the empty bucket: {errs}"
+        );
     }
 
     #[test]

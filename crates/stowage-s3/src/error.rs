@@ -59,6 +59,25 @@ where
             source: Some(Box::new(err)),
         };
     }
+    // Any other failure of a credential source (the embedder's): its kind
+    // and retryability, in its words.
+    if let Some(source_error) = stowage_core::find_in_chain::<Error>(&err) {
+        let (problem, retryable) = match source_error {
+            Error::Credentials {
+                problem, retryable, ..
+            } => (*problem, *retryable),
+            other => (CredentialsProblem::Missing, other.is_retryable()),
+        };
+        let message = format!("{what}: {source_error}");
+        return Error::Credentials {
+            driver: DRIVER,
+            problem,
+            retryable,
+            message,
+            operation: None,
+            source: Some(Box::new(err)),
+        };
+    }
     if matches!(err, SdkError::DispatchFailure(_)) {
         // Lasting: the endpoint's certificate, or a port without TLS.
         if let Some(tls) = crate::tls::TlsFailure::of(&err) {

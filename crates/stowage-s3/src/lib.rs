@@ -14,6 +14,11 @@
 //!   HEAD, a checksum the server verifies on every part (Content-MD5 over
 //!   plain HTTP, the signed SHA-256 otherwise: `s3_part_checksum`),
 //!   listings that fail rather than loop or stop short. See `docs/s3.md`.
+//! - Credentials from the configuration's static keys, the SDK's default
+//!   chain, or a [`CredentialSource`] (stowage-sts's, or the embedder's)
+//!   giving stowage's own [`Credentials`], not the SDK's types.
+//! - A configuration is checked when the driver is built, however it was
+//!   made ([`S3Config::problems`]): every problem at once, by key.
 //! - Presigned GET/HEAD/PUT URLs; cleanup of stale uploads and orphaned
 //!   multipart uploads; `validate` that tells a missing bucket, denied
 //!   access, a wrong region and an unreachable endpoint apart.
@@ -62,7 +67,7 @@ mod writes;
 pub mod iam;
 
 pub use config::{PartChecksum, S3Config, ServerSideEncryption};
-pub use credentials::{CredentialSource, SharedCredentialsProvider};
+pub use credentials::{CredentialSource, Credentials};
 pub use profile::ServerProfile;
 pub use storage::S3Storage;
 pub use tls::TlsFailure;

@@ -53,18 +53,25 @@ impl S3Storage {
     /// CAs, the proxy variables). No request is sent; [`Storage::validate`]
     /// checks.
     ///
+    /// `config` is checked first, however it was built: every constructor
+    /// refuses a configuration with problems ([`S3Config::problems`]),
+    /// listing all of them.
+    ///
     /// # Errors
-    /// [`stowage_core::Error::Config`] when the configured CA certificates
-    /// (`s3_ca_bundle`, `STOWAGE_CA_BUNDLE`, `AWS_CA_BUNDLE`) cannot be
-    /// used.
+    /// [`stowage_core::Error::Config`] listing every problem of `config`
+    /// (each with the key it is about, e.g. `s3_bucket: empty`) and of the
+    /// configured CA certificates (`s3_ca_bundle`, `STOWAGE_CA_BUNDLE`,
+    /// `AWS_CA_BUNDLE`).
     pub async fn new(config: S3Config) -> Result<Self> {
         Self::build(config, None).await
     }
 
-    /// A driver whose credentials come from `source` (e.g. STS). The client
-    /// caches them and loads new ones the source's refresh margin before
-    /// they expire, one load for all concurrent requests; `validate` checks
-    /// the source first and `metrics` include its counters.
+    /// A driver whose credentials come from `source` (e.g. STS, or the
+    /// embedder's own [`CredentialSource`]). The client caches them and
+    /// loads new ones the source's refresh margin before they expire, one
+    /// load for all concurrent requests (a source that caches itself is
+    /// asked on every request instead); `validate` checks the source first
+    /// and `metrics` include its counters.
     ///
     /// # Errors
     /// As [`S3Storage::new`].
@@ -106,8 +113,9 @@ impl S3Storage {
     /// variables); with one, that client is used as it is.
     ///
     /// # Errors
-    /// [`stowage_core::Error::Config`] when the configured CA certificates
-    /// cannot be used.
+    /// [`stowage_core::Error::Config`] listing every problem of `config`
+    /// and of the configured CA certificates (those only when `sdk` has no
+    /// HTTP client).
     pub fn from_sdk_config(config: S3Config, sdk: &aws_config::SdkConfig) -> Result<Self> {
         let client = builder::client_from_sdk_config(&config, sdk)?;
         Ok(Self::assemble(config, client, None))
@@ -125,8 +133,9 @@ impl S3Storage {
     /// gets [`S3Config::https_client`].
     ///
     /// # Errors
-    /// [`stowage_core::Error::Config`] when the configured CA certificates
-    /// cannot be used.
+    /// [`stowage_core::Error::Config`] listing every problem of `config`
+    /// and of the configured CA certificates (those only when `client` has
+    /// no HTTP client).
     pub fn from_client(config: S3Config, client: aws_sdk_s3::Client) -> Result<Self> {
         let client = builder::client_over(&config, &client)?;
         Ok(Self::assemble(config, client, None))
@@ -137,7 +146,7 @@ impl S3Storage {
         credentials: Option<SharedSource>,
         http: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
     ) -> Result<Self> {
-        let client = builder::client(&config, credentials.as_deref(), http).await?;
+        let client = builder::client(&config, credentials.as_ref(), http).await?;
         Ok(Self::assemble(config, client, credentials))
     }
 

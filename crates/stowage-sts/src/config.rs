@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stowage_core::config::{FromParams, Params, Secret};
+use stowage_core::config::{parse_http_url, ConfigErrors, FromParams, Params, Secret};
 
 use crate::keys;
 use stowage_s3::S3Config;
@@ -103,7 +103,99 @@ pub struct StsConfig {
     pub refresh_margin: Duration,
 }
 
+/// What is said of `s3_access_key` or `s3_secret_key` given with STS.
+const S3_KEYS_WITH_STS: &str = "with STS keys, requests are signed with the assumed role's \
+     credentials, not s3_access_key; put the IAM user's keys in sts_user_access_key and \
+     sts_user_secret_key";
+
 impl StsConfig {
+    /// Every problem of this configuration, each with the key of the field
+    /// it is about: those of [`StsConfig::s3`] ([`S3Config::problems`]),
+    /// static S3 keys (requests are signed by the role), a role ARN that
+    /// is not a role's (or none where stowage assumes the role itself),
+    /// one IAM user key without the other, an STS endpoint that is not an
+    /// `http(s)://` URL, an empty region, external id or token file, a
+    /// session name or length AWS refuses.
+    ///
+    /// The one check of a configuration, however it was built:
+    /// [`StsConfig::read_over`] runs it on what it read, and
+    /// [`crate::StsCredentials::new`] refuses a configuration with
+    /// problems, listing all of them. The refresh margin is not compared
+    /// with the session length here: the margin applied is capped at a
+    /// third of the session anyway (the reader refuses a margin written
+    /// as long as the session, as a mistake of the file).
+    pub fn problems(&self) -> ConfigErrors {
+        let mut errs = self.s3.problems();
+        if self.s3.access_key.is_some() || self.s3.secret_key.is_some() {
+            errs.push(stowage_s3::keys::S3_ACCESS_KEY, S3_KEYS_WITH_STS);
+        }
+        match (&self.role_arn, &self.source) {
+            (Some(arn), _) => {
+                if let Some(why) = role_arn_problem(arn) {
+                    errs.push(keys::STS_ROLE_ARN, why);
+                }
+            }
+            (None, StsSource::SdkDefaultChain) => {}
+            (None, _) => errs.push(
+                keys::STS_ROLE_ARN,
+                "missing: the role to assume (e.g. arn:aws:iam::123456789012:role/quay)",
+            ),
+        }
+        match &self.source {
+            StsSource::AssumeRole {
+                user_access_key,
+                user_secret_key,
+            } => match (user_access_key, user_secret_key) {
+                (Some(_), None) | (None, Some(_)) => errs.push(
+                    keys::STS_USER_ACCESS_KEY,
+                    "sts_user_access_key and sts_user_secret_key go together; give both or neither",
+                ),
+                (Some(id), Some(_)) if id.trim().is_empty() => {
+                    errs.push(
+                        keys::STS_USER_ACCESS_KEY,
+                        "empty: give the IAM user's access key id",
+                    );
+                }
+                _ => {}
+            },
+            StsSource::WebIdentity { token_file } => {
+                if token_file.as_os_str().is_empty() {
+                    errs.push(
+                        keys::STS_WEB_IDENTITY_TOKEN_FILE,
+                        "empty: give the file holding the web identity token",
+                    );
+                }
+            }
+            StsSource::SdkDefaultChain => {}
+        }
+        if let Some(endpoint) = &self.sts_endpoint {
+            if let Err(why) = parse_http_url(endpoint) {
+                errs.push(keys::STS_ENDPOINT_URL, why);
+            }
+        }
+        if self.sts_region.is_empty() || self.sts_region.contains(char::is_whitespace) {
+            errs.push(
+                keys::STS_REGION,
+                format!("{:?} is not a region name", self.sts_region),
+            );
+        }
+        if let Some(id) = &self.external_id {
+            if id.trim().is_empty() {
+                errs.push(
+                    keys::STS_EXTERNAL_ID,
+                    "empty: give the external id the role's trust policy asks for, or none",
+                );
+            }
+        }
+        if let Some(why) = session_name_problem(&self.session_name) {
+            errs.push(keys::STS_SESSION_NAME, why);
+        }
+        if let Some(why) = duration_problem(self.duration) {
+            errs.push(keys::STS_DURATION_SECONDS, why);
+        }
+        errs
+    }
+
     /// A configuration assuming `role_arn` with the default credential chain
     /// as base credentials.
     pub fn assume_role(s3: S3Config, role_arn: impl Into<String>) -> Self {
@@ -157,40 +249,24 @@ impl StsConfig {
         let duration = params.u64(keys::STS_DURATION_SECONDS);
         let margin = params.u64(keys::STS_REFRESH_MARGIN_SECONDS);
 
+        // The problems of the values as written; `problems` (below) runs
+        // the same checks on the configuration built.
         if params.has(stowage_s3::keys::S3_ACCESS_KEY)
             || params.has(stowage_s3::keys::S3_SECRET_KEY)
         {
-            params.problem(
-                stowage_s3::keys::S3_ACCESS_KEY,
-                "with STS keys, requests are signed with the assumed role's credentials, not s3_access_key; \
-                 put the IAM user's keys in sts_user_access_key and sts_user_secret_key",
-            );
+            params.problem(stowage_s3::keys::S3_ACCESS_KEY, S3_KEYS_WITH_STS);
         }
         if let Some(arn) = &role_arn {
             if let Some(why) = role_arn_problem(arn) {
                 params.problem(keys::STS_ROLE_ARN, why);
             }
         }
-        if let Some(name) = &session_name {
-            if !valid_session_name(name) {
-                params.problem(
-                    keys::STS_SESSION_NAME,
-                    format!(
-                        "{name:?} is not a role session name: 2 to 64 characters of letters, \
-                         digits and =,.@-_"
-                    ),
-                );
-            }
+        if let Some(why) = session_name.as_deref().and_then(session_name_problem) {
+            params.problem(keys::STS_SESSION_NAME, why);
         }
         let duration = Duration::from_secs(duration.unwrap_or(3600));
-        if duration.as_secs() < 60 || duration.as_secs() > 43_200 {
-            params.problem(
-                keys::STS_DURATION_SECONDS,
-                format!(
-                    "{} is outside 60..=43200 (AWS itself accepts 900 up to the role's maximum)",
-                    duration.as_secs()
-                ),
-            );
+        if let Some(why) = duration_problem(duration) {
+            params.problem(keys::STS_DURATION_SECONDS, why);
         }
         // The margin applied to a session is capped at a third of it (see
         // `refresh_margin`), so the default needs no adjusting to short
@@ -281,7 +357,7 @@ impl StsConfig {
                 _ => None,
             })
             .unwrap_or_else(|| "stowage".into());
-        Some(Self {
+        let config = Self {
             sts_endpoint: sts_endpoint
                 .map(|u| u.trim_end_matches('/').to_string())
                 .or_else(|| s3.endpoint.clone()),
@@ -293,7 +369,12 @@ impl StsConfig {
             session_name,
             duration,
             refresh_margin,
-        })
+        };
+        // The checks of any configuration, on what the environment gave
+        // too (AWS_ROLE_ARN, AWS_ROLE_SESSION_NAME) and on the keys not
+        // checked above (region, external id).
+        params.extend_unreported(config.problems());
+        (params.problem_count() == before).then_some(config)
     }
 }
 
@@ -323,11 +404,27 @@ fn role_arn_problem(arn: &str) -> Option<String> {
     None
 }
 
-fn valid_session_name(name: &str) -> bool {
-    (2..=64).contains(&name.len())
+/// Why `name` is not a role session name AWS accepts (2 to 64 characters
+/// of `[\w+=,.@-]`), if it is not.
+fn session_name_problem(name: &str) -> Option<String> {
+    let valid = (2..=64).contains(&name.len())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "=,.@-_+".contains(c));
+    (!valid).then(|| {
+        format!(
+            "{name:?} is not a role session name: 2 to 64 characters of letters, digits and \
+             =,.@-_+"
+        )
+    })
+}
+
+/// Why `duration` cannot be a session length, if it cannot.
+fn duration_problem(duration: Duration) -> Option<String> {
+    let seconds = duration.as_secs();
+    (!(60..=43_200).contains(&seconds)).then(|| {
+        format!("{seconds} is outside 60..=43200 (AWS itself accepts 900 up to the role's maximum)")
+    })
 }
 
 #[cfg(test)]
@@ -464,6 +561,65 @@ mod tests {
             crate::refresh::effective_margin(c.refresh_margin, c.duration),
             Duration::from_secs(40)
         );
+    }
+
+    #[test]
+    fn a_config_built_in_code_names_every_problem() {
+        let mut s3 = S3Config::new("").with_region("eu west");
+        s3.access_key = Some("AK".into());
+        s3.secret_key = Some(Secret::new("SK"));
+        let mut c = StsConfig::assume_role(s3, "arn:aws:iam::1:user/bob");
+        c.source = StsSource::AssumeRole {
+            user_access_key: Some("AKIDUSER".into()),
+            user_secret_key: None,
+        };
+        c.sts_endpoint = Some("sts.local".into());
+        c.sts_region = String::new();
+        c.external_id = Some(" ".into());
+        c.session_name = "has space".into();
+        c.duration = Duration::from_secs(10);
+        let errs = c.problems();
+        let text = errs.to_string();
+        for key in [
+            "s3_bucket",
+            "s3_region",
+            "s3_access_key",
+            "sts_role_arn",
+            "sts_user_access_key",
+            "sts_endpoint_url",
+            "sts_region",
+            "sts_external_id",
+            "sts_session_name",
+            "sts_duration_seconds",
+        ] {
+            assert!(
+                errs.0.iter().any(|p| p.key == key),
+                "no problem reported for {key}: {text}"
+            );
+        }
+        assert!(!text.contains("\"SK\""), "{text}");
+        let mut c = StsConfig::assume_role(S3Config::new("bkt"), "arn:aws:iam::1:role/r");
+        assert!(c.problems().is_empty(), "{}", c.problems());
+        c.role_arn = None;
+        assert!(c.problems().to_string().contains("sts_role_arn: missing"));
+        c.source = StsSource::SdkDefaultChain;
+        assert!(c.problems().is_empty(), "the profile names the role");
+        // A margin as long as the session is capped, not refused, in code.
+        let mut c = StsConfig::assume_role(S3Config::new("bkt"), "arn:aws:iam::1:role/r");
+        c.refresh_margin = c.duration;
+        assert!(c.problems().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_source_refuses_a_config_with_problems_naming_them_all() {
+        let mut c = StsConfig::assume_role(S3Config::new("bkt"), "not-an-arn");
+        c.duration = Duration::ZERO;
+        let e = crate::StsCredentials::new(c).await.unwrap_err();
+        let stowage_core::Error::Config(errs) = &e else {
+            panic!("not a configuration error: {e}");
+        };
+        let keys: Vec<&str> = errs.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["sts_role_arn", "sts_duration_seconds"], "{e}");
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! use stowage_sts::{StsConfig, StsCredentials};
 //! let s3 = S3Config::new("registry-bucket").with_region("eu-west-1");
 //! let sts = StsConfig::assume_role(s3.clone(), "arn:aws:iam::123456789012:role/quay");
-//! let storage = S3Storage::with_credential_source(s3, Arc::new(StsCredentials::new(sts).await)).await?;
+//! let storage = S3Storage::with_credential_source(s3, Arc::new(StsCredentials::new(sts).await?)).await?;
 //! # Ok(()) }
 //! ```
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_credential_types::provider::SharedCredentialsProvider;
-use stowage_core::{CheckStatus, Metric, Result, ValidationReport};
-use stowage_s3::{CredentialSource, S3Storage};
+use stowage_core::config::Secret;
+use stowage_core::{CheckStatus, Error, Metric, Result, ValidationReport};
+use stowage_s3::{CredentialSource, Credentials, S3Storage};
 
 use crate::credentials::{provider, CredentialStats};
 use crate::refresh::{effective_margin, RefreshingProvider};
@@ -37,13 +37,21 @@ pub struct StsCredentials {
 impl StsCredentials {
     /// The source for `config`. No STS call is made until the first request
     /// (or `validate`), so a registry starts even while STS is down.
-    pub async fn new(config: StsConfig) -> Self {
+    ///
+    /// `config` is checked first, however it was built
+    /// ([`StsConfig::problems`], its S3 configuration's included).
+    ///
+    /// # Errors
+    /// [`stowage_core::Error::Config`] listing every problem of `config`,
+    /// each with the key it is about (e.g. `sts_role_arn`).
+    pub async fn new(config: StsConfig) -> Result<Self> {
+        config.problems().into_result(())?;
         let (tracked, stats) = provider(&config).await;
-        Self {
+        Ok(Self {
             provider: RefreshingProvider::new(tracked, config.refresh_margin),
             config: Arc::new(config),
             stats,
-        }
+        })
     }
 
     /// The configuration.
@@ -62,10 +70,10 @@ impl StsCredentials {
 /// for its counters.
 ///
 /// # Errors
-/// As [`S3Storage::new`].
+/// As [`StsCredentials::new`] and [`S3Storage::new`].
 pub async fn open_s3(config: StsConfig) -> Result<(S3Storage, Arc<StsCredentials>)> {
     let s3 = config.s3.clone();
-    let credentials = Arc::new(StsCredentials::new(config).await);
+    let credentials = Arc::new(StsCredentials::new(config).await?);
     let storage = S3Storage::with_credential_source(s3, credentials.clone()).await?;
     Ok((storage, credentials))
 }
@@ -76,8 +84,33 @@ impl CredentialSource for StsCredentials {
         SOURCE
     }
 
-    fn provider(&self) -> SharedCredentialsProvider {
-        SharedCredentialsProvider::new(self.provider.clone())
+    /// The held credentials while they are valid (a background refresh
+    /// renews them inside the margin), else those of the one STS call all
+    /// waiting requests share. The SDK's credentials STS gives are turned
+    /// into stowage's here.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] when no valid credentials are held and STS
+    /// gave none: its problem, message and retryability are STS's failure,
+    /// explained (its source).
+    async fn credentials(&self) -> Result<Credentials> {
+        match self.provider.credentials().await {
+            Ok(sdk) => Ok(Credentials::new(
+                sdk.access_key_id(),
+                Secret::new(sdk.secret_access_key()),
+                sdk.session_token().map(Secret::new),
+                sdk.expiry(),
+            )),
+            Err(failure) => Err(Error::Credentials {
+                // The source serves the S3 driver, which reports it so too.
+                driver: "s3",
+                problem: failure.problem,
+                retryable: failure.retryable,
+                message: failure.message.clone(),
+                operation: None,
+                source: Some(Box::new(failure)),
+            }),
+        }
     }
 
     /// The configured margin; each session is refreshed

@@ -149,7 +149,9 @@ async fn run() -> Result<(), Box<dyn StdError>> {
         sts.source.mode(),
         sts.role_arn.as_deref().unwrap_or("-")
     );
-    let source: Arc<dyn CredentialSource> = Arc::new(StsCredentials::new(sts).await);
+    // The configuration is checked here (every problem at once, with its
+    // key): a source built in code is refused as a configuration file is.
+    let source: Arc<dyn CredentialSource> = Arc::new(StsCredentials::new(sts).await?);
 
     // 3. The plain S3 driver and the CloudFront layer over the same bucket,
     //    both with that source: one assumed-role session for both.

@@ -219,7 +219,7 @@ async fn open_cloudfront(
     use stowage_cloudfront::CloudFrontedS3Storage;
     #[cfg(feature = "sts")]
     if let Some(sts) = &c.sts {
-        let source = Arc::new(stowage_sts::StsCredentials::new(sts.clone()).await);
+        let source = Arc::new(stowage_sts::StsCredentials::new(sts.clone()).await?);
         return CloudFrontedS3Storage::with_credential_source(c.cloudfront.clone(), source).await;
     }
     CloudFrontedS3Storage::new(c.cloudfront.clone()).await

@@ -62,9 +62,14 @@ impl CloudFrontedS3Storage {
     /// the driver: download URLs fall back to S3 presigned URLs and
     /// `validate` reports the driver as degraded.
     ///
+    /// `config` is checked first, however it was built
+    /// ([`CloudFrontConfig::problems`], its S3 configuration's included).
+    ///
     /// # Errors
-    /// As [`S3Storage::new`].
+    /// [`stowage_core::Error::Config`] listing every problem of `config`,
+    /// each with the key it is about; then as [`S3Storage::new`].
     pub async fn new(config: CloudFrontConfig) -> Result<Self> {
+        config.problems().into_result(())?;
         let s3 = S3Storage::new(config.s3.clone()).await?;
         Ok(Self::layer(s3, config))
     }
@@ -74,11 +79,12 @@ impl CloudFrontedS3Storage {
     /// session and never outlive it).
     ///
     /// # Errors
-    /// As [`S3Storage::new`].
+    /// As [`CloudFrontedS3Storage::new`].
     pub async fn with_credential_source(
         config: CloudFrontConfig,
         source: Arc<dyn CredentialSource>,
     ) -> Result<Self> {
+        config.problems().into_result(())?;
         let s3 = S3Storage::with_credential_source(config.s3.clone(), source).await?;
         Ok(Self::layer(s3, config))
     }
