@@ -79,7 +79,7 @@ cargo test --no-fail-fast -p stowage-integration --test cloudfront_signer --test
 # long one: it waits for real credential expiry) where the server has STS.
 S3_TESTS=(--lib --bins --test s3_conformance --test s3_behaviour --test s3_faults --test cli_s3
   --test cloudfront --test cloudfront_conformance --test registry_s3 --test quay_s3_compatible
-  --test registry_replicas --test gcs_profile --test s3_tls)
+  --test registry_replicas --test gcs_profile --test s3_tls --test registry_gc_s3)
 STS_TESTS=(--test sts --test cli_sts --test sts_expiry --test cloudfront_sts)
 # The Azure groups run against Azurite (azurite-up.sh writes STOWAGE_AZURE_TEST_*).
 AZURE_TESTS=(--test azure_conformance --test azure_behaviour --test registry_azure)
