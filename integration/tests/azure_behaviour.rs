@@ -452,7 +452,11 @@ async fn azure_throttling_server_busy_and_429_are_retried() {
         // Small blobs in one request, larger ones in 1 MiB blocks.
         let len = if i % 3 == 0 { 2_500_000 } else { 20_000 };
         through
-            .put_stream(&path, pieces(&random(40 + i, len), 300_000), PutOptions::default())
+            .put_stream(
+                &path,
+                pieces(&random(40 + i, len), 300_000),
+                PutOptions::default(),
+            )
             .await
             .unwrap();
         assert_eq!(through.get_bytes(&path).await.unwrap(), random(40 + i, len));
@@ -464,7 +468,11 @@ async fn azure_throttling_server_busy_and_429_are_retried() {
         .await
         .unwrap();
     let upload = through
-        .write_chunk(&upload, 1_100_000, pieces(&body.slice(1_100_000..), 200_000))
+        .write_chunk(
+            &upload,
+            1_100_000,
+            pieces(&body.slice(1_100_000..), 200_000),
+        )
         .await
         .unwrap();
     through
@@ -475,7 +483,11 @@ async fn azure_throttling_server_busy_and_429_are_retried() {
     let listed: Vec<_> = through.list(Some(&p("busy"))).try_collect().await.unwrap();
     assert_eq!(listed.len(), 13);
     assert_eq!(through.delete_prefix(&p("busy")).await.unwrap(), 13);
-    for kind in ["azure_server_busy", "azure_too_many_requests", "azure_operation_timed_out"] {
+    for kind in [
+        "azure_server_busy",
+        "azure_too_many_requests",
+        "azure_operation_timed_out",
+    ] {
         assert!(proxy.stat(kind).await > 0, "no {kind} answer was injected");
     }
     assert!(

@@ -17,7 +17,10 @@ use support::Stowage;
 /// A Quay-format config with one `AzureStorage` location under a fresh
 /// root of the test container, with Quay's own keys.
 fn config(dir: &Path, env: &AzureEnv) -> PathBuf {
-    let root = format!("stowage-it/registry-azure-{}", uuid::Uuid::new_v4().simple());
+    let root = format!(
+        "stowage-it/registry-azure-{}",
+        uuid::Uuid::new_v4().simple()
+    );
     let path = dir.join("config.yaml");
     std::fs::write(
         &path,
@@ -132,7 +135,9 @@ async fn a_blob_get_redirects_to_a_sas_url_that_serves_the_right_bytes() {
         "a SAS URL (signature and expiry): {location}"
     );
     assert!(
-        query.iter().any(|(k, v)| k == "sp" && !v.contains('w') && !v.contains('d')),
+        query
+            .iter()
+            .any(|(k, v)| k == "sp" && !v.contains('w') && !v.contains('d')),
         "read-only permissions: {location}"
     );
     assert!(!location.contains(&env.key), "the key in the URL");
@@ -174,7 +179,10 @@ async fn a_blob_get_redirects_to_a_sas_url_that_serves_the_right_bytes() {
         &[],
     );
     let r = no_follow
-        .get(format!("http://{}/v2/sas/app/blobs/{digest}", streaming.addr))
+        .get(format!(
+            "http://{}/v2/sas/app/blobs/{digest}",
+            streaming.addr
+        ))
         .send()
         .await
         .unwrap();
