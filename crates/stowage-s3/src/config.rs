@@ -40,6 +40,12 @@ pub(crate) const MAX_ATTEMPTS_LIMIT: u32 = 20;
 const UPLOAD_CONCURRENCY: RangeInclusive<u64> = 1..=64;
 /// `s3_max_parts_in_flight`: part buffers across every write.
 const MAX_PARTS_IN_FLIGHT: RangeInclusive<u64> = 1..=1024;
+/// `s3_read_ahead_ranges`: ranges fetched ahead per read (0: off).
+const READ_AHEAD_RANGES: RangeInclusive<u64> = 0..=16;
+/// `s3_read_ahead_range_mb`: the size of a range read ahead, in MiB.
+const READ_AHEAD_RANGE_MB: RangeInclusive<u64> = 1..=256;
+/// `s3_max_ranges_in_flight`: ranges read ahead across every read.
+const MAX_RANGES_IN_FLIGHT: RangeInclusive<u64> = 1..=4096;
 /// `s3_multipart_copy_threshold_mb`: up to CopyObject's limit, 5 GiB.
 const MULTIPART_COPY_THRESHOLD_MB: RangeInclusive<u64> = 1..=5120;
 /// Timeouts and the retry budget, in seconds. Bounded: a deadline of
@@ -119,6 +125,17 @@ pub struct S3Config {
     /// (`s3_max_parts_in_flight`, default 16): with the part size, the
     /// memory budget of many concurrent writes.
     pub max_parts_in_flight: usize,
+    /// Ranges fetched ahead of a large read, beside its first answer
+    /// (`s3_read_ahead_ranges`, default 2; 0 turns read-ahead off): a read
+    /// of at least two ranges is carried by that many more connections.
+    pub read_ahead_ranges: usize,
+    /// The size of a range read ahead (`s3_read_ahead_range_mb`, default 8).
+    pub read_ahead_range_size: u64,
+    /// Ranges read ahead across all reads of the driver
+    /// (`s3_max_ranges_in_flight`, default 32): with the range size, the
+    /// memory budget of read-ahead; a read that finds it spent reads one
+    /// stream.
+    pub max_ranges_in_flight: usize,
     /// Smallest chunk assembled server-side (`minimum_chunk_size_mb`, default 5).
     pub min_chunk_size: u64,
     /// Largest part copied in one UploadPartCopy (`maximum_chunk_size_gb`, default 5).
@@ -212,6 +229,9 @@ impl S3Config {
             part_size: 16 * MIB,
             upload_concurrency: 4,
             max_parts_in_flight: 16,
+            read_ahead_ranges: 2,
+            read_ahead_range_size: 8 * MIB,
+            max_ranges_in_flight: 32,
             min_chunk_size: 5 * MIB,
             max_chunk_size: 5 * GIB,
             server_side_assembly: true,
@@ -372,6 +392,24 @@ impl S3Config {
             "max_parts_in_flight",
             self.max_parts_in_flight as u64,
             MAX_PARTS_IN_FLIGHT,
+        );
+        errs.check_count(
+            keys::S3_READ_AHEAD_RANGES,
+            "read_ahead_ranges",
+            self.read_ahead_ranges as u64,
+            READ_AHEAD_RANGES,
+        );
+        errs.check_size(
+            keys::S3_READ_AHEAD_RANGE_MB,
+            "read_ahead_range_size",
+            self.read_ahead_range_size,
+            READ_AHEAD_RANGE_MB.start() * MIB..=READ_AHEAD_RANGE_MB.end() * MIB,
+        );
+        errs.check_count(
+            keys::S3_MAX_RANGES_IN_FLIGHT,
+            "max_ranges_in_flight",
+            self.max_ranges_in_flight as u64,
+            MAX_RANGES_IN_FLIGHT,
         );
         errs.check_size(
             keys::MINIMUM_CHUNK_SIZE_MB,
@@ -608,6 +646,15 @@ impl S3Config {
         }
         if let Some(n) = params.u64_in(keys::S3_MAX_PARTS_IN_FLIGHT, MAX_PARTS_IN_FLIGHT) {
             c.max_parts_in_flight = n as usize;
+        }
+        if let Some(n) = params.u64_in(keys::S3_READ_AHEAD_RANGES, READ_AHEAD_RANGES) {
+            c.read_ahead_ranges = n as usize;
+        }
+        if let Some(mb) = params.u64_in(keys::S3_READ_AHEAD_RANGE_MB, READ_AHEAD_RANGE_MB) {
+            c.read_ahead_range_size = mb * MIB;
+        }
+        if let Some(n) = params.u64_in(keys::S3_MAX_RANGES_IN_FLIGHT, MAX_RANGES_IN_FLIGHT) {
+            c.max_ranges_in_flight = n as usize;
         }
         if let Some(mb) = params.u64_in(
             keys::S3_MULTIPART_COPY_THRESHOLD_MB,

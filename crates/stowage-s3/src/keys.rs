@@ -24,6 +24,12 @@ pub const S3_CONNECT_TIMEOUT_SECONDS: &str = "s3_connect_timeout_seconds";
 pub const S3_MAX_ATTEMPTS: &str = "s3_max_attempts";
 /// `s3_max_parts_in_flight`.
 pub const S3_MAX_PARTS_IN_FLIGHT: &str = "s3_max_parts_in_flight";
+/// `s3_max_ranges_in_flight`.
+pub const S3_MAX_RANGES_IN_FLIGHT: &str = "s3_max_ranges_in_flight";
+/// `s3_read_ahead_ranges`.
+pub const S3_READ_AHEAD_RANGES: &str = "s3_read_ahead_ranges";
+/// `s3_read_ahead_range_mb`.
+pub const S3_READ_AHEAD_RANGE_MB: &str = "s3_read_ahead_range_mb";
 /// `s3_multipart_copy_part_size_mb`.
 pub const S3_MULTIPART_COPY_PART_SIZE_MB: &str = "s3_multipart_copy_part_size_mb";
 /// `s3_multipart_copy_threshold_mb`.
@@ -77,6 +83,7 @@ pub const ALL: &[&str] = &[
     S3_FIRST_BYTE_TIMEOUT_SECONDS,
     S3_MAX_ATTEMPTS,
     S3_MAX_PARTS_IN_FLIGHT,
+    S3_MAX_RANGES_IN_FLIGHT,
     S3_MIN_UPLOAD_RATE_KIB,
     S3_MULTIPART_COPY_PART_SIZE_MB,
     S3_MULTIPART_COPY_THRESHOLD_MB,
@@ -84,6 +91,8 @@ pub const ALL: &[&str] = &[
     S3_PART_SIZE_MB,
     S3_PATH_STYLE,
     S3_PROGRESS_TIMEOUT_SECONDS,
+    S3_READ_AHEAD_RANGES,
+    S3_READ_AHEAD_RANGE_MB,
     S3_REGION,
     S3_REQUEST_TIMEOUT_SECONDS,
     S3_RETRY_TIMEOUT_SECONDS,

@@ -58,6 +58,7 @@ mod listing;
 mod multipart;
 mod plan;
 mod presign;
+mod read_ahead;
 mod reads;
 mod resume;
 mod setup;

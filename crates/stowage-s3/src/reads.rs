@@ -176,11 +176,12 @@ impl S3Storage {
             .with_content_type(out.content_type().map(str::to_string));
         // A body that breaks is asked for again from the next byte, pinned
         // to this answer's ETag (resume.rs).
+        let etag = out.e_tag().map(str::to_string);
         let stream = crate::resume::resuming_stream(
             self.clone(),
             path.clone(),
-            key,
-            out.e_tag().map(str::to_string),
+            key.clone(),
+            etag.clone(),
             crate::resume::Span {
                 start,
                 end: known_length.map(|_| end),
@@ -188,6 +189,11 @@ impl S3Storage {
             },
             out.body,
         );
+        // Large reads fetch their next ranges beside this body.
+        let stream = match known_length {
+            Some(_) => self.read_ahead(path, key, etag.as_deref(), start, end, stream),
+            None => stream,
+        };
         Ok(GetResult::new(meta, start..end, stream))
     }
 

@@ -95,6 +95,58 @@ pub(crate) fn resuming_stream(
     .boxed()
 }
 
+/// What one ranged request of the rest of a read gave.
+enum Attempt {
+    /// The body from the next byte (after `skip`).
+    Body(SdkBody),
+    /// A failure worth another attempt, with its cause.
+    Transient(String),
+    /// The end of the read (the object changed, or a permanent error).
+    Fatal(Error),
+}
+
+/// The bytes `start..end` of the object at `key`, pinned to `etag`, as the
+/// chunks the network delivered (no copy): one ranged GetObject, resumed
+/// like any read when it breaks. The read-ahead of large reads
+/// (read_ahead.rs) fetches its ranges with it.
+pub(crate) async fn fetch_range(
+    storage: S3Storage,
+    path: StoragePath,
+    key: String,
+    etag: String,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Bytes>> {
+    let mut reader = Reader {
+        storage,
+        path,
+        key,
+        etag: Some(etag.clone()),
+        next: start,
+        end: Some(end),
+        skip: 0,
+        body: SdkBody::from_static(b""),
+        streak: None,
+    };
+    // The first request goes through the retry policy, as any request
+    // (counted as retries); a body that breaks later resumes.
+    let request = reader.rest_request(&etag, end);
+    let sent = reader
+        .storage
+        .retrying("GetObject", &reader.key, || request.clone().send())
+        .await;
+    reader.body = match reader.take_answer(&etag, sent) {
+        Attempt::Body(body) => body,
+        Attempt::Transient(cause) => reader.resume(cause).await?,
+        Attempt::Fatal(e) => return Err(e),
+    };
+    let mut chunks = Vec::new();
+    while let Some(chunk) = reader.next_chunk().await? {
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
 /// The first offset of a `Content-Range: bytes START-END/SIZE` value.
 fn range_start(content_range: &str) -> Option<u64> {
     content_range
@@ -223,62 +275,91 @@ impl Reader {
                 "resuming S3 read from the next byte"
             );
             tokio::time::sleep(wait).await;
-            let sent = self
-                .storage
-                .client
-                .get_object()
-                .bucket(self.storage.bucket())
-                .key(&self.key)
-                .range(format!("bytes={}-{}", self.next, end - 1))
-                .if_match(&etag)
-                .send()
-                .await;
-            match sent {
-                Ok(out) => {
-                    // A server that ignores If-Match still says which
-                    // version it sent.
-                    if let Some(now) = out.e_tag() {
-                        if now != etag {
-                            return Err(self.changed(&etag, Some(now)));
-                        }
+            match self.ask_rest(&etag, end).await {
+                Attempt::Body(body) => return Ok(body),
+                Attempt::Transient(c) => cause = c,
+                Attempt::Fatal(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One ranged GetObject of the bytes `next..end`, pinned to `etag`.
+    async fn ask_rest(&mut self, etag: &str, end: u64) -> Attempt {
+        let sent = self.rest_request(etag, end).send().await;
+        self.take_answer(etag, sent)
+    }
+
+    /// The request of the bytes `next..end`, pinned to `etag`.
+    fn rest_request(
+        &self,
+        etag: &str,
+        end: u64,
+    ) -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder {
+        self.storage
+            .client
+            .get_object()
+            .bucket(self.storage.bucket())
+            .key(&self.key)
+            .range(format!("bytes={}-{}", self.next, end - 1))
+            .if_match(etag)
+    }
+
+    /// What the answer to [`Reader::rest_request`] means for the read.
+    fn take_answer(
+        &mut self,
+        etag: &str,
+        sent: std::result::Result<
+            aws_sdk_s3::operation::get_object::GetObjectOutput,
+            aws_sdk_s3::error::SdkError<
+                aws_sdk_s3::operation::get_object::GetObjectError,
+                aws_smithy_runtime_api::http::Response,
+            >,
+        >,
+    ) -> Attempt {
+        let what = self.what();
+        match sent {
+            Ok(out) => {
+                // A server that ignores If-Match still says which
+                // version it sent.
+                if let Some(now) = out.e_tag() {
+                    if now != etag {
+                        return Attempt::Fatal(self.changed(etag, Some(now)));
                     }
-                    // Without a Content-Range the server sent the whole
-                    // object (it ignored the Range).
-                    let start = out.content_range().and_then(range_start).unwrap_or(0);
-                    if start > self.next {
-                        return Err(Error::Backend {
-                            driver: DRIVER,
-                            retryable: false,
-                            message: format!(
-                                "reading {what}: asked to resume at byte {}, the server answered \
-                                 from byte {start}",
-                                self.next
-                            ),
-                            operation: None,
-                            source: None,
-                        });
-                    }
-                    self.skip = self.next - start;
-                    return Ok(out.body);
                 }
-                Err(e) => {
-                    let status = e.raw_response().map(|r| r.status().as_u16());
-                    // 412: If-Match failed, another version is there;
-                    // 404: the object is gone.
-                    if matches!(status, Some(412 | 404)) || e.code() == Some("PreconditionFailed") {
-                        let now = (status == Some(404)).then_some("deleted");
-                        return Err(self.changed(&etag, now));
-                    }
-                    match transient_cause(&e) {
-                        Some(c) => cause = c,
-                        None => {
-                            return Err(from_sdk(
-                                e,
-                                self.storage.op("GetObject", &self.key),
-                                self.path.as_str(),
-                            ))
-                        }
-                    }
+                // Without a Content-Range the server sent the whole
+                // object (it ignored the Range).
+                let start = out.content_range().and_then(range_start).unwrap_or(0);
+                if start > self.next {
+                    return Attempt::Fatal(Error::Backend {
+                        driver: DRIVER,
+                        retryable: false,
+                        message: format!(
+                            "reading {what}: asked for bytes from {}, the server answered \
+                             from byte {start}",
+                            self.next
+                        ),
+                        operation: None,
+                        source: None,
+                    });
+                }
+                self.skip = self.next - start;
+                Attempt::Body(out.body)
+            }
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                // 412: If-Match failed, another version is there;
+                // 404: the object is gone.
+                if matches!(status, Some(412 | 404)) || e.code() == Some("PreconditionFailed") {
+                    let now = (status == Some(404)).then_some("deleted");
+                    return Attempt::Fatal(self.changed(etag, now));
+                }
+                match transient_cause(&e) {
+                    Some(c) => Attempt::Transient(c),
+                    None => Attempt::Fatal(from_sdk(
+                        e,
+                        self.storage.op("GetObject", &self.key),
+                        self.path.as_str(),
+                    )),
                 }
             }
         }

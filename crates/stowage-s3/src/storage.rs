@@ -29,6 +29,8 @@ pub struct S3Storage {
     pub(crate) part_copy_refused: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// Parts in flight across every write of this driver.
     pub(crate) part_budget: Arc<tokio::sync::Semaphore>,
+    /// Ranges read ahead across every read of this driver (read_ahead.rs).
+    pub(crate) range_budget: Arc<tokio::sync::Semaphore>,
     /// Where credentials come from when not from the configuration (STS).
     pub(crate) credentials: Option<SharedSource>,
     /// Set once the server echoed a single PUT's CRC32C (it verifies
@@ -170,6 +172,7 @@ impl S3Storage {
         Self {
             client,
             part_budget: Arc::new(tokio::sync::Semaphore::new(config.max_parts_in_flight)),
+            range_budget: Arc::new(tokio::sync::Semaphore::new(config.max_ranges_in_flight)),
             retries: crate::retry::Retries::new(&config),
             config: Arc::new(config),
             part_copy_refused: Arc::default(),

@@ -173,6 +173,34 @@ async fn stowage_download(storage: &dyn Storage, key: &str, size: u64) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// `--profile-read stowage|sdk`: writes one object (unless it is there),
+/// then reads it three times through the stowage stream or the raw SDK body, printing MiB/s;
+/// the process to run under `perf record` for the read path's profile
+/// (docs/benchmarks.md).
+async fn profile_read(env: &S3Env, which: &str, size: u64) {
+    let storage = stowage_storage(env).await;
+    let key = "profile-read";
+    let b = block();
+    let n = size / MIB;
+    let data = futures::stream::iter((0..n).map(move |_| Ok(b.clone()))).boxed();
+    let path = StoragePath::parse(key).unwrap();
+    // Written once: a second run profiles the reads alone.
+    if storage.stat(&path).await.ok().map(|m| m.size) != Some(size) {
+        storage
+            .put_stream(&path, data, PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let client = env.sdk().await;
+    for _ in 0..3 {
+        let secs = match which {
+            "sdk" => sdk_download(env, &client, &format!("stowage-bench/{key}"), size).await,
+            _ => stowage_download(&storage, key, size).await,
+        };
+        println!("{which} read {:.0} MiB/s", (size / MIB) as f64 / secs);
+    }
+}
+
 /// Runs `integration/bench/boto3_s3.py OP KEY ARG`; returns its seconds.
 fn boto3(op: &str, key: &str, arg: &str) -> f64 {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/boto3_s3.py");
@@ -305,6 +333,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child-upload") {
         child_upload(&env, &args[2], size).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--profile-read") {
+        profile_read(&env, &args[2], size).await;
         return;
     }
     let rounds = arg("--rounds", 3) as usize;
