@@ -71,8 +71,9 @@ impl S3Env {
         c.part_size = 5 * 1024 * 1024;
         c.multipart_copy_threshold = 6 * 1024 * 1024;
         c.multipart_copy_part_size = 5 * 1024 * 1024;
-        // Reads of 2 MiB and more fetch 1 MiB ranges ahead, so that the
-        // tests' small objects go through the read-ahead too.
+        // Reads of 2 MiB and more fetch two 1 MiB ranges ahead (off by
+        // default), so that the tests' reads go through the read-ahead.
+        c.read_ahead_ranges = 2;
         c.read_ahead_range_size = 1024 * 1024;
         c
     }

@@ -126,8 +126,10 @@ pub struct S3Config {
     /// memory budget of many concurrent writes.
     pub max_parts_in_flight: usize,
     /// Ranges fetched ahead of a large read, beside its first answer
-    /// (`s3_read_ahead_ranges`, default 2; 0 turns read-ahead off): a read
-    /// of at least two ranges is carried by that many more connections.
+    /// (`s3_read_ahead_ranges`, default 0: off): a read of at least two
+    /// ranges is carried by that many more connections. It pays where one
+    /// connection carries less than the link (AWS S3 across a network);
+    /// against a server bound by its own CPU it does not (docs/benchmarks.md).
     pub read_ahead_ranges: usize,
     /// The size of a range read ahead (`s3_read_ahead_range_mb`, default 8).
     pub read_ahead_range_size: u64,
@@ -229,7 +231,7 @@ impl S3Config {
             part_size: 16 * MIB,
             upload_concurrency: 4,
             max_parts_in_flight: 16,
-            read_ahead_ranges: 2,
+            read_ahead_ranges: 0,
             read_ahead_range_size: 8 * MIB,
             max_ranges_in_flight: 32,
             min_chunk_size: 5 * MIB,

@@ -56,6 +56,15 @@ async fn stowage_storage(env: &S3Env) -> stowage_s3::S3Storage {
         Ok("none") => config.part_checksum = stowage_s3::PartChecksum::Off,
         _ => {}
     }
+    // STOWAGE_BENCH_READ_AHEAD=RANGES,MIB: the read-ahead to measure
+    // (unset: the driver's default).
+    if let Ok(spec) = std::env::var("STOWAGE_BENCH_READ_AHEAD") {
+        let mut it = spec.split(',').map(|v| v.trim().parse::<u64>().ok());
+        if let (Some(Some(ranges)), Some(Some(mib))) = (it.next(), it.next()) {
+            config.read_ahead_ranges = ranges as usize;
+            config.read_ahead_range_size = mib * MIB;
+        }
+    }
     stowage_s3::S3Storage::new(config).await.expect("driver")
 }
 

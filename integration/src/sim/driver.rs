@@ -325,8 +325,9 @@ pub(crate) async fn run(env: &S3Env, options: &SimOptions, seed: u64) -> SeedRep
     );
     let mut config = base.clone();
     config.part_size = PART_SIZE;
-    // Reads of 2 MiB and more fetch 1 MiB ranges ahead (read_ahead.rs):
-    // the faults reach those requests too.
+    // Reads of 2 MiB and more fetch two 1 MiB ranges ahead (read_ahead.rs,
+    // off by default): the faults reach those requests too.
+    config.read_ahead_ranges = 2;
     config.read_ahead_range_size = 1024 * 1024;
     config.max_attempts = options.max_attempts;
     config.retry_timeout = options.retry_timeout;
