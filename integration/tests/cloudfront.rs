@@ -291,12 +291,8 @@ async fn signed_cookies_with_a_wildcard_policy() {
     let b = put(&storage, "blobs/b", b"B").await;
     let base = storage.unsigned_url(&a, &options());
     let wildcard = format!("{}*", base.trim_end_matches('a'));
-    let policy = stowage_cloudfront::signer::Policy {
-        resource: wildcard,
-        date_less_than: chrono::Utc::now().timestamp() + 60,
-        date_greater_than: None,
-        source_ip: None,
-    };
+    let policy =
+        stowage_cloudfront::signer::Policy::canned(wildcard, chrono::Utc::now().timestamp() + 60);
     let cookies = storage
         .signer()
         .unwrap()

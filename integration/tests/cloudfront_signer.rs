@@ -76,12 +76,9 @@ fn canned_and_custom_urls_match_botocore_byte_for_byte() {
 
             // Custom: a wildcard over the URL's directory, not-before, a CIDR.
             let resource = format!("{}*", &url[..url.rfind('/').unwrap() + 1]);
-            let policy = Policy {
-                resource: resource.clone(),
-                date_less_than: EXPIRES,
-                date_greater_than: Some(EXPIRES - 3600),
-                source_ip: Some(IpCidr::parse("192.0.2.0/24").unwrap()),
-            };
+            let mut policy = Policy::canned(resource.clone(), EXPIRES);
+            policy.date_greater_than = Some(EXPIRES - 3600);
+            policy.source_ip = Some(IpCidr::parse("192.0.2.0/24").unwrap());
             cases.push(json!({"url": url, "key_id": "K2JCJMDEHXQW5F",
                 "private_key": key_file(key), "policy": "custom", "expires": EXPIRES,
                 "not_before": EXPIRES - 3600, "ip": "192.0.2.0/24", "resource": resource,
@@ -115,12 +112,8 @@ fn cookies_match_botocore() {
             s.signed_cookies(&Policy::canned(&url, EXPIRES), true)
                 .unwrap(),
         );
-        let policy = Policy {
-            resource: "https://d111111abcdef8.cloudfront.net/*".into(),
-            date_less_than: EXPIRES,
-            date_greater_than: None,
-            source_ip: Some(IpCidr::parse("2001:db8::/32").unwrap()),
-        };
+        let mut policy = Policy::canned("https://d111111abcdef8.cloudfront.net/*", EXPIRES);
+        policy.source_ip = Some(IpCidr::parse("2001:db8::/32").unwrap());
         cases.push(json!({"url": url, "key_id": "APKAEIBAERJR2EXAMPLE",
             "private_key": key_file("rsa2048-pkcs8.pem"), "policy": "custom",
             "expires": EXPIRES, "not_before": null, "ip": "2001:db8::/32",

@@ -28,11 +28,7 @@ pub(crate) struct Op<'a> {
 impl Op<'_> {
     /// The operation, container and blob as an error's fields.
     pub(crate) fn operation(&self) -> stowage_core::Operation {
-        stowage_core::Operation {
-            name: self.name,
-            bucket: self.container.to_string(),
-            key: self.blob.to_string(),
-        }
+        stowage_core::Operation::new(self.name, self.container, self.blob)
     }
 
     /// `PutBlock container/blob`, for messages.

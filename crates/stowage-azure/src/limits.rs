@@ -16,8 +16,5 @@ pub const MAX_BLOCK_SIZE: u64 = 4000 * 1024 * 1024;
 pub const MAX_COPY_BLOCK_SIZE: u64 = 256 * 1024 * 1024;
 
 /// The three limits together, for core's multipart writer.
-pub const AZURE_BLOCK_LIMITS: PartLimits = PartLimits {
-    min_part_size: MIN_BLOCK_SIZE,
-    max_part_size: MAX_BLOCK_SIZE,
-    max_parts: MAX_BLOCKS,
-};
+pub const AZURE_BLOCK_LIMITS: PartLimits =
+    PartLimits::new(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, MAX_BLOCKS);

@@ -179,9 +179,9 @@ impl AzureStorage {
                         expires_at,
                         UrlSource::S3Presigned,
                     )
-                    .with_fallback(Fallback {
-                        cause: "configured_sas",
-                        detail: format!(
+                    .with_fallback(Fallback::new(
+                        "configured_sas",
+                        format!(
                             "no azure_account_key to sign a SAS for this blob: the configured \
                              read-only sas_token is handed out as it is, valid until {} \
                              whatever lifetime was asked for (a user delegation SAS would need \
@@ -189,7 +189,7 @@ impl AzureStorage {
                             sas.expiry
                                 .map_or_else(|| "its own expiry".to_string(), |t| t.to_rfc3339())
                         ),
-                    }),
+                    )),
                 ))
             }
         }

@@ -358,12 +358,10 @@ mod tests {
     use std::time::Duration;
 
     fn policy(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts,
-            timeout: Duration::from_secs(60),
-            base_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(4),
-        }
+        let mut policy = RetryPolicy::new(max_attempts, Duration::from_secs(60));
+        policy.base_backoff = Duration::from_millis(1);
+        policy.max_backoff = Duration::from_millis(4);
+        policy
     }
 
     fn status(status: u16, code: &str, message: Option<&str>) -> Failure {

@@ -188,13 +188,13 @@ impl AzureStorage {
             write: new_write_id(),
             content_type: options.content_type.clone(),
         });
-        let blocks = MultipartOptions {
-            part_size: block_size,
-            limits: AZURE_BLOCK_LIMITS,
-            concurrency: self.config.upload_concurrency,
-            budget: Some(self.block_budget.clone()),
-            initial_permit: Some(permit),
-        };
+        let mut blocks = MultipartOptions::new(
+            block_size,
+            AZURE_BLOCK_LIMITS,
+            self.config.upload_concurrency,
+        );
+        blocks.budget = Some(self.block_budget.clone());
+        blocks.initial_permit = Some(permit);
         let expected = options.expected_digest;
         match multipart::write_multipart(sink, first.freeze(), data, blocks, expected).await {
             Ok(meta) => Ok(meta),
@@ -447,11 +447,7 @@ impl MultipartSink for BlockSink {
         self.storage
             .put_block(&self.path, &self.name, &id, data)
             .await?;
-        Ok(CompletedPart {
-            number,
-            etag: id,
-            size,
-        })
+        Ok(CompletedPart::new(number, id, size))
     }
 
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<ObjectMeta> {

@@ -16,6 +16,7 @@ use crate::signer::{resolve_mode, HashAlgorithm, SigningMode};
 
 /// One signing key: its CloudFront id and the private key file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyEntry {
     /// `APKA…` (legacy key pair) or `K…` (public key of a key group); with
     /// `key_id_file`, the id the file held when the configuration was read.
@@ -28,6 +29,18 @@ pub struct KeyEntry {
     /// changes, so that a rotation replaces both; `None` when the id is
     /// given in the configuration.
     pub key_id_file: Option<PathBuf>,
+}
+
+impl KeyEntry {
+    /// The key `key_id` in `private_key_file`, its id given (no
+    /// `key_id_file`).
+    pub fn new(key_id: impl Into<String>, private_key_file: impl Into<PathBuf>) -> Self {
+        Self {
+            key_id: key_id.into(),
+            private_key_file: private_key_file.into(),
+            key_id_file: None,
+        }
+    }
 }
 
 /// Canned or custom policies on download URLs.

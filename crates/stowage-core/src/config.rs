@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 /// One problem in a configuration, with the full key path it is at.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigProblem {
     /// Where: e.g. `DISTRIBUTED_STORAGE_CONFIG.default[1].s3_bucket`.
     pub key: String,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 /// The HTTP method a direct URL is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum UrlMethod {
     /// Download.
     Get,
@@ -130,11 +131,22 @@ impl UrlSource {
 
 /// Why a driver gave a URL other than its preferred kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Fallback {
     /// A short stable cause, usable as a metric label (`key_missing`, ...).
     pub cause: &'static str,
     /// A sentence for humans.
     pub detail: String,
+}
+
+impl Fallback {
+    /// A fallback with its `cause` label and `detail` sentence.
+    pub fn new(cause: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            cause,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A URL the client uses directly, with what it needs to know about it.

@@ -162,6 +162,7 @@ pub enum Error {
 /// The backend request an error is about: operation, bucket and key as
 /// fields, so callers need not parse messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Operation {
     /// The backend's name of the operation, e.g. `UploadPart`.
     pub name: &'static str,
@@ -171,11 +172,23 @@ pub struct Operation {
     pub key: String,
 }
 
+impl Operation {
+    /// Operation `name` on `key` in `bucket`.
+    pub fn new(name: &'static str, bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            name,
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    }
+}
+
 /// A credential provider's failure with its kind. Credential providers
 /// (the STS driver's) return it so that the driver making the request can
 /// report [`Error::Credentials`] with the right problem and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct CredentialsFailure {
     /// What is wrong.
     pub problem: CredentialsProblem,
@@ -187,6 +200,16 @@ pub struct CredentialsFailure {
 }
 
 impl CredentialsFailure {
+    /// A failure with its problem, message and whether asking again may
+    /// help.
+    pub fn new(problem: CredentialsProblem, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            problem,
+            message: message.into(),
+            retryable,
+        }
+    }
+
     /// The first `CredentialsFailure` in `err`'s source chain.
     pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
         find_in_chain(err)

@@ -6,6 +6,7 @@
 /// `histogram` field is set) a [`Histogram`], rendered as Prometheus
 /// `_bucket`, `_sum` and `_count` series.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metric {
     /// The metric name, Prometheus style (`stowage_cloudfront_urls_total`).
     pub name: &'static str,

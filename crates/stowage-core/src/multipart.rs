@@ -35,6 +35,7 @@ use crate::{Error, ObjectMeta, Result, Sha256Digest};
 /// stowage-s3): the writer grows the part size so an upload never needs
 /// more than `max_parts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartLimits {
     /// The smallest part but the last.
     pub min_part_size: u64,
@@ -44,8 +45,20 @@ pub struct PartLimits {
     pub max_parts: u32,
 }
 
+impl PartLimits {
+    /// The three limits (usable in a `const`).
+    pub const fn new(min_part_size: u64, max_part_size: u64, max_parts: u32) -> Self {
+        Self {
+            min_part_size,
+            max_part_size,
+            max_parts,
+        }
+    }
+}
+
 /// A part that was uploaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CompletedPart {
     /// 1-based part number.
     pub number: u32,
@@ -53,6 +66,18 @@ pub struct CompletedPart {
     pub etag: String,
     /// Its size.
     pub size: u64,
+}
+
+impl CompletedPart {
+    /// Part `number` (1-based) of `size` bytes, with the entity tag the
+    /// backend returned.
+    pub fn new(number: u32, etag: impl Into<String>, size: u64) -> Self {
+        Self {
+            number,
+            etag: etag.into(),
+            size,
+        }
+    }
 }
 
 /// One started multipart upload of a backend.
@@ -68,6 +93,7 @@ pub trait MultipartSink: Send + Sync + 'static {
 
 /// How [`write_multipart`] cuts and sends parts.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct MultipartOptions {
     /// The size of each part (the first 500 parts; see [`part_size_for`]).
     pub part_size: u64,
@@ -84,6 +110,21 @@ pub struct MultipartOptions {
     /// A permit of `budget` the caller already holds for `initial` (the
     /// full first part it read before choosing a multipart upload).
     pub initial_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl MultipartOptions {
+    /// Parts of `part_size` within `limits`, `concurrency` at once, with
+    /// no shared budget and no permit held (set `budget` and
+    /// `initial_permit` after).
+    pub fn new(part_size: u64, limits: PartLimits, concurrency: usize) -> Self {
+        Self {
+            part_size,
+            limits,
+            concurrency,
+            budget: None,
+            initial_permit: None,
+        }
+    }
 }
 
 /// The size of part `number` (1-based): `base` for the first 500 parts,

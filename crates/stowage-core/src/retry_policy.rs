@@ -13,6 +13,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
 /// How often and for how long a request is sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts per request, the first included (at least 1).
     pub max_attempts: u32,

@@ -8,6 +8,7 @@ use crate::{Error, PutOptions, Storage, StorageExt, StoragePath};
 
 /// How one check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckStatus {
     /// It worked.
     Ok,
@@ -29,6 +30,7 @@ impl fmt::Display for CheckStatus {
 
 /// One step of a validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Check {
     /// What was checked.
     pub name: String,
@@ -40,6 +42,7 @@ pub struct Check {
 
 /// The result of [`Storage::validate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ValidationReport {
     /// The driver.
     pub driver: &'static str,

@@ -37,6 +37,7 @@ use crate::server::FileVersion;
 
 /// What a request does to a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Action {
     /// Reads: `GET` and `HEAD` of blobs, manifests, tags, referrers.
     Pull,
@@ -46,6 +47,7 @@ pub enum Action {
 
 /// One repository and what is done to it (a bearer token's scope).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Scope {
     /// The repository name.
     pub repository: String,
@@ -56,6 +58,7 @@ pub struct Scope {
 /// What a request needs. No scopes: the registry itself (`/v2/`, the
 /// endpoint clients probe to learn how to authenticate, and `/metrics`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Access {
     /// The repositories and actions (a mount pulls from one repository and
     /// pushes to another).
@@ -91,6 +94,7 @@ impl Access {
 
 /// Who made a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Identity {
     /// The user name; `None` for an anonymous pull.
     pub user: Option<String>,
@@ -116,6 +120,7 @@ impl Identity {
 /// error (the credentials were not checked: the client, or the server,
 /// is busy).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Challenge {
     /// The `WWW-Authenticate` value, e.g. `Basic realm="stowage"`.
     pub www_authenticate: String,
@@ -127,6 +132,16 @@ pub struct Challenge {
 }
 
 impl Challenge {
+    /// A 401 challenge: `WWW-Authenticate: <www_authenticate>` and
+    /// `message` (set `retry_after` to answer 429 instead).
+    pub fn new(www_authenticate: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            www_authenticate: www_authenticate.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
     /// The HTTP status the challenge is answered with: 401, or 429 with
     /// `retry_after`.
     pub fn status(&self) -> axum::http::StatusCode {

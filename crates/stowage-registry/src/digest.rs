@@ -15,6 +15,7 @@ use stowage::{Sha256Digest, WriteStream};
 
 /// A content digest in the OCI form `<algorithm>:<lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Digest {
     /// `sha256:` and 64 hex digits.
     Sha256(Sha256Digest),

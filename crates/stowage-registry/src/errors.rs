@@ -7,6 +7,7 @@ use serde_json::json;
 
 /// The spec's error codes (the ones this registry answers with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// Blob unknown to the registry (404).
     BlobUnknown,
@@ -96,6 +97,7 @@ impl ErrorCode {
 /// A failed request: an error code, a message, and extra headers (e.g.
 /// `Range` on 416).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct RegistryError {
     /// The code.
     pub code: ErrorCode,

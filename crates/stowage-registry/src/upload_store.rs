@@ -62,11 +62,22 @@ use crate::errors::{ErrorCode, RegistryError};
 
 /// An upload in progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UploadRecord {
     /// The repository it was started in.
     pub repository: String,
     /// Where it stands.
     pub state: UploadState,
+}
+
+impl UploadRecord {
+    /// An upload of `repository` standing at `state`.
+    pub fn new(repository: impl Into<String>, state: UploadState) -> Self {
+        Self {
+            repository: repository.into(),
+            state,
+        }
+    }
 }
 
 /// What a finishing `PUT` recorded with the state its body reached (see

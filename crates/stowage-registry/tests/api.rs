@@ -2129,10 +2129,7 @@ mod production {
             .unwrap();
         for state in [sx, sy] {
             store
-                .put(&stowage_registry::UploadRecord {
-                    repository: "app".into(),
-                    state,
-                })
+                .put(&stowage_registry::UploadRecord::new("app", state))
                 .await
                 .unwrap();
         }

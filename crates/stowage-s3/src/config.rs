@@ -18,6 +18,7 @@ const GIB: u64 = 1024 * MIB;
 
 /// Server-side encryption requested on every write.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerSideEncryption {
     /// None (servers without SSE).
     None,

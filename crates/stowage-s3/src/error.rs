@@ -28,11 +28,7 @@ where
 impl Op<'_> {
     /// The operation, bucket and key as an error's fields.
     pub(crate) fn operation(&self) -> stowage_core::Operation {
-        stowage_core::Operation {
-            name: self.name,
-            bucket: self.bucket.to_string(),
-            key: self.key.to_string(),
-        }
+        stowage_core::Operation::new(self.name, self.bucket, self.key)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::{S3Config, ServerSideEncryption};
 
 /// Where an action applies: objects under the root, or the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Scope {
     /// `arn:aws:s3:::BUCKET/ROOT/*`
     Objects,

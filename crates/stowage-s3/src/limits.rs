@@ -11,8 +11,4 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The three limits together, for core's multipart writer.
-pub const S3_PART_LIMITS: PartLimits = PartLimits {
-    min_part_size: MIN_PART_SIZE,
-    max_part_size: MAX_PART_SIZE,
-    max_parts: MAX_PARTS,
-};
+pub const S3_PART_LIMITS: PartLimits = PartLimits::new(MIN_PART_SIZE, MAX_PART_SIZE, MAX_PARTS);

@@ -162,11 +162,7 @@ impl S3Multipart {
             .and_then(|r| r.e_tag())
             .unwrap_or_default()
             .to_string();
-        Ok(CompletedPart {
-            number,
-            etag,
-            size: end - start,
-        })
+        Ok(CompletedPart::new(number, etag, end - start))
     }
 }
 
@@ -202,11 +198,11 @@ impl S3Multipart {
             })
             .await
             .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
-        Ok(CompletedPart {
+        Ok(CompletedPart::new(
             number,
-            etag: out.e_tag().unwrap_or_default().to_string(),
+            out.e_tag().unwrap_or_default(),
             size,
-        })
+        ))
     }
 
     /// AbortMultipartUpload, retried: `true` when it aborted the upload,
@@ -370,11 +366,7 @@ impl MultipartSink for S3Multipart {
                 .await
                 .map_err(|e| from_sdk(e, s.op("UploadPart", &self.key), self.path.as_str()))?;
             let etag = out.e_tag().unwrap_or_default().to_string();
-            let part = CompletedPart {
-                number,
-                etag: etag.clone(),
-                size,
-            };
+            let part = CompletedPart::new(number, etag.clone(), size);
             let Some(expected) = expected else {
                 return Ok(part);
             };
@@ -494,11 +486,7 @@ mod tests {
     use stowage_core::multipart::CompletedPart;
 
     fn part(number: u32, etag: &str) -> CompletedPart {
-        CompletedPart {
-            number,
-            etag: etag.to_string(),
-            size: 5,
-        }
+        CompletedPart::new(number, etag, 5)
     }
 
     #[test]

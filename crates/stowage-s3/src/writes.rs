@@ -189,13 +189,13 @@ impl S3Storage {
         let sink = self
             .start_multipart(&key, path, options.content_type.clone())
             .await?;
-        let options_mp = MultipartOptions {
+        let mut options_mp = MultipartOptions::new(
             part_size,
-            limits: crate::limits::S3_PART_LIMITS,
-            concurrency: self.config.upload_concurrency,
-            budget: Some(self.part_budget.clone()),
-            initial_permit: Some(permit),
-        };
+            crate::limits::S3_PART_LIMITS,
+            self.config.upload_concurrency,
+        );
+        options_mp.budget = Some(self.part_budget.clone());
+        options_mp.initial_permit = Some(permit);
         let meta = multipart::write_multipart(
             sink,
             first.freeze(),

@@ -14,6 +14,7 @@ use stowage_s3::S3Config;
 
 /// Where the role's credentials come from.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum StsSource {
     /// `AssumeRole`, signed with the IAM user's keys when given
     /// (`sts_user_access_key` + `sts_user_secret_key`), else with the SDK's

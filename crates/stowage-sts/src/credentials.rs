@@ -150,11 +150,11 @@ impl TrackedProvider {
                     }
                 }
                 self.stats.last().error = Some((diagnosis.problem, diagnosis.message.clone()));
-                Err(CredentialsFailure {
-                    problem: diagnosis.problem,
-                    message: diagnosis.message,
-                    retryable: diagnosis.transient,
-                })
+                Err(CredentialsFailure::new(
+                    diagnosis.problem,
+                    diagnosis.message,
+                    diagnosis.transient,
+                ))
             }
         }
     }

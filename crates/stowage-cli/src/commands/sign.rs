@@ -117,12 +117,9 @@ fn sign_one(
         .map(IpCidr::parse)
         .transpose()
         .map_err(sign_failure)?;
-    let policy = Policy {
-        resource: url.clone(),
-        date_less_than: expires,
-        date_greater_than: args.not_before,
-        source_ip,
-    };
+    let mut policy = Policy::canned(url.clone(), expires);
+    policy.date_greater_than = args.not_before;
+    policy.source_ip = source_ip;
     let canned = match args.policy {
         Some(SignPolicy::Canned) if !policy.is_canned() => {
             return Err(Failure::usage(

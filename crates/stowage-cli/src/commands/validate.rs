@@ -98,6 +98,7 @@ fn to_json(location: &Location, report: &ValidationReport) -> serde_json::Value 
         CheckStatus::Ok => "ok",
         CheckStatus::Degraded => "degraded",
         CheckStatus::Failed => "failed",
+        _ => "unknown",
     };
     serde_json::json!({
         "location": location.name,

@@ -8,6 +8,7 @@ use stowage_core::Metric;
 /// Why a download URL is an S3 presigned URL although CloudFront is
 /// configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Route {
     /// Signed by CloudFront, freshly.
     Signed = 0,

@@ -293,10 +293,7 @@ stowage_core::forward_storage! {
         let signer = match &loaded.keys {
             Ok(keys) => &keys.signers[0],
             Err(e) => {
-                let fallback = Fallback {
-                    cause: Route::KeyUnavailable.as_str(),
-                    detail: e.to_string(),
-                };
+                let fallback = Fallback::new(Route::KeyUnavailable.as_str(), e.to_string());
                 return self
                     .s3_url(path, options, Route::KeyUnavailable, Some(fallback))
                     .await;
@@ -322,10 +319,7 @@ stowage_core::forward_storage! {
                 )))
             }
             Err(e) => {
-                let fallback = Fallback {
-                    cause: Route::SigningFailed.as_str(),
-                    detail: e.to_string(),
-                };
+                let fallback = Fallback::new(Route::SigningFailed.as_str(), e.to_string());
                 self.s3_url(path, options, Route::SigningFailed, Some(fallback))
                     .await
             }

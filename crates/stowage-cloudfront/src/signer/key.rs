@@ -22,6 +22,7 @@ use super::SignError;
 /// The hash a signature is made over. CloudFront assumes SHA-1 unless the
 /// URL says `Hash-Algorithm=SHA256`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum HashAlgorithm {
     /// SHA-1, CloudFront's default.
     #[default]
@@ -56,6 +57,7 @@ impl HashAlgorithm {
 
 /// What kind of key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyKind {
     /// RSA of the given size in bits.
     Rsa(usize),

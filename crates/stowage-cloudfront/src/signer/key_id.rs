@@ -8,6 +8,7 @@ use super::{KeyKind, PrivateKey, SignError};
 
 /// How a distribution trusts signers, chosen per configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SigningMode {
     /// Inferred from the key id's shape.
     #[default]
@@ -52,6 +53,7 @@ impl fmt::Display for SigningMode {
 
 /// What a key id looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyIdShape {
     /// `APKA` followed by uppercase letters and digits: a legacy key pair.
     LegacyKeyPair,

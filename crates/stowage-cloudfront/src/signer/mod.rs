@@ -84,6 +84,7 @@ pub struct CloudFrontSigner {
 
 /// The pieces of a signature, for URLs and cookies alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignedPolicy {
     /// The policy JSON that was signed.
     pub policy_json: String,

@@ -76,6 +76,7 @@ impl std::fmt::Display for IpCidr {
 
 /// What a signed URL or cookie allows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Policy {
     /// The URL (or wildcard pattern) the policy covers.
     pub resource: String,

@@ -31,6 +31,7 @@ pub const UPLOAD_STATE_VERSION: u32 = 1;
 /// per chunk) and serde-serializable: a registry keeps it in its database
 /// between requests and may resume in another process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UploadState {
     /// Format version ([`UPLOAD_STATE_VERSION`]).
     pub version: u32,
