@@ -70,8 +70,13 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status the code goes with.
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status the code goes with, e.g. 404.
+    pub fn status(&self) -> u16 {
+        self.http().as_u16()
+    }
+
+    /// [`ErrorCode::status`] as the HTTP crate's type.
+    pub(crate) fn http(&self) -> StatusCode {
         match self {
             Self::BlobUnknown
             | Self::BlobUploadUnknown
@@ -103,11 +108,11 @@ pub struct RegistryError {
     pub code: ErrorCode,
     /// What went wrong, for the client.
     pub message: String,
-    /// Headers to send with the error.
-    pub headers: Vec<(HeaderName, String)>,
+    /// Headers to send with the error, as (name, value).
+    pub headers: Vec<(String, String)>,
     /// The HTTP status when it is not the code's usual one (413 for an
     /// upload over the size limit, 408 for a silent client).
-    pub status: Option<StatusCode>,
+    pub status: Option<u16>,
 }
 
 impl RegistryError {
@@ -125,18 +130,25 @@ impl RegistryError {
     /// takes (a blob upload past `--max-upload-size`, a manifest past its
     /// limit); `message` says which limit.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::SizeInvalid, message).with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        Self::new(ErrorCode::SizeInvalid, message)
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE.as_u16())
     }
 
     /// Answers with `status` instead of the code's usual one.
-    pub fn with_status(mut self, status: StatusCode) -> Self {
+    pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);
         self
     }
 
-    /// The HTTP status this error is answered with.
-    pub fn http_status(&self) -> StatusCode {
+    /// The HTTP status this error is answered with, e.g. 404.
+    pub fn http_status(&self) -> u16 {
         self.status.unwrap_or_else(|| self.code.status())
+    }
+
+    /// [`RegistryError::http_status`] as the HTTP crate's type (a status
+    /// outside 100 to 999 answers 500).
+    fn http(&self) -> StatusCode {
+        StatusCode::from_u16(self.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The error as a client may see it: a server error (5xx) keeps its
@@ -146,7 +158,7 @@ impl RegistryError {
     /// inside the request's span, under the same id. Other errors are
     /// returned unchanged: their messages are about the client's request.
     pub fn for_client(self, request_id: &str) -> Self {
-        if !self.http_status().is_server_error() {
+        if !self.http().is_server_error() {
             return self;
         }
         tracing::error!(
@@ -164,8 +176,8 @@ impl RegistryError {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    pub fn with_header(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.headers.push((name.as_ref().to_string(), value.into()));
         self
     }
 
@@ -205,10 +217,13 @@ impl RegistryError {
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let body = json!({"errors": [{"code": self.code.as_str(), "message": self.message, "detail": null}]});
-        let mut response = (self.http_status(), axum::Json(body)).into_response();
+        let mut response = (self.http(), axum::Json(body)).into_response();
         for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                response.headers_mut().insert(name, v);
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                response.headers_mut().insert(n, v);
             }
         }
         response

@@ -110,6 +110,15 @@ async fn healthz() -> Response {
     ([(CONTENT_TYPE, "text/plain")], "ok\n").into_response()
 }
 
+/// The request's `Authorization` header for the authenticator; a value
+/// that is not text becomes one that no scheme accepts (refused as
+/// malformed).
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+}
+
 /// Readiness: the authenticator's state and the storage's answer to a
 /// cheap listing, cached for a few seconds (`server::readyz`).
 async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
@@ -118,7 +127,10 @@ async fn readyz(State(registry): State<Arc<Registry>>) -> Response {
 
 async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     if let Some(auth) = &registry.authenticator {
-        if let Err(challenge) = auth.authenticate(&headers, &Access::registry()).await {
+        if let Err(challenge) = auth
+            .authenticate(authorization(&headers), &Access::registry())
+            .await
+        {
             return unauthorized(challenge).into_response();
         }
     }
@@ -243,7 +255,7 @@ fn idle_error(idle: Duration) -> RegistryError {
             idle.as_secs_f64()
         ),
     )
-    .with_status(StatusCode::REQUEST_TIMEOUT)
+    .with_status(StatusCode::REQUEST_TIMEOUT.as_u16())
 }
 
 async fn route(registry: &Registry, request: Request) -> RegistryResult {
@@ -271,7 +283,7 @@ async fn route(registry: &Registry, request: Request) -> RegistryResult {
     if let Some(auth) = &registry.authenticator {
         let needed = access(&route, &parts.method, &query);
         let identity = auth
-            .authenticate_from(&parts.headers, &needed, client_ip)
+            .authenticate_from(authorization(&parts.headers), &needed, client_ip)
             .await
             .map_err(unauthorized)?;
         if let Some(user) = &identity.user {
