@@ -113,17 +113,40 @@ fn cli_on_an_s3_location() {
     assert_eq!(missing.status.code(), Some(1));
 }
 
-fn tempfile_dir() -> PathBuf {
+/// A scratch directory under the system's temporary directory, removed
+/// when dropped (whether the test passed or not).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Scratch {
     let d = std::env::temp_dir().join(format!("stowage-cli-s3-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// A config with two locations on one fresh root of the test server:
 /// `slow` through `proxy` (the default) and `direct` to the server.
 struct Interruptible {
     env: S3Env,
-    dir: PathBuf,
+    dir: Scratch,
     config: PathBuf,
     /// The root's key prefix, with its trailing `/`.
     prefix: String,

@@ -42,6 +42,11 @@ impl LocalStorage {
     /// prefix on S3 either); without, the tree below the prefix is walked
     /// in order, skipping the directories before `start_after`.
     pub(crate) async fn walk_page(&self, options: ListOptions) -> Result<ListPage> {
+        if options.delimiter {
+            if let Some(page) = self.directory_page(&options).await? {
+                return Ok(page);
+            }
+        }
         let mut page = PageBuilder::new(&options);
         let start_after = options.start_after.as_deref();
         // The children still to visit, the smallest last.
@@ -95,6 +100,9 @@ impl LocalStorage {
     /// Whether any object lies below `dir`, stopping at the first
     /// directory that holds one.
     async fn holds_objects(&self, dir: &StoragePath) -> Result<bool> {
+        if let Some(found) = self.holds_objects_on_disk(dir).await {
+            return Ok(found);
+        }
         let mut dirs: Vec<Path> = vec![to_store(dir)];
         while let Some(location) = dirs.pop() {
             let listed = ObjectStore::list_with_delimiter(&*self.store, Some(&location))
@@ -106,6 +114,167 @@ impl LocalStorage {
             dirs.extend(listed.common_prefixes);
         }
         Ok(false)
+    }
+}
+
+/// Whether a name read from disk is a stored segment as it is: what
+/// `object_store` writes without encoding (it percent-encodes `%`, `#`,
+/// `~`, non-ASCII and more), so the name is the key's segment.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// An entry of a directory read from disk.
+enum Entry {
+    /// A stored object (its segment).
+    Object(String),
+    /// A directory (its segment).
+    Dir(String),
+}
+
+/// The entries of `dir` on disk, or `None` when one of them is not a plain
+/// name (an encoded segment, something other than a file or directory),
+/// and the directory is then listed through `object_store`. A write's
+/// staging file (`<name>#<n>`, with a `#` no stored name has) is left out.
+fn read_plain_dir(dir: &std::path::Path) -> std::io::Result<Option<Vec<Entry>>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Ok(None);
+        };
+        let kind = entry.file_type()?;
+        if kind.is_file() && name.contains('#') {
+            continue;
+        }
+        if !plain(name) {
+            return Ok(None);
+        }
+        if kind.is_dir() {
+            entries.push(Entry::Dir(name.to_string()));
+        } else if kind.is_file() {
+            entries.push(Entry::Object(name.to_string()));
+        } else {
+            return Ok(None);
+        }
+    }
+    Ok(Some(entries))
+}
+
+/// Whether any plain stored object lies below `dir` on disk, depth first,
+/// stopping at the first one; `None` when a name on the way is not plain.
+fn holds_plain_objects(dir: &std::path::Path) -> std::io::Result<Option<bool>> {
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut below = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Ok(None);
+            };
+            let kind = entry.file_type()?;
+            if kind.is_file() && name.contains('#') {
+                continue;
+            }
+            if !plain(name) {
+                return Ok(None);
+            }
+            if kind.is_file() {
+                return Ok(Some(true));
+            }
+            if kind.is_dir() {
+                below.push(entry.path());
+            } else {
+                return Ok(None);
+            }
+        }
+        dirs.extend(below);
+    }
+    Ok(Some(false))
+}
+
+impl LocalStorage {
+    /// The on-disk directory of `dir` (the root when `None`), for a store
+    /// on disk.
+    /// `None` in memory, or when a segment of `dir` is not plain (its
+    /// directory on disk has an encoded name).
+    fn disk_dir(&self, dir: Option<&StoragePath>) -> Option<std::path::PathBuf> {
+        let root = self.root()?;
+        if dir.is_some_and(|d| !d.segments().all(plain)) {
+            return None;
+        }
+        Some(match dir {
+            Some(dir) => dir.segments().fold(root.to_path_buf(), |p, s| p.join(s)),
+            None => root.to_path_buf(),
+        })
+    }
+
+    /// [`LocalStorage::holds_objects`] read from disk without a stat per
+    /// entry; `None` when it must go through `object_store`.
+    async fn holds_objects_on_disk(&self, dir: &StoragePath) -> Option<bool> {
+        let path = self.disk_dir(Some(dir))?;
+        tokio::task::spawn_blocking(move || holds_plain_objects(&path))
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// A delimited page of a store on disk, read with one pass over the
+    /// prefix's directory (names only: no stat of the entries that do not
+    /// make it into the page) and a check of only the entries that do. A
+    /// directory of 100,000 tags answers a page of 100 without building
+    /// 100,000 entries. `None` (list through `object_store`) in memory,
+    /// or when a name in the directory is not plain.
+    async fn directory_page(&self, options: &ListOptions) -> Result<Option<ListPage>> {
+        let Some(path) = self.disk_dir(options.prefix.as_ref()) else {
+            return Ok(None);
+        };
+        let read = tokio::task::spawn_blocking(move || read_plain_dir(&path)).await;
+        let entries = match read {
+            Ok(Ok(Some(entries))) => entries,
+            // A missing directory lists nothing, as object_store says.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            _ => return Ok(None),
+        };
+        let base = options.base();
+        let mut page = PageBuilder::new(options);
+        let mut keys: Vec<(String, bool)> = entries
+            .into_iter()
+            .map(|entry| match entry {
+                Entry::Object(name) => (format!("{base}{name}"), false),
+                Entry::Dir(name) => (format!("{base}{name}/"), true),
+            })
+            .filter(|(key, _)| page.wants(key))
+            .collect();
+        keys.sort_unstable();
+        for (key, is_dir) in keys {
+            if page.is_full() {
+                break;
+            }
+            if !page.wants(&key) {
+                continue;
+            }
+            if is_dir {
+                let dir = StoragePath::parse(key.trim_end_matches('/'))?;
+                if self.holds_objects(&dir).await? {
+                    page.push_prefix(dir);
+                }
+            } else {
+                let object = StoragePath::parse(&key)?;
+                match stowage_core::Storage::stat(self, &object).await {
+                    Ok(meta) => page.push_object(meta),
+                    // Deleted since the directory was read.
+                    Err(stowage_core::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Some(page.finish(None)))
     }
 }
 
@@ -184,6 +353,72 @@ mod tests {
         assert!(!reaches_past("l/b/", Some("l/c")));
         assert!(!reaches_past("l/b/", Some("l/b0")));
         assert!(reaches_past("", Some("anything")));
+    }
+
+    /// A delimited page read from disk (plain names) is the page the
+    /// `object_store` listing gives, for every page of a walk: objects and
+    /// directories mixed, a start inside the directory, a staging file,
+    /// an empty directory; a directory with an encoded name is listed
+    /// through `object_store` and gives the same too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pages_read_from_disk_match_object_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = LocalStorage::open(dir.path()).unwrap();
+        let memory = LocalStorage::in_memory();
+        let mut keys: Vec<String> = (0..250)
+            .map(|i| format!("r/_manifests/tags/t{:03}/current/link", (i * 37) % 250))
+            .collect();
+        keys.extend((0..30).map(|i| format!("r/_manifests/tags/o{i:02}")));
+        keys.push("r/_manifests/odd/with space/current/link".into());
+        keys.push("r/_manifests/odd/plain".into());
+        for key in &keys {
+            for s in [&disk, &memory] {
+                s.put(&p(key), Bytes::from_static(b"x"), PutOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        let root = disk.root().unwrap().to_path_buf();
+        std::fs::create_dir_all(root.join("r/_manifests/tags/t999-empty/deeper")).unwrap();
+        std::fs::write(root.join("r/_manifests/tags/t100/x#7"), b"partial").unwrap();
+        for (prefix, starts) in [
+            (
+                "r/_manifests/tags",
+                vec![
+                    None,
+                    Some("r/_manifests/tags/o15"),
+                    Some("r/_manifests/tags/t123/"),
+                ],
+            ),
+            ("r/_manifests", vec![None]),
+            (
+                "r/_manifests/odd",
+                vec![None, Some("r/_manifests/odd/plain")],
+            ),
+            ("r/missing", vec![None]),
+        ] {
+            for start in starts {
+                for size in [1usize, 7, 100, 1000] {
+                    let mut options = ListOptions::default()
+                        .with_prefix(p(prefix))
+                        .with_delimiter(true)
+                        .with_max_entries(size);
+                    if let Some(start) = start {
+                        options = options.with_start_after(start);
+                    }
+                    let a = disk.list_page(options.clone()).await.unwrap();
+                    let b = memory.list_page(options).await.unwrap();
+                    let names = |page: &ListPage| {
+                        let mut v: Vec<String> =
+                            page.objects.iter().map(|m| m.path.to_string()).collect();
+                        v.extend(page.prefixes.iter().map(|d| format!("{d}/")));
+                        v.sort();
+                        (v, page.next_start_after.clone())
+                    };
+                    assert_eq!(names(&a), names(&b), "{prefix} after {start:?}, {size}");
+                }
+            }
+        }
     }
 
     /// Directories left empty, or holding only a staging file, are not
