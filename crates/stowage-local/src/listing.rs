@@ -170,30 +170,15 @@ fn read_plain_dir(dir: &std::path::Path) -> std::io::Result<Option<Vec<Entry>>> 
 fn holds_plain_objects(dir: &std::path::Path) -> std::io::Result<Option<bool>> {
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let mut below = Vec::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                return Ok(None);
-            };
-            let kind = entry.file_type()?;
-            if kind.is_file() && name.contains('#') {
-                continue;
-            }
-            if !plain(name) {
-                return Ok(None);
-            }
-            if kind.is_file() {
-                return Ok(Some(true));
-            }
-            if kind.is_dir() {
-                below.push(entry.path());
-            } else {
-                return Ok(None);
+        let Some(entries) = read_plain_dir(&dir)? else {
+            return Ok(None);
+        };
+        for entry in entries {
+            match entry {
+                Entry::Object(_) => return Ok(Some(true)),
+                Entry::Dir(name) => dirs.push(dir.join(name)),
             }
         }
-        dirs.extend(below);
     }
     Ok(Some(false))
 }
