@@ -40,7 +40,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use stowage_integration::registry::{blob_digests, make_image};
 use stowage_integration::{stowage_binary, S3Env};
-use support::{skopeo_ok, Haproxy, Stowage};
+use support::{s3_config, skopeo_ok, Haproxy, Stowage};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The repository every image of these tests goes to.
@@ -49,32 +49,6 @@ const REPO: &str = "team/app";
 /// has whole seconds): what was written before this pause is older than
 /// the start of a run begun after it.
 const OLDER: Duration = Duration::from_millis(1500);
-
-/// A Quay-format config with one S3 location under a fresh root of the
-/// test bucket, shared by every replica and by `stowage gc`; the secret
-/// goes in a file. Returns the config file and the root (the bucket's key
-/// prefix).
-fn config(dir: &Path, env: &S3Env) -> (PathBuf, String) {
-    let secret = dir.join("secret");
-    std::fs::write(&secret, &env.secret_key).unwrap();
-    let root = format!("stowage-it/gc-{}", uuid::Uuid::new_v4().simple());
-    let path = dir.join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - S3Storage\n    - endpoint_url: {}\n      \
-             s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
-             s3_access_key: {}\n      s3_secret_key_file: {}\n",
-            env.endpoint.clone().unwrap_or_default(),
-            env.bucket,
-            env.region,
-            env.access_key,
-            secret.display(),
-        ),
-    )
-    .unwrap();
-    (path, root)
-}
 
 /// Two replicas with `--allow-delete` on one location, haproxy in front,
 /// and a raw S3 client to look at the bucket behind their backs. Fields
@@ -95,7 +69,7 @@ impl Cluster {
     fn start() -> Self {
         let env = S3Env::get();
         let dir = tempfile::tempdir().unwrap();
-        let (config, root) = config(dir.path(), &env);
+        let (config, root) = s3_config(dir.path(), &env, "gc");
         let replicas: Vec<Stowage> = (0..2)
             .map(|i| {
                 Stowage::start(

@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,37 +17,13 @@ use sha2::Digest as _;
 use stowage_core::Sha256Digest;
 use stowage_integration::registry::{blob_digests, make_image, oras_round_trip, OrasOptions};
 use stowage_integration::S3Env;
-use support::{skopeo_ok, Haproxy, Stowage};
-
-/// A Quay-format config with one S3 location under a fresh root of the
-/// test bucket, shared by every replica; the secret goes in a file.
-fn config(dir: &Path, env: &S3Env) -> PathBuf {
-    let secret = dir.join("secret");
-    std::fs::write(&secret, &env.secret_key).unwrap();
-    let root = format!("stowage-it/replicas-{}", uuid::Uuid::new_v4().simple());
-    let path = dir.join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - S3Storage\n    - endpoint_url: {}\n      \
-             s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
-             s3_access_key: {}\n      s3_secret_key_file: {}\n",
-            env.endpoint.clone().unwrap_or_default(),
-            env.bucket,
-            env.region,
-            env.access_key,
-            secret.display(),
-        ),
-    )
-    .unwrap();
-    path
-}
+use support::{s3_config, skopeo_ok, Haproxy, Stowage};
 
 /// `n` replicas on one location and haproxy in front of them.
 fn cluster(n: usize) -> (tempfile::TempDir, Vec<Stowage>, Haproxy) {
     let env = S3Env::get();
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &env);
+    let (config, _) = s3_config(dir.path(), &env, "replicas");
     let replicas: Vec<Stowage> = (0..n)
         .map(|i| {
             Stowage::start(

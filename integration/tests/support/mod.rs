@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use stowage_integration::stowage_binary;
+use stowage_integration::{stowage_binary, S3Env};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -298,4 +298,30 @@ pub fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
         .arg(&file)
         .args([user, password]));
     file
+}
+
+/// A Quay-format config with one S3 location under a fresh root
+/// (`stowage-it/<label>-<uuid>`) of the test bucket, for every replica and
+/// command of a test; the secret goes in a file. Returns the config file
+/// and the root (the bucket's key prefix).
+pub fn s3_config(dir: &Path, env: &S3Env, label: &str) -> (PathBuf, String) {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, &env.secret_key).unwrap();
+    let root = format!("stowage-it/{label}-{}", uuid::Uuid::new_v4().simple());
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - S3Storage\n    - endpoint_url: {}\n      \
+             s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
+             s3_access_key: {}\n      s3_secret_key_file: {}\n",
+            env.endpoint.clone().unwrap_or_default(),
+            env.bucket,
+            env.region,
+            env.access_key,
+            secret.display(),
+        ),
+    )
+    .unwrap();
+    (path, root)
 }
