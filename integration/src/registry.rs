@@ -246,3 +246,32 @@ pub fn blob_digests(layout: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// Where an OCI layout keeps the blob `digest`.
+pub fn layout_blob(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+/// The manifest of the single image of an OCI layout: (digest, document).
+pub fn layout_manifest(layout: &Path) -> (String, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = std::fs::read(layout_blob(layout, &digest)).unwrap();
+    (digest, serde_json::from_slice(&bytes).unwrap())
+}

@@ -37,8 +37,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
-use stowage_integration::registry::{blob_digests, make_image};
+use stowage_integration::registry::{
+    blob_digests, layout_blob, layout_manifest, make_image, sha256,
+};
 use stowage_integration::{stowage_binary, S3Env};
 use support::{s3_config, skopeo_ok, Haproxy, Stowage};
 
@@ -246,32 +247,6 @@ impl Cluster {
         }
         records
     }
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex_of(&Sha256::digest(data)))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn layout_blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.strip_prefix("sha256:").unwrap())
-}
-
-/// The manifest of the single image of an OCI layout: (digest, document).
-fn layout_manifest(layout: &Path) -> (String, Value) {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let bytes = std::fs::read(layout_blob(layout, &digest)).unwrap();
-    (digest, serde_json::from_slice(&bytes).unwrap())
 }
 
 /// The config and layers a layout's manifest names (what a push uploads

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use stowage_integration::registry::{blob_digests, make_image, skopeo_copy, Server};
+use stowage_integration::registry::{
+    blob_digests, layout_blob, layout_manifest, make_image, sha256, skopeo_copy, Server,
+};
 use stowage_integration::stowage_binary;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -91,32 +92,6 @@ fn stored_blob(dir: &Path, digest: &str) -> PathBuf {
     dir.join("stowage-data/blobs/sha256")
         .join(&hex[..2])
         .join(hex)
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex_of(&Sha256::digest(data)))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The manifest of the single image of an OCI layout: (digest, document).
-fn layout_manifest(layout: &Path) -> (String, Value) {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let bytes = std::fs::read(layout_blob(layout, &digest)).unwrap();
-    (digest, serde_json::from_slice(&bytes).unwrap())
-}
-
-fn layout_blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.strip_prefix("sha256:").unwrap())
 }
 
 /// Two images: `a` (make_oci_image.py, two small layers) and `b`, which
