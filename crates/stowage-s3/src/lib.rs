@@ -55,6 +55,7 @@ mod cleanup;
 mod copies;
 mod deletes;
 mod listing;
+mod md5_lanes;
 mod multipart;
 mod plan;
 mod presign;

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::error::{from_sdk, DRIVER};
 use crate::retry::transient_cause;
-use crate::writes::{body_md5, content_md5, md5_hex, send_body};
+use crate::writes::{body_md5, content_md5, send_body};
 use crate::S3Storage;
 
 impl S3Storage {
@@ -345,10 +345,13 @@ impl MultipartSink for S3Multipart {
         let md5 = body_md5(&s.config, &data).await;
         // `auto`: the part's MD5 is computed beside the send, then compared
         // with the ETag the server answers (the MD5 of what it received).
+        // Hashed in the MD5 lanes with the other parts in flight; alone
+        // when parts go one at a time.
         let by_etag = s.config.checks_part_etags();
+        let alone = s.config.upload_concurrency <= 1;
         let mut damaged = 0u32;
         loop {
-            let expected = by_etag.then(|| tokio::spawn(md5_hex(data.clone())));
+            let expected = by_etag.then(|| crate::md5_lanes::submit(data.clone(), alone));
             let out = s
                 .retrying("UploadPart", &self.key, || {
                     let request = s
@@ -370,10 +373,7 @@ impl MultipartSink for S3Multipart {
             let Some(expected) = expected else {
                 return Ok(part);
             };
-            let expected = match expected.await {
-                Ok(md5) => md5,
-                Err(_) => md5_hex(data.clone()).await,
-            };
+            let expected = expected.hex().await;
             let got = etag.trim_matches('"');
             if got == expected {
                 return Ok(part);

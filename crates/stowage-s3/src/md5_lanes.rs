@@ -1,0 +1,557 @@
+//! The MD5s of several parts at once, in the vector lanes of one core.
+//!
+//! MD5 is one long chain of dependent steps: a core hashing one part
+//! waits on each step and leaves its vector units idle, so a part costs
+//! as much CPU as the chain is long. Parts are independent, so with AVX2
+//! eight of them advance together, one per 32-bit lane, for about the
+//! CPU of one. Writers hand a part to the one hasher thread
+//! ([`submit`]) when its send starts and ask for the result
+//! ([`PendingMd5::hex`]) when the server has answered; parts gather in
+//! between (the send takes longer than the hash), so the lanes fill, and
+//! a part that arrives while others are being hashed joins at the next
+//! block. This is the multi-buffer hashing storage systems use for the
+//! same reason (ISA-L's `md5_mb`). Without AVX2 each part is hashed on
+//! its own with md-5, on a blocking thread.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Parts hashed together: one per 32-bit lane of a 256-bit register.
+const LANES: usize = 8;
+
+/// The longest a part waits for others before it is hashed alone.
+const MAX_WAIT: Duration = Duration::from_millis(300);
+
+/// Blocks hashed between two looks at the queue (64 KiB per lane).
+const BLOCKS_PER_TURN: usize = 1024;
+
+/// MD5's initial state (A, B, C, D).
+const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+/// A part's MD5 being computed: [`PendingMd5::hex`] gives it.
+pub(crate) struct PendingMd5 {
+    data: Bytes,
+    answer: Option<oneshot::Receiver<[u8; 16]>>,
+}
+
+/// Hands `data` to the hasher. `alone` says no other part will follow
+/// soon (one part in flight), so it is hashed at once instead of waiting
+/// for company.
+pub(crate) fn submit(data: Bytes, alone: bool) -> PendingMd5 {
+    let answer = hasher().and_then(|tx| {
+        let (answer, rx) = oneshot::channel();
+        let job = Job {
+            data: data.clone(),
+            answer,
+        };
+        tx.send(Message::Hash(job, alone)).ok()?;
+        Some(rx)
+    });
+    PendingMd5 { data, answer }
+}
+
+impl PendingMd5 {
+    /// The part's MD5 as lowercase hex (what S3 answers as its ETag),
+    /// hashed now if it has not started.
+    pub(crate) async fn hex(self) -> String {
+        if let Some(rx) = self.answer {
+            if let Some(tx) = hasher() {
+                let _ = tx.send(Message::Start);
+            }
+            if let Ok(digest) = rx.await {
+                return hex(&digest);
+            }
+        }
+        crate::writes::md5_hex(self.data).await
+    }
+}
+
+fn hex(digest: &[u8; 16]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A part to hash and where its MD5 goes.
+struct Job {
+    data: Bytes,
+    answer: oneshot::Sender<[u8; 16]>,
+}
+
+/// What the hasher thread is told.
+enum Message {
+    /// Hash this part; `true`: start now.
+    Hash(Job, bool),
+    /// A caller waits for a result: start with what has gathered.
+    Start,
+}
+
+/// The hasher thread's queue, started on first use; `None` without AVX2
+/// or when no thread can be started (the caller hashes with md-5).
+fn hasher() -> Option<&'static mpsc::Sender<Message>> {
+    static HASHER: OnceLock<Option<mpsc::Sender<Message>>> = OnceLock::new();
+    HASHER
+        .get_or_init(|| {
+            let avx2 = simd::Avx2::detect()?;
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("stowage-md5".into())
+                .spawn(move || serve(rx, avx2))
+                .ok()?;
+            Some(tx)
+        })
+        .as_ref()
+}
+
+/// The hasher thread: parts wait until a caller asks for a result, the
+/// lanes are full, a part says it is alone or [`MAX_WAIT`] passes; then
+/// every waiting part gets a lane, and parts that arrive meanwhile join.
+fn serve(rx: mpsc::Receiver<Message>, avx2: simd::Avx2) {
+    let mut waiting: VecDeque<(Job, Instant)> = VecDeque::new();
+    let mut lanes = Lanes::new(avx2);
+    let mut go = false;
+    loop {
+        if lanes.idle() {
+            let Some((_, since)) = waiting.front() else {
+                go = false;
+                match rx.recv() {
+                    Ok(message) => take(message, &mut waiting, &mut go),
+                    Err(_) => return,
+                }
+                continue;
+            };
+            if !go && waiting.len() < LANES {
+                match rx.recv_timeout(MAX_WAIT.saturating_sub(since.elapsed())) {
+                    Ok(message) => take(message, &mut waiting, &mut go),
+                    Err(_) => go = true,
+                }
+                continue;
+            }
+        }
+        while lanes.has_room() {
+            let Some((job, _)) = waiting.pop_front() else {
+                break;
+            };
+            // A caller that gave up (its send failed) needs no result.
+            if !job.answer.is_closed() {
+                lanes.start(job);
+            }
+        }
+        lanes.run(BLOCKS_PER_TURN);
+        while let Ok(message) = rx.try_recv() {
+            take(message, &mut waiting, &mut go);
+        }
+    }
+}
+
+/// Queues a message for [`serve`]; `go` turns true when hashing should
+/// start.
+fn take(message: Message, waiting: &mut VecDeque<(Job, Instant)>, go: &mut bool) {
+    match message {
+        Message::Hash(job, alone) => {
+            waiting.push_back((job, Instant::now()));
+            *go |= alone;
+        }
+        Message::Start => *go = true,
+    }
+}
+
+/// A part in a lane: its full blocks, then its padded tail.
+struct Lane {
+    job: Job,
+    /// Offset of the next full block in `job.data`.
+    at: usize,
+    /// The last bytes, the 0x80, zeros and the bit length: one or two
+    /// blocks.
+    tail: [u8; 128],
+    tail_blocks: usize,
+    tail_at: usize,
+}
+
+impl Lane {
+    fn new(job: Job) -> Lane {
+        let len = job.data.len();
+        let full = len - len % 64;
+        let rest = &job.data[full..];
+        let mut tail = [0u8; 128];
+        tail[..rest.len()].copy_from_slice(rest);
+        tail[rest.len()] = 0x80;
+        let tail_blocks = if rest.len() < 56 { 1 } else { 2 };
+        let bits = (len as u64).wrapping_mul(8).to_le_bytes();
+        tail[tail_blocks * 64 - 8..tail_blocks * 64].copy_from_slice(&bits);
+        Lane {
+            job,
+            at: 0,
+            tail,
+            tail_blocks,
+            tail_at: 0,
+        }
+    }
+
+    /// Blocks left to hash.
+    fn left(&self) -> usize {
+        (self.job.data.len() - self.at) / 64 + self.tail_blocks - self.tail_at
+    }
+
+    /// The next block, and moves past it.
+    fn next_block(&mut self) -> &[u8] {
+        if self.at + 64 <= self.job.data.len() {
+            self.at += 64;
+            &self.job.data[self.at - 64..self.at]
+        } else {
+            self.tail_at += 1;
+            &self.tail[(self.tail_at - 1) * 64..self.tail_at * 64]
+        }
+    }
+}
+
+/// Up to [`LANES`] parts and their MD5 states, lane by lane.
+struct Lanes {
+    /// A, B, C and D of every lane.
+    state: [[u32; LANES]; 4],
+    lanes: [Option<Lane>; LANES],
+    avx2: simd::Avx2,
+}
+
+impl Lanes {
+    fn new(avx2: simd::Avx2) -> Lanes {
+        Lanes {
+            state: [[0; LANES]; 4],
+            lanes: Default::default(),
+            avx2,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.lanes.iter().all(Option::is_none)
+    }
+
+    fn has_room(&self) -> bool {
+        self.lanes.iter().any(Option::is_none)
+    }
+
+    /// Puts `job` in a free lane (the caller checked there is one).
+    fn start(&mut self, job: Job) {
+        if let Some(i) = self.lanes.iter().position(Option::is_none) {
+            for (word, init) in INIT.iter().enumerate() {
+                self.state[word][i] = *init;
+            }
+            self.lanes[i] = Some(Lane::new(job));
+        }
+    }
+
+    /// Hashes up to `most` blocks in every busy lane, stopping early when
+    /// a part is done, and sends the finished parts' MD5s.
+    fn run(&mut self, most: usize) {
+        let turns = self
+            .lanes
+            .iter()
+            .flatten()
+            .map(Lane::left)
+            .min()
+            .unwrap_or(0)
+            .min(most);
+        let zero = [0u8; 64];
+        for _ in 0..turns {
+            let mut words = [[0u32; LANES]; 16];
+            for (i, lane) in self.lanes.iter_mut().enumerate() {
+                let block = match lane {
+                    Some(lane) => lane.next_block(),
+                    None => &zero[..],
+                };
+                for (j, word) in block.chunks_exact(4).enumerate() {
+                    words[j][i] = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                }
+            }
+            self.avx2.compress(&mut self.state, &words);
+        }
+        for (i, slot) in self.lanes.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|lane| lane.left() == 0) {
+                if let Some(lane) = slot.take() {
+                    let mut digest = [0u8; 16];
+                    for (word, out) in digest.chunks_exact_mut(4).enumerate() {
+                        out.copy_from_slice(&self.state[word][i].to_le_bytes());
+                    }
+                    let _ = lane.job.answer.send(digest);
+                }
+            }
+        }
+    }
+}
+
+/// One MD5 block in each of the [`LANES`] lanes.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// Proof that this CPU has AVX2: only [`Avx2::detect`] makes one.
+    #[derive(Clone, Copy)]
+    pub(in crate::md5_lanes) struct Avx2(());
+
+    impl Avx2 {
+        /// `Some` where the CPU has AVX2.
+        pub(in crate::md5_lanes) fn detect() -> Option<Avx2> {
+            std::arch::is_x86_feature_detected!("avx2").then_some(Avx2(()))
+        }
+
+        /// Hashes `words` (word `j` of every lane's block) into `state`.
+        pub(in crate::md5_lanes) fn compress(
+            self,
+            state: &mut [[u32; LANES]; 4],
+            words: &[[u32; LANES]; 16],
+        ) {
+            // SAFETY: an `Avx2` exists only where the CPU has AVX2.
+            unsafe { compress_avx2(state, words) }
+        }
+    }
+
+    macro_rules! rotl {
+        ($x:expr, $s:literal) => {
+            _mm256_or_si256(
+                _mm256_slli_epi32::<$s>($x),
+                _mm256_srli_epi32::<{ 32 - $s }>($x),
+            )
+        };
+    }
+    macro_rules! f {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256($d, _mm256_and_si256($b, _mm256_xor_si256($c, $d)))
+        };
+    }
+    macro_rules! g {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256($c, _mm256_and_si256($d, _mm256_xor_si256($b, $c)))
+        };
+    }
+    macro_rules! h {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256(_mm256_xor_si256($b, $c), $d)
+        };
+    }
+    macro_rules! i {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_xor_si256(
+                $c,
+                _mm256_or_si256($b, _mm256_xor_si256($d, _mm256_set1_epi32(-1))),
+            )
+        };
+    }
+    macro_rules! step {
+        ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:literal, $s:literal) => {
+            let t = _mm256_add_epi32(
+                _mm256_add_epi32($a, _mm256_add_epi32($w, _mm256_set1_epi32($k as i32))),
+                $f!($b, $c, $d),
+            );
+            $a = _mm256_add_epi32($b, rotl!(t, $s));
+        };
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn compress_avx2(state: &mut [[u32; LANES]; 4], words: &[[u32; LANES]; 16]) {
+        // SAFETY: every load and store is of a whole `[u32; 8]`, 32 bytes.
+        unsafe {
+            let load = |x: &[u32; LANES]| _mm256_loadu_si256(x.as_ptr().cast());
+            let w: [__m256i; 16] = std::array::from_fn(|j| load(&words[j]));
+            let (a0, b0, c0, d0) = (
+                load(&state[0]),
+                load(&state[1]),
+                load(&state[2]),
+                load(&state[3]),
+            );
+            let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+            step!(f, a, b, c, d, w[0], 0xd76aa478u32, 7);
+            step!(f, d, a, b, c, w[1], 0xe8c7b756u32, 12);
+            step!(f, c, d, a, b, w[2], 0x242070dbu32, 17);
+            step!(f, b, c, d, a, w[3], 0xc1bdceeeu32, 22);
+            step!(f, a, b, c, d, w[4], 0xf57c0fafu32, 7);
+            step!(f, d, a, b, c, w[5], 0x4787c62au32, 12);
+            step!(f, c, d, a, b, w[6], 0xa8304613u32, 17);
+            step!(f, b, c, d, a, w[7], 0xfd469501u32, 22);
+            step!(f, a, b, c, d, w[8], 0x698098d8u32, 7);
+            step!(f, d, a, b, c, w[9], 0x8b44f7afu32, 12);
+            step!(f, c, d, a, b, w[10], 0xffff5bb1u32, 17);
+            step!(f, b, c, d, a, w[11], 0x895cd7beu32, 22);
+            step!(f, a, b, c, d, w[12], 0x6b901122u32, 7);
+            step!(f, d, a, b, c, w[13], 0xfd987193u32, 12);
+            step!(f, c, d, a, b, w[14], 0xa679438eu32, 17);
+            step!(f, b, c, d, a, w[15], 0x49b40821u32, 22);
+            step!(g, a, b, c, d, w[1], 0xf61e2562u32, 5);
+            step!(g, d, a, b, c, w[6], 0xc040b340u32, 9);
+            step!(g, c, d, a, b, w[11], 0x265e5a51u32, 14);
+            step!(g, b, c, d, a, w[0], 0xe9b6c7aau32, 20);
+            step!(g, a, b, c, d, w[5], 0xd62f105du32, 5);
+            step!(g, d, a, b, c, w[10], 0x02441453u32, 9);
+            step!(g, c, d, a, b, w[15], 0xd8a1e681u32, 14);
+            step!(g, b, c, d, a, w[4], 0xe7d3fbc8u32, 20);
+            step!(g, a, b, c, d, w[9], 0x21e1cde6u32, 5);
+            step!(g, d, a, b, c, w[14], 0xc33707d6u32, 9);
+            step!(g, c, d, a, b, w[3], 0xf4d50d87u32, 14);
+            step!(g, b, c, d, a, w[8], 0x455a14edu32, 20);
+            step!(g, a, b, c, d, w[13], 0xa9e3e905u32, 5);
+            step!(g, d, a, b, c, w[2], 0xfcefa3f8u32, 9);
+            step!(g, c, d, a, b, w[7], 0x676f02d9u32, 14);
+            step!(g, b, c, d, a, w[12], 0x8d2a4c8au32, 20);
+            step!(h, a, b, c, d, w[5], 0xfffa3942u32, 4);
+            step!(h, d, a, b, c, w[8], 0x8771f681u32, 11);
+            step!(h, c, d, a, b, w[11], 0x6d9d6122u32, 16);
+            step!(h, b, c, d, a, w[14], 0xfde5380cu32, 23);
+            step!(h, a, b, c, d, w[1], 0xa4beea44u32, 4);
+            step!(h, d, a, b, c, w[4], 0x4bdecfa9u32, 11);
+            step!(h, c, d, a, b, w[7], 0xf6bb4b60u32, 16);
+            step!(h, b, c, d, a, w[10], 0xbebfbc70u32, 23);
+            step!(h, a, b, c, d, w[13], 0x289b7ec6u32, 4);
+            step!(h, d, a, b, c, w[0], 0xeaa127fau32, 11);
+            step!(h, c, d, a, b, w[3], 0xd4ef3085u32, 16);
+            step!(h, b, c, d, a, w[6], 0x04881d05u32, 23);
+            step!(h, a, b, c, d, w[9], 0xd9d4d039u32, 4);
+            step!(h, d, a, b, c, w[12], 0xe6db99e5u32, 11);
+            step!(h, c, d, a, b, w[15], 0x1fa27cf8u32, 16);
+            step!(h, b, c, d, a, w[2], 0xc4ac5665u32, 23);
+            step!(i, a, b, c, d, w[0], 0xf4292244u32, 6);
+            step!(i, d, a, b, c, w[7], 0x432aff97u32, 10);
+            step!(i, c, d, a, b, w[14], 0xab9423a7u32, 15);
+            step!(i, b, c, d, a, w[5], 0xfc93a039u32, 21);
+            step!(i, a, b, c, d, w[12], 0x655b59c3u32, 6);
+            step!(i, d, a, b, c, w[3], 0x8f0ccc92u32, 10);
+            step!(i, c, d, a, b, w[10], 0xffeff47du32, 15);
+            step!(i, b, c, d, a, w[1], 0x85845dd1u32, 21);
+            step!(i, a, b, c, d, w[8], 0x6fa87e4fu32, 6);
+            step!(i, d, a, b, c, w[15], 0xfe2ce6e0u32, 10);
+            step!(i, c, d, a, b, w[6], 0xa3014314u32, 15);
+            step!(i, b, c, d, a, w[13], 0x4e0811a1u32, 21);
+            step!(i, a, b, c, d, w[4], 0xf7537e82u32, 6);
+            step!(i, d, a, b, c, w[11], 0xbd3af235u32, 10);
+            step!(i, c, d, a, b, w[2], 0x2ad7d2bbu32, 15);
+            step!(i, b, c, d, a, w[9], 0xeb86d391u32, 21);
+            let out = [
+                _mm256_add_epi32(a, a0),
+                _mm256_add_epi32(b, b0),
+                _mm256_add_epi32(c, c0),
+                _mm256_add_epi32(d, d0),
+            ];
+            for (word, v) in out.into_iter().enumerate() {
+                _mm256_storeu_si256(state[word].as_mut_ptr().cast(), v);
+            }
+        }
+    }
+}
+
+/// Elsewhere there is no `Avx2`, so the hasher thread is never started.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    use super::LANES;
+
+    /// Never made: no lanes on this architecture.
+    #[derive(Clone, Copy)]
+    pub(in crate::md5_lanes) enum Avx2 {}
+
+    impl Avx2 {
+        /// Always `None`.
+        pub(in crate::md5_lanes) fn detect() -> Option<Avx2> {
+            None
+        }
+
+        /// Never called: there is no `Avx2`.
+        pub(in crate::md5_lanes) fn compress(
+            self,
+            _: &mut [[u32; LANES]; 4],
+            _: &[[u32; LANES]; 16],
+        ) {
+            match self {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use md5::Digest as _;
+    use rand::{Rng as _, SeedableRng as _};
+
+    fn md5_hex(data: &[u8]) -> String {
+        hex(&md5::Md5::digest(data).into())
+    }
+
+    /// Every length around the padding's edges, several parts in the lanes at once.
+    #[tokio::test]
+    async fn lanes_agree_with_md5_at_every_padding_edge() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let mut all: Vec<Bytes> = Vec::new();
+        for len in (0..200).chain([447, 448, 449, 511, 512, 513, 4096, 65_536, 1_000_003]) {
+            let mut data = vec![0u8; len];
+            rng.fill(&mut data[..]);
+            all.push(Bytes::from(data));
+        }
+        let pending: Vec<_> = all.iter().map(|d| submit(d.clone(), false)).collect();
+        for (data, pending) in all.iter().zip(pending) {
+            assert_eq!(pending.hex().await, md5_hex(data), "length {}", data.len());
+        }
+    }
+
+    /// Parts submitted from many tasks at different moments (joining
+    /// lanes that are already busy, some alone, some dropped) all get
+    /// their own MD5.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parts_joining_busy_lanes_get_their_own_md5() {
+        let mut tasks = Vec::new();
+        for task in 0..24u64 {
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(task);
+                for round in 0..4 {
+                    let len = rng.gen_range(0..3_000_000);
+                    let mut data = vec![0u8; len];
+                    rng.fill(&mut data[..]);
+                    let data = Bytes::from(data);
+                    let pending = submit(data.clone(), task % 5 == 0);
+                    if (task + round) % 7 == 0 {
+                        drop(pending);
+                        continue;
+                    }
+                    tokio::time::sleep(Duration::from_millis(rng.gen_range(0..20))).await;
+                    assert_eq!(
+                        pending.hex().await,
+                        md5_hex(&data),
+                        "task {task} round {round}"
+                    );
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
+    /// The lanes themselves, fed directly: parts of different lengths in
+    /// all eight lanes finish at different turns with the right MD5s.
+    #[test]
+    fn eight_lanes_of_different_lengths() {
+        let Some(avx2) = simd::Avx2::detect() else {
+            return;
+        };
+        let mut lanes = Lanes::new(avx2);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut expected = Vec::new();
+        let mut answers = Vec::new();
+        for len in [0usize, 55, 56, 64, 120, 1000, 70_000, 333_333] {
+            let mut data = vec![0u8; len];
+            rng.fill(&mut data[..]);
+            expected.push(md5_hex(&data));
+            let (answer, rx) = oneshot::channel();
+            lanes.start(Job {
+                data: Bytes::from(data),
+                answer,
+            });
+            answers.push(rx);
+        }
+        assert!(!lanes.has_room());
+        while !lanes.idle() {
+            lanes.run(7);
+        }
+        for (mut rx, expected) in answers.into_iter().zip(expected) {
+            assert_eq!(hex(&rx.try_recv().unwrap()), expected);
+        }
+    }
+}
