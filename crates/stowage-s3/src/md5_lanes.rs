@@ -3,6 +3,7 @@
 //! MD5 is one long chain of dependent steps: a core hashing one part
 //! waits on each step and leaves its vector units idle, so a part costs
 //! as much CPU as the chain is long. Parts are independent, so with AVX2
+//! (or AVX-512VL, whose rotate and three-input logic shorten the chain)
 //! eight of them advance together, one per 32-bit lane, for about the
 //! CPU of one. Writers hand a part to the one hasher thread
 //! ([`submit`]) when its send starts and ask for the result
@@ -38,17 +39,18 @@ pub(crate) struct PendingMd5 {
     answer: Option<oneshot::Receiver<[u8; 16]>>,
 }
 
-/// Hands `data` to the hasher. `alone` says no other part will follow
-/// soon (one part in flight), so it is hashed at once instead of waiting
-/// for company.
-pub(crate) fn submit(data: Bytes, alone: bool) -> PendingMd5 {
+/// Hands `data` to the hasher. `in_flight` is how many parts its writer
+/// keeps in flight: hashing starts once that many parts wait (at once
+/// for 1), so a writer's parts share the lanes without waiting on each
+/// other.
+pub(crate) fn submit(data: Bytes, in_flight: usize) -> PendingMd5 {
     let answer = hasher().and_then(|tx| {
         let (answer, rx) = oneshot::channel();
         let job = Job {
             data: data.clone(),
             answer,
         };
-        tx.send(Message::Hash(job, alone)).ok()?;
+        tx.send(Message::Hash(job, in_flight)).ok()?;
         Some(rx)
     });
     PendingMd5 { data, answer }
@@ -80,10 +82,18 @@ struct Job {
     answer: oneshot::Sender<[u8; 16]>,
 }
 
+/// A part in the hasher's queue.
+struct Waiting {
+    job: Job,
+    since: Instant,
+    /// Parts its writer keeps in flight.
+    in_flight: usize,
+}
+
 /// What the hasher thread is told.
 enum Message {
-    /// Hash this part; `true`: start now.
-    Hash(Job, bool),
+    /// Hash this part, whose writer has this many in flight.
+    Hash(Job, usize),
     /// A caller waits for a result: start with what has gathered.
     Start,
 }
@@ -94,27 +104,28 @@ fn hasher() -> Option<&'static mpsc::Sender<Message>> {
     static HASHER: OnceLock<Option<mpsc::Sender<Message>>> = OnceLock::new();
     HASHER
         .get_or_init(|| {
-            let avx2 = simd::Avx2::detect()?;
+            let simd = simd::Simd::detect()?;
             let (tx, rx) = mpsc::channel();
             std::thread::Builder::new()
                 .name("stowage-md5".into())
-                .spawn(move || serve(rx, avx2))
+                .spawn(move || serve(rx, simd))
                 .ok()?;
             Some(tx)
         })
         .as_ref()
 }
 
-/// The hasher thread: parts wait until a caller asks for a result, the
-/// lanes are full, a part says it is alone or [`MAX_WAIT`] passes; then
+/// The hasher thread: parts wait until a caller asks for a result, as
+/// many wait as a writer keeps in flight (or fill the lanes), or
+/// [`MAX_WAIT`] passes; then
 /// every waiting part gets a lane, and parts that arrive meanwhile join.
-fn serve(rx: mpsc::Receiver<Message>, avx2: simd::Avx2) {
-    let mut waiting: VecDeque<(Job, Instant)> = VecDeque::new();
-    let mut lanes = Lanes::new(avx2);
+fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut lanes = Lanes::new(simd);
     let mut go = false;
     loop {
         if lanes.idle() {
-            let Some((_, since)) = waiting.front() else {
+            let Some(first) = waiting.front() else {
                 go = false;
                 match rx.recv() {
                     Ok(message) => take(message, &mut waiting, &mut go),
@@ -122,8 +133,9 @@ fn serve(rx: mpsc::Receiver<Message>, avx2: simd::Avx2) {
                 }
                 continue;
             };
-            if !go && waiting.len() < LANES {
-                match rx.recv_timeout(MAX_WAIT.saturating_sub(since.elapsed())) {
+            let enough = waiting.iter().map(|w| w.in_flight).min().unwrap_or(1);
+            if !go && waiting.len() < enough.clamp(1, LANES) {
+                match rx.recv_timeout(MAX_WAIT.saturating_sub(first.since.elapsed())) {
                     Ok(message) => take(message, &mut waiting, &mut go),
                     Err(_) => go = true,
                 }
@@ -131,7 +143,7 @@ fn serve(rx: mpsc::Receiver<Message>, avx2: simd::Avx2) {
             }
         }
         while lanes.has_room() {
-            let Some((job, _)) = waiting.pop_front() else {
+            let Some(Waiting { job, .. }) = waiting.pop_front() else {
                 break;
             };
             // A caller that gave up (its send failed) needs no result.
@@ -148,12 +160,13 @@ fn serve(rx: mpsc::Receiver<Message>, avx2: simd::Avx2) {
 
 /// Queues a message for [`serve`]; `go` turns true when hashing should
 /// start.
-fn take(message: Message, waiting: &mut VecDeque<(Job, Instant)>, go: &mut bool) {
+fn take(message: Message, waiting: &mut VecDeque<Waiting>, go: &mut bool) {
     match message {
-        Message::Hash(job, alone) => {
-            waiting.push_back((job, Instant::now()));
-            *go |= alone;
-        }
+        Message::Hash(job, in_flight) => waiting.push_back(Waiting {
+            job,
+            since: Instant::now(),
+            in_flight,
+        }),
         Message::Start => *go = true,
     }
 }
@@ -212,15 +225,15 @@ struct Lanes {
     /// A, B, C and D of every lane.
     state: [[u32; LANES]; 4],
     lanes: [Option<Lane>; LANES],
-    avx2: simd::Avx2,
+    simd: simd::Simd,
 }
 
 impl Lanes {
-    fn new(avx2: simd::Avx2) -> Lanes {
+    fn new(simd: simd::Simd) -> Lanes {
         Lanes {
             state: [[0; LANES]; 4],
             lanes: Default::default(),
-            avx2,
+            simd,
         }
     }
 
@@ -265,7 +278,7 @@ impl Lanes {
                     words[j][i] = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
                 }
             }
-            self.avx2.compress(&mut self.state, &words);
+            self.simd.compress(&mut self.state, &words);
         }
         for (i, slot) in self.lanes.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|lane| lane.left() == 0) {
@@ -287,14 +300,29 @@ mod simd {
     use super::LANES;
     use std::arch::x86_64::*;
 
-    /// Proof that this CPU has AVX2: only [`Avx2::detect`] makes one.
+    /// Proof of the vector instructions this CPU has: only
+    /// [`Simd::detect`] makes one.
     #[derive(Clone, Copy)]
-    pub(in crate::md5_lanes) struct Avx2(());
+    pub(in crate::md5_lanes) struct Simd(Kind);
 
-    impl Avx2 {
-        /// `Some` where the CPU has AVX2.
-        pub(in crate::md5_lanes) fn detect() -> Option<Avx2> {
-            std::arch::is_x86_feature_detected!("avx2").then_some(Avx2(()))
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Avx2,
+        Avx512,
+    }
+
+    impl Simd {
+        /// AVX-512 (F and VL) where the CPU has it, else AVX2, else `None`.
+        pub(in crate::md5_lanes) fn detect() -> Option<Simd> {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                Some(Simd(Kind::Avx512))
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                Some(Simd(Kind::Avx2))
+            } else {
+                None
+            }
         }
 
         /// Hashes `words` (word `j` of every lane's block) into `state`.
@@ -303,8 +331,20 @@ mod simd {
             state: &mut [[u32; LANES]; 4],
             words: &[[u32; LANES]; 16],
         ) {
-            // SAFETY: an `Avx2` exists only where the CPU has AVX2.
-            unsafe { compress_avx2(state, words) }
+            // SAFETY: a `Simd` exists only where the CPU has what its kind
+            // names (AVX-512 implies AVX2).
+            unsafe {
+                match self.0 {
+                    Kind::Avx2 => compress_avx2(state, words),
+                    Kind::Avx512 => compress_avx512(state, words),
+                }
+            }
+        }
+
+        /// The AVX2 code on a CPU that also has AVX-512 (tests).
+        #[cfg(test)]
+        pub(in crate::md5_lanes) fn avx2_only(self) -> Simd {
+            Simd(Kind::Avx2)
         }
     }
 
@@ -340,121 +380,165 @@ mod simd {
         };
     }
     macro_rules! step {
-        ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:literal, $s:literal) => {
+        ($rotl:ident, $f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:literal, $s:literal) => {
             let t = _mm256_add_epi32(
                 _mm256_add_epi32($a, _mm256_add_epi32($w, _mm256_set1_epi32($k as i32))),
                 $f!($b, $c, $d),
             );
-            $a = _mm256_add_epi32($b, rotl!(t, $s));
+            $a = _mm256_add_epi32($b, $rotl!(t, $s));
         };
     }
 
-    #[target_feature(enable = "avx2")]
-    fn compress_avx2(state: &mut [[u32; LANES]; 4], words: &[[u32; LANES]; 16]) {
-        // SAFETY: every load and store is of a whole `[u32; 8]`, 32 bytes.
-        unsafe {
-            let load = |x: &[u32; LANES]| _mm256_loadu_si256(x.as_ptr().cast());
-            let w: [__m256i; 16] = std::array::from_fn(|j| load(&words[j]));
-            let (a0, b0, c0, d0) = (
-                load(&state[0]),
-                load(&state[1]),
-                load(&state[2]),
-                load(&state[3]),
-            );
-            let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-            step!(f, a, b, c, d, w[0], 0xd76aa478u32, 7);
-            step!(f, d, a, b, c, w[1], 0xe8c7b756u32, 12);
-            step!(f, c, d, a, b, w[2], 0x242070dbu32, 17);
-            step!(f, b, c, d, a, w[3], 0xc1bdceeeu32, 22);
-            step!(f, a, b, c, d, w[4], 0xf57c0fafu32, 7);
-            step!(f, d, a, b, c, w[5], 0x4787c62au32, 12);
-            step!(f, c, d, a, b, w[6], 0xa8304613u32, 17);
-            step!(f, b, c, d, a, w[7], 0xfd469501u32, 22);
-            step!(f, a, b, c, d, w[8], 0x698098d8u32, 7);
-            step!(f, d, a, b, c, w[9], 0x8b44f7afu32, 12);
-            step!(f, c, d, a, b, w[10], 0xffff5bb1u32, 17);
-            step!(f, b, c, d, a, w[11], 0x895cd7beu32, 22);
-            step!(f, a, b, c, d, w[12], 0x6b901122u32, 7);
-            step!(f, d, a, b, c, w[13], 0xfd987193u32, 12);
-            step!(f, c, d, a, b, w[14], 0xa679438eu32, 17);
-            step!(f, b, c, d, a, w[15], 0x49b40821u32, 22);
-            step!(g, a, b, c, d, w[1], 0xf61e2562u32, 5);
-            step!(g, d, a, b, c, w[6], 0xc040b340u32, 9);
-            step!(g, c, d, a, b, w[11], 0x265e5a51u32, 14);
-            step!(g, b, c, d, a, w[0], 0xe9b6c7aau32, 20);
-            step!(g, a, b, c, d, w[5], 0xd62f105du32, 5);
-            step!(g, d, a, b, c, w[10], 0x02441453u32, 9);
-            step!(g, c, d, a, b, w[15], 0xd8a1e681u32, 14);
-            step!(g, b, c, d, a, w[4], 0xe7d3fbc8u32, 20);
-            step!(g, a, b, c, d, w[9], 0x21e1cde6u32, 5);
-            step!(g, d, a, b, c, w[14], 0xc33707d6u32, 9);
-            step!(g, c, d, a, b, w[3], 0xf4d50d87u32, 14);
-            step!(g, b, c, d, a, w[8], 0x455a14edu32, 20);
-            step!(g, a, b, c, d, w[13], 0xa9e3e905u32, 5);
-            step!(g, d, a, b, c, w[2], 0xfcefa3f8u32, 9);
-            step!(g, c, d, a, b, w[7], 0x676f02d9u32, 14);
-            step!(g, b, c, d, a, w[12], 0x8d2a4c8au32, 20);
-            step!(h, a, b, c, d, w[5], 0xfffa3942u32, 4);
-            step!(h, d, a, b, c, w[8], 0x8771f681u32, 11);
-            step!(h, c, d, a, b, w[11], 0x6d9d6122u32, 16);
-            step!(h, b, c, d, a, w[14], 0xfde5380cu32, 23);
-            step!(h, a, b, c, d, w[1], 0xa4beea44u32, 4);
-            step!(h, d, a, b, c, w[4], 0x4bdecfa9u32, 11);
-            step!(h, c, d, a, b, w[7], 0xf6bb4b60u32, 16);
-            step!(h, b, c, d, a, w[10], 0xbebfbc70u32, 23);
-            step!(h, a, b, c, d, w[13], 0x289b7ec6u32, 4);
-            step!(h, d, a, b, c, w[0], 0xeaa127fau32, 11);
-            step!(h, c, d, a, b, w[3], 0xd4ef3085u32, 16);
-            step!(h, b, c, d, a, w[6], 0x04881d05u32, 23);
-            step!(h, a, b, c, d, w[9], 0xd9d4d039u32, 4);
-            step!(h, d, a, b, c, w[12], 0xe6db99e5u32, 11);
-            step!(h, c, d, a, b, w[15], 0x1fa27cf8u32, 16);
-            step!(h, b, c, d, a, w[2], 0xc4ac5665u32, 23);
-            step!(i, a, b, c, d, w[0], 0xf4292244u32, 6);
-            step!(i, d, a, b, c, w[7], 0x432aff97u32, 10);
-            step!(i, c, d, a, b, w[14], 0xab9423a7u32, 15);
-            step!(i, b, c, d, a, w[5], 0xfc93a039u32, 21);
-            step!(i, a, b, c, d, w[12], 0x655b59c3u32, 6);
-            step!(i, d, a, b, c, w[3], 0x8f0ccc92u32, 10);
-            step!(i, c, d, a, b, w[10], 0xffeff47du32, 15);
-            step!(i, b, c, d, a, w[1], 0x85845dd1u32, 21);
-            step!(i, a, b, c, d, w[8], 0x6fa87e4fu32, 6);
-            step!(i, d, a, b, c, w[15], 0xfe2ce6e0u32, 10);
-            step!(i, c, d, a, b, w[6], 0xa3014314u32, 15);
-            step!(i, b, c, d, a, w[13], 0x4e0811a1u32, 21);
-            step!(i, a, b, c, d, w[4], 0xf7537e82u32, 6);
-            step!(i, d, a, b, c, w[11], 0xbd3af235u32, 10);
-            step!(i, c, d, a, b, w[2], 0x2ad7d2bbu32, 15);
-            step!(i, b, c, d, a, w[9], 0xeb86d391u32, 21);
-            let out = [
-                _mm256_add_epi32(a, a0),
-                _mm256_add_epi32(b, b0),
-                _mm256_add_epi32(c, c0),
-                _mm256_add_epi32(d, d0),
-            ];
-            for (word, v) in out.into_iter().enumerate() {
-                _mm256_storeu_si256(state[word].as_mut_ptr().cast(), v);
-            }
-        }
+    // With AVX-512VL: one rotate and one three-input logic instruction
+    // where AVX2 needs three and two, a shorter chain per step.
+    macro_rules! rotl512 {
+        ($x:expr, $s:literal) => {
+            _mm256_rol_epi32::<$s>($x)
+        };
     }
+    macro_rules! f512 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_ternarylogic_epi32::<0xca>($b, $c, $d)
+        };
+    }
+    macro_rules! g512 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_ternarylogic_epi32::<0xe4>($b, $c, $d)
+        };
+    }
+    macro_rules! h512 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_ternarylogic_epi32::<0x96>($b, $c, $d)
+        };
+    }
+    macro_rules! i512 {
+        ($b:expr, $c:expr, $d:expr) => {
+            _mm256_ternarylogic_epi32::<0x39>($b, $c, $d)
+        };
+    }
+
+    /// A function hashing one block per lane with the given operations.
+    macro_rules! block_fn {
+        ($name:ident, $features:literal, $rotl:ident, $f:ident, $g:ident, $h:ident, $i:ident) => {
+            #[target_feature(enable = $features)]
+            fn $name(state: &mut [[u32; LANES]; 4], words: &[[u32; LANES]; 16]) {
+                // SAFETY: every load and store is of a whole `[u32; 8]`, 32 bytes.
+                unsafe {
+                    let load = |x: &[u32; LANES]| _mm256_loadu_si256(x.as_ptr().cast());
+                    let w: [__m256i; 16] = std::array::from_fn(|j| load(&words[j]));
+                    let (a0, b0, c0, d0) = (
+                        load(&state[0]),
+                        load(&state[1]),
+                        load(&state[2]),
+                        load(&state[3]),
+                    );
+                    let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+                    step!($rotl, $f, a, b, c, d, w[0], 0xd76aa478u32, 7);
+                    step!($rotl, $f, d, a, b, c, w[1], 0xe8c7b756u32, 12);
+                    step!($rotl, $f, c, d, a, b, w[2], 0x242070dbu32, 17);
+                    step!($rotl, $f, b, c, d, a, w[3], 0xc1bdceeeu32, 22);
+                    step!($rotl, $f, a, b, c, d, w[4], 0xf57c0fafu32, 7);
+                    step!($rotl, $f, d, a, b, c, w[5], 0x4787c62au32, 12);
+                    step!($rotl, $f, c, d, a, b, w[6], 0xa8304613u32, 17);
+                    step!($rotl, $f, b, c, d, a, w[7], 0xfd469501u32, 22);
+                    step!($rotl, $f, a, b, c, d, w[8], 0x698098d8u32, 7);
+                    step!($rotl, $f, d, a, b, c, w[9], 0x8b44f7afu32, 12);
+                    step!($rotl, $f, c, d, a, b, w[10], 0xffff5bb1u32, 17);
+                    step!($rotl, $f, b, c, d, a, w[11], 0x895cd7beu32, 22);
+                    step!($rotl, $f, a, b, c, d, w[12], 0x6b901122u32, 7);
+                    step!($rotl, $f, d, a, b, c, w[13], 0xfd987193u32, 12);
+                    step!($rotl, $f, c, d, a, b, w[14], 0xa679438eu32, 17);
+                    step!($rotl, $f, b, c, d, a, w[15], 0x49b40821u32, 22);
+                    step!($rotl, $g, a, b, c, d, w[1], 0xf61e2562u32, 5);
+                    step!($rotl, $g, d, a, b, c, w[6], 0xc040b340u32, 9);
+                    step!($rotl, $g, c, d, a, b, w[11], 0x265e5a51u32, 14);
+                    step!($rotl, $g, b, c, d, a, w[0], 0xe9b6c7aau32, 20);
+                    step!($rotl, $g, a, b, c, d, w[5], 0xd62f105du32, 5);
+                    step!($rotl, $g, d, a, b, c, w[10], 0x02441453u32, 9);
+                    step!($rotl, $g, c, d, a, b, w[15], 0xd8a1e681u32, 14);
+                    step!($rotl, $g, b, c, d, a, w[4], 0xe7d3fbc8u32, 20);
+                    step!($rotl, $g, a, b, c, d, w[9], 0x21e1cde6u32, 5);
+                    step!($rotl, $g, d, a, b, c, w[14], 0xc33707d6u32, 9);
+                    step!($rotl, $g, c, d, a, b, w[3], 0xf4d50d87u32, 14);
+                    step!($rotl, $g, b, c, d, a, w[8], 0x455a14edu32, 20);
+                    step!($rotl, $g, a, b, c, d, w[13], 0xa9e3e905u32, 5);
+                    step!($rotl, $g, d, a, b, c, w[2], 0xfcefa3f8u32, 9);
+                    step!($rotl, $g, c, d, a, b, w[7], 0x676f02d9u32, 14);
+                    step!($rotl, $g, b, c, d, a, w[12], 0x8d2a4c8au32, 20);
+                    step!($rotl, $h, a, b, c, d, w[5], 0xfffa3942u32, 4);
+                    step!($rotl, $h, d, a, b, c, w[8], 0x8771f681u32, 11);
+                    step!($rotl, $h, c, d, a, b, w[11], 0x6d9d6122u32, 16);
+                    step!($rotl, $h, b, c, d, a, w[14], 0xfde5380cu32, 23);
+                    step!($rotl, $h, a, b, c, d, w[1], 0xa4beea44u32, 4);
+                    step!($rotl, $h, d, a, b, c, w[4], 0x4bdecfa9u32, 11);
+                    step!($rotl, $h, c, d, a, b, w[7], 0xf6bb4b60u32, 16);
+                    step!($rotl, $h, b, c, d, a, w[10], 0xbebfbc70u32, 23);
+                    step!($rotl, $h, a, b, c, d, w[13], 0x289b7ec6u32, 4);
+                    step!($rotl, $h, d, a, b, c, w[0], 0xeaa127fau32, 11);
+                    step!($rotl, $h, c, d, a, b, w[3], 0xd4ef3085u32, 16);
+                    step!($rotl, $h, b, c, d, a, w[6], 0x04881d05u32, 23);
+                    step!($rotl, $h, a, b, c, d, w[9], 0xd9d4d039u32, 4);
+                    step!($rotl, $h, d, a, b, c, w[12], 0xe6db99e5u32, 11);
+                    step!($rotl, $h, c, d, a, b, w[15], 0x1fa27cf8u32, 16);
+                    step!($rotl, $h, b, c, d, a, w[2], 0xc4ac5665u32, 23);
+                    step!($rotl, $i, a, b, c, d, w[0], 0xf4292244u32, 6);
+                    step!($rotl, $i, d, a, b, c, w[7], 0x432aff97u32, 10);
+                    step!($rotl, $i, c, d, a, b, w[14], 0xab9423a7u32, 15);
+                    step!($rotl, $i, b, c, d, a, w[5], 0xfc93a039u32, 21);
+                    step!($rotl, $i, a, b, c, d, w[12], 0x655b59c3u32, 6);
+                    step!($rotl, $i, d, a, b, c, w[3], 0x8f0ccc92u32, 10);
+                    step!($rotl, $i, c, d, a, b, w[10], 0xffeff47du32, 15);
+                    step!($rotl, $i, b, c, d, a, w[1], 0x85845dd1u32, 21);
+                    step!($rotl, $i, a, b, c, d, w[8], 0x6fa87e4fu32, 6);
+                    step!($rotl, $i, d, a, b, c, w[15], 0xfe2ce6e0u32, 10);
+                    step!($rotl, $i, c, d, a, b, w[6], 0xa3014314u32, 15);
+                    step!($rotl, $i, b, c, d, a, w[13], 0x4e0811a1u32, 21);
+                    step!($rotl, $i, a, b, c, d, w[4], 0xf7537e82u32, 6);
+                    step!($rotl, $i, d, a, b, c, w[11], 0xbd3af235u32, 10);
+                    step!($rotl, $i, c, d, a, b, w[2], 0x2ad7d2bbu32, 15);
+                    step!($rotl, $i, b, c, d, a, w[9], 0xeb86d391u32, 21);
+                    let out = [
+                        _mm256_add_epi32(a, a0),
+                        _mm256_add_epi32(b, b0),
+                        _mm256_add_epi32(c, c0),
+                        _mm256_add_epi32(d, d0),
+                    ];
+                    for (word, v) in out.into_iter().enumerate() {
+                        _mm256_storeu_si256(state[word].as_mut_ptr().cast(), v);
+                    }
+                }
+            }
+        };
+    }
+
+    block_fn!(compress_avx2, "avx2", rotl, f, g, h, i);
+    block_fn!(
+        compress_avx512,
+        "avx2,avx512f,avx512vl",
+        rotl512,
+        f512,
+        g512,
+        h512,
+        i512
+    );
 }
 
-/// Elsewhere there is no `Avx2`, so the hasher thread is never started.
+/// Elsewhere there is no [`simd::Simd`], so the hasher thread is never started.
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
     use super::LANES;
 
     /// Never made: no lanes on this architecture.
     #[derive(Clone, Copy)]
-    pub(in crate::md5_lanes) enum Avx2 {}
+    pub(in crate::md5_lanes) enum Simd {}
 
-    impl Avx2 {
+    impl Simd {
         /// Always `None`.
-        pub(in crate::md5_lanes) fn detect() -> Option<Avx2> {
+        pub(in crate::md5_lanes) fn detect() -> Option<Simd> {
             None
         }
 
-        /// Never called: there is no `Avx2`.
+        /// Never called: there is no `Simd`.
         pub(in crate::md5_lanes) fn compress(
             self,
             _: &mut [[u32; LANES]; 4],
@@ -485,7 +569,7 @@ mod tests {
             rng.fill(&mut data[..]);
             all.push(Bytes::from(data));
         }
-        let pending: Vec<_> = all.iter().map(|d| submit(d.clone(), false)).collect();
+        let pending: Vec<_> = all.iter().map(|d| submit(d.clone(), 8)).collect();
         for (data, pending) in all.iter().zip(pending) {
             assert_eq!(pending.hex().await, md5_hex(data), "length {}", data.len());
         }
@@ -505,7 +589,7 @@ mod tests {
                     let mut data = vec![0u8; len];
                     rng.fill(&mut data[..]);
                     let data = Bytes::from(data);
-                    let pending = submit(data.clone(), task % 5 == 0);
+                    let pending = submit(data.clone(), (task % 5) as usize);
                     if (task + round) % 7 == 0 {
                         drop(pending);
                         continue;
@@ -528,10 +612,17 @@ mod tests {
     /// all eight lanes finish at different turns with the right MD5s.
     #[test]
     fn eight_lanes_of_different_lengths() {
-        let Some(avx2) = simd::Avx2::detect() else {
+        let Some(simd) = simd::Simd::detect() else {
             return;
         };
-        let mut lanes = Lanes::new(avx2);
+        // The best kind this CPU has, and AVX2's code beside it.
+        for simd in [simd, simd.avx2_only()] {
+            eight_lanes_with(simd);
+        }
+    }
+
+    fn eight_lanes_with(simd: simd::Simd) {
+        let mut lanes = Lanes::new(simd);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let mut expected = Vec::new();
         let mut answers = Vec::new();

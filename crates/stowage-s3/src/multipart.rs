@@ -345,13 +345,12 @@ impl MultipartSink for S3Multipart {
         let md5 = body_md5(&s.config, &data).await;
         // `auto`: the part's MD5 is computed beside the send, then compared
         // with the ETag the server answers (the MD5 of what it received).
-        // Hashed in the MD5 lanes with the other parts in flight; alone
-        // when parts go one at a time.
+        // Hashed in the MD5 lanes with the other parts in flight.
         let by_etag = s.config.checks_part_etags();
-        let alone = s.config.upload_concurrency <= 1;
+        let in_flight = s.config.upload_concurrency;
         let mut damaged = 0u32;
         loop {
-            let expected = by_etag.then(|| crate::md5_lanes::submit(data.clone(), alone));
+            let expected = by_etag.then(|| crate::md5_lanes::submit(data.clone(), in_flight));
             let out = s
                 .retrying("UploadPart", &self.key, || {
                     let request = s

@@ -43,10 +43,16 @@ fn peak_rss_mib() -> f64 {
 
 async fn stowage_storage(env: &S3Env) -> stowage_s3::S3Storage {
     let mut config = env.config("bench");
-    // The driver's defaults, not the tests' small parts.
+    // The driver's defaults, not the tests' small parts and read-ahead
+    // (which a bench run once measured by mistake: 1 MiB ranges read at
+    // half the speed of one stream).
     let defaults = stowage_s3::S3Config::new("x");
     config.part_size = defaults.part_size;
     config.upload_concurrency = defaults.upload_concurrency;
+    config.multipart_copy_threshold = defaults.multipart_copy_threshold;
+    config.multipart_copy_part_size = defaults.multipart_copy_part_size;
+    config.read_ahead_ranges = defaults.read_ahead_ranges;
+    config.read_ahead_range_size = defaults.read_ahead_range_size;
     config.root = "stowage-bench".into();
     // STOWAGE_BENCH_PART_CHECKSUM=md5|sha256|none: the child writers that measure
     // what each `s3_part_checksum` costs (unset: the driver's default).
