@@ -54,6 +54,8 @@ pub(crate) enum Command {
         path: String,
         /// Local file, or `-` for stdout.
         local: PathBuf,
+        #[command(flatten)]
+        download: DownloadArgs,
     },
     /// Print an object to stdout.
     Cat {
@@ -92,6 +94,8 @@ pub(crate) enum Command {
         source: String,
         /// Destination.
         dest: String,
+        #[command(flatten)]
+        download: DownloadArgs,
     },
     /// Print the least-privilege IAM policy of an S3 or STS location:
     /// exactly the S3 actions stowage calls, scoped to its bucket and
@@ -427,4 +431,30 @@ pub(crate) enum PolicyKind {
     Permission,
     /// The role's trust policy (STSS3Storage only).
     Trust,
+}
+
+/// How `get` and `cp` download an object to a local file: in ranges
+/// fetched in parallel (stdout gets one stream).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct DownloadArgs {
+    /// Ranges in flight when downloading to a file [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub ranges: Option<u16>,
+    /// Size of each range in MiB [default: 16].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=5120))]
+    pub range_mib: Option<u32>,
+}
+
+impl DownloadArgs {
+    /// The library's download settings, with these flags over its defaults.
+    pub(crate) fn options(&self) -> stowage::download::DownloadOptions {
+        let mut options = stowage::download::DownloadOptions::default();
+        if let Some(n) = self.ranges {
+            options = options.with_concurrency(n.into());
+        }
+        if let Some(mib) = self.range_mib {
+            options = options.with_range_size(u64::from(mib) << 20);
+        }
+        options
+    }
 }

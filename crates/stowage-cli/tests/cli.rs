@@ -608,3 +608,48 @@ fn serve_stops_on_sigterm_and_exits_0() {
     );
     assert!(text.contains("stowage: registry stopped"), "{text}");
 }
+
+/// `--ranges` and `--range-mib` set the parallel download of `get` and
+/// `cp`: small ranges, several in flight, give the same bytes; values out
+/// of range are usage errors (exit 2) that name the flag.
+#[test]
+fn download_ranges_are_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let body: Vec<u8> = (0..5_500_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(d.join("in.bin"), &body).unwrap();
+    ok(&stowage(d, &["put", "in.bin", "big"]));
+    ok(&stowage(
+        d,
+        &["get", "--ranges", "3", "--range-mib", "1", "big", "out.bin"],
+    ));
+    assert_eq!(std::fs::read(d.join("out.bin")).unwrap(), body);
+    ok(&stowage(
+        d,
+        &[
+            "cp",
+            "--ranges",
+            "1",
+            "--range-mib",
+            "2",
+            "local:big",
+            "cp.bin",
+        ],
+    ));
+    assert_eq!(std::fs::read(d.join("cp.bin")).unwrap(), body);
+    for (flag, value) in [
+        ("--ranges", "0"),
+        ("--ranges", "65"),
+        ("--ranges", "many"),
+        ("--range-mib", "0"),
+        ("--range-mib", "5121"),
+        ("--range-mib", "-1"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let out = stowage(d, &["get", &arg, "big", "x.bin"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+        assert!(!d.join("x.bin").exists());
+    }
+}

@@ -141,17 +141,24 @@ fn create_partial(dest: &Path) -> Result<(std::fs::File, Partial)> {
     ))
 }
 
-/// Writes `data` at `offset` of `file`, off the async threads.
+/// Writes `data` at `offset` of `file`, off the async threads; with
+/// `writeback`, starts writing those bytes to disk without waiting for
+/// them ([`start_writeback`]).
 async fn write_at(
     file: Arc<std::fs::File>,
     offset: u64,
     data: bytes::Bytes,
+    writeback: bool,
 ) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || {
         #[cfg(unix)]
         {
             use std::os::unix::fs::FileExt;
-            file.write_all_at(&data, offset)
+            file.write_all_at(&data, offset)?;
+            if writeback {
+                start_writeback(&file, offset, data.len() as u64);
+            }
+            Ok(())
         }
         #[cfg(not(unix))]
         {
@@ -165,6 +172,28 @@ async fn write_at(
     .map_err(std::io::Error::other)?
 }
 
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to
+/// disk and returns at once (Linux `sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), so the writeback overlaps the download and
+/// the sync before the rename waits only for the last bytes. Only a hint:
+/// a failure is ignored, since the sync reports any error.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is borrowed from `file`, open for the whole
+    // call; the call reads and writes no memory of this process.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Elsewhere the sync before the rename writes everything.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &std::fs::File, _: u64, _: u64) {}
+
 /// Bytes gathered before one positional write: network chunks are small
 /// (tens of KiB), and a blocking-pool hop per chunk costs more than the
 /// write itself.
@@ -173,15 +202,19 @@ const WRITE_BATCH: usize = 1 << 20;
 /// Writes a range's chunks at their offsets in batches of [`WRITE_BATCH`].
 struct Batch {
     file: Arc<std::fs::File>,
+    /// Whether written bytes start going to disk at once (the download
+    /// is synced before its rename).
+    writeback: bool,
     /// Where the gathered bytes go.
     at: u64,
     buf: bytes::BytesMut,
 }
 
 impl Batch {
-    fn new(file: Arc<std::fs::File>, at: u64) -> Self {
+    fn new(file: Arc<std::fs::File>, at: u64, writeback: bool) -> Self {
         Self {
             file,
+            writeback,
             at,
             buf: bytes::BytesMut::new(),
         }
@@ -206,7 +239,7 @@ impl Batch {
         }
         let data = self.buf.split().freeze();
         let n = data.len() as u64;
-        write_at(self.file.clone(), self.at, data)
+        write_at(self.file.clone(), self.at, data, self.writeback)
             .await
             .map_err(|e| io("writing the download".into(), e))?;
         self.at += n;
@@ -286,7 +319,7 @@ pub async fn download_to_file<S: Storage + ?Sized>(
         async move {
             let mut stream = first.stream;
             let mut at = first.range.start;
-            let mut batch = Batch::new(file, at);
+            let mut batch = Batch::new(file, at, options.sync);
             while let Some(chunk) = stream.try_next().await? {
                 let n = chunk.len() as u64;
                 batch.push(&chunk).await?;
@@ -315,6 +348,7 @@ pub async fn download_to_file<S: Storage + ?Sized>(
                 end,
                 size,
                 etag: etag.clone(),
+                writeback: options.sync,
             };
             in_flight.push(fetch_range(storage, path, want, file.clone(), progress));
         }
@@ -354,6 +388,8 @@ struct Expect {
     end: u64,
     size: u64,
     etag: Option<String>,
+    /// Start the writeback of written bytes ([`start_writeback`]).
+    writeback: bool,
 }
 
 /// Reads one range into the file at its offset, checking it comes from
@@ -371,6 +407,7 @@ fn fetch_range<'a, S: Storage + ?Sized>(
             end,
             size,
             etag,
+            writeback,
         } = want;
         let got = storage
             .get(
@@ -386,7 +423,7 @@ fn fetch_range<'a, S: Storage + ?Sized>(
         }
         let mut stream = got.stream;
         let mut at = start;
-        let mut batch = Batch::new(file, at);
+        let mut batch = Batch::new(file, at, writeback);
         while let Some(chunk) = stream.try_next().await? {
             let n = chunk.len() as u64;
             if at + n > end {

@@ -216,22 +216,33 @@ async fn profile_read(env: &S3Env, which: &str, size: u64) {
     }
 }
 
-/// Runs `integration/bench/boto3_s3.py OP KEY ARG`; returns its seconds.
+/// Runs `integration/bench/boto3_s3.py OP KEY ARG`; returns the seconds
+/// it measured around the transfer (interpreter start-up and imports
+/// excluded).
 fn boto3(op: &str, key: &str, arg: &str) -> f64 {
+    boto3_whole(op, key, arg).0
+}
+
+/// [`boto3`]'s seconds and the whole process's, start-up included (what
+/// a user timing the command sees, as the CLI's figures are taken).
+fn boto3_whole(op: &str, key: &str, arg: &str) -> (f64, f64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/boto3_s3.py");
+    let t = Instant::now();
     let out = Command::new("python3")
         .args([script, op, key, arg])
         .output()
         .expect("python3");
+    let whole = t.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
         "boto3 {op}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    let inner = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .expect("seconds")
+        .expect("seconds");
+    (inner, whole)
 }
 
 /// Runs the `stowage` binary built next to this one; returns the seconds
@@ -383,6 +394,8 @@ async fn main() {
     let mut read = vec![vec![]; READERS.len()];
     let mut rss = vec![];
     let (mut cli_put_rss, mut cli_get_rss) = (vec![], vec![]);
+    // upload_file and download_file as whole processes, per round.
+    let (mut xfer_put_whole, mut xfer_get_whole) = (vec![], vec![]);
     for round in 0..rounds {
         // Rotate the order so no contender always goes first.
         let mut w = [0.0f64; WRITERS.len()];
@@ -403,7 +416,12 @@ async fn main() {
                 }
                 4 => sdk_upload(&env, &client, &full_key("sdk-object"), size, part).await,
                 5 => boto3("upload", &full_key("boto3-object"), &size.to_string()),
-                _ => boto3("upload_file", &full_key("xfer-object"), &input_s),
+                _ => {
+                    let (secs, whole) =
+                        boto3_whole("upload_file", &full_key("xfer-object"), &input_s);
+                    xfer_put_whole.push(whole);
+                    secs
+                }
             };
             // Objects no reader needs go at once: RGW's in-memory store
             // has room for a few 1 GiB objects, not for all seven.
@@ -437,7 +455,12 @@ async fn main() {
                 }
                 2 => sdk_download(&env, &client, &full_key("sdk-object"), size).await,
                 3 => boto3("download", &full_key("sdk-object"), &size.to_string()),
-                _ => boto3("download_file", &full_key("xfer-object"), &output_s),
+                _ => {
+                    let (secs, whole) =
+                        boto3_whole("download_file", &full_key("xfer-object"), &output_s);
+                    xfer_get_whole.push(whole);
+                    secs
+                }
             };
             if which == 1 || which == 4 {
                 assert_eq!(std::fs::metadata(&output).unwrap().len(), size);
@@ -533,6 +556,17 @@ async fn main() {
     println!(
         "  read stowage get vs boto3 download_file: {:.2}x",
         ratio(&read, 1, 4)
+    );
+    // The CLI's process time against the Python process's (both whole).
+    let whole =
+        |cli: &[f64], python: &[f64]| median(cli.iter().zip(python).map(|(c, p)| p / c).collect());
+    println!(
+        "  stowage put vs upload_file, whole processes:   {:.2}x",
+        whole(&write[3], &xfer_put_whole)
+    );
+    println!(
+        "  stowage get vs download_file, whole processes: {:.2}x",
+        whole(&read[1], &xfer_get_whole)
     );
     let bound = (storage.config().upload_concurrency as f64 + 2.0) * (part / MIB) as f64 + 64.0;
     println!("  stowage upload peak RSS: max {:.0} MiB over rounds (bound (in flight + 2) x part + 64 MiB = {bound:.0} MiB)",

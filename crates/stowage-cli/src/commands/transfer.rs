@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
+use stowage::download::DownloadOptions;
 use stowage::{GetOptions, PutOptions, Storage, StoragePath, WriteStream};
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
@@ -81,9 +82,10 @@ async fn download(
     path: &StoragePath,
     local: &Path,
     from: &str,
+    options: DownloadOptions,
 ) -> Result<(), Failure> {
     if !is_std(local) {
-        return download_file(storage, path, local, from).await;
+        return download_file(storage, path, local, from, options).await;
     }
     interrupt::begin(Activity::Read {
         what: format!("the download of {from} to stdout"),
@@ -115,6 +117,7 @@ async fn download_file(
     path: &StoragePath,
     local: &Path,
     from: &str,
+    options: DownloadOptions,
 ) -> Result<(), Failure> {
     let what = format!("the download of {from} to {}", local.display());
     interrupt::begin(Activity::Read {
@@ -137,14 +140,7 @@ async fn download_file(
         }
         _ => {}
     };
-    stowage::download::download_to_file(
-        storage,
-        path,
-        local,
-        stowage::download::DownloadOptions::default(),
-        &events,
-    )
-    .await?;
+    stowage::download::download_to_file(storage, path, local, options, &events).await?;
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
@@ -168,16 +164,27 @@ pub(crate) async fn put(
     upload(&*storage, local, &path, options, &to).await
 }
 
-/// `stowage get PATH LOCAL` and `stowage cat PATH`.
-pub(crate) async fn get(ctx: &Context, path: &str, local: &Path) -> Result<(), Failure> {
+/// `stowage get PATH LOCAL` and `stowage cat PATH`; `options` for a
+/// download to a file.
+pub(crate) async fn get(
+    ctx: &Context,
+    path: &str,
+    local: &Path,
+    options: DownloadOptions,
+) -> Result<(), Failure> {
     let path = storage_path(path)?;
     let from = format!("{}:{path}", ctx.selected()?.name);
     let storage = ctx.storage().await?;
-    download(&*storage, &path, local, &from).await
+    download(&*storage, &path, local, &from, options).await
 }
 
-/// `stowage cp SOURCE DEST`.
-pub(crate) async fn cp(ctx: &Context, source: &str, dest: &str) -> Result<(), Failure> {
+/// `stowage cp SOURCE DEST`; `options` for a download to a file.
+pub(crate) async fn cp(
+    ctx: &Context,
+    source: &str,
+    dest: &str,
+    options: DownloadOptions,
+) -> Result<(), Failure> {
     let open = |location: String| async move { ctx.storage_named(&location).await };
     match (
         Target::parse(source, &ctx.config),
@@ -199,7 +206,7 @@ pub(crate) async fn cp(ctx: &Context, source: &str, dest: &str) -> Result<(), Fa
         }
         (Target::Storage { location, path }, Target::Local(local)) => {
             let path = storage_path(&path)?;
-            download(&*open(location).await?, &path, &local, source).await
+            download(&*open(location).await?, &path, &local, source, options).await
         }
         (
             Target::Storage {
