@@ -36,33 +36,38 @@ const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 /// A part's MD5 being computed: [`PendingMd5::hex`] gives it.
 pub(crate) struct PendingMd5 {
     data: Bytes,
-    answer: Option<oneshot::Receiver<[u8; 16]>>,
+    /// The part's number with the hasher, and where its MD5 comes.
+    answer: Option<(u64, oneshot::Receiver<[u8; 16]>)>,
 }
 
 /// Hands `data` to the hasher. `in_flight` is how many parts its writer
-/// keeps in flight: hashing starts once that many parts wait (at once
-/// for 1), so a writer's parts share the lanes without waiting on each
-/// other.
+/// keeps in flight: the lanes run once that many parts are there (at
+/// once for 1), or when a caller needs a result.
 pub(crate) fn submit(data: Bytes, in_flight: usize) -> PendingMd5 {
+    static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let answer = hasher().and_then(|tx| {
         let (answer, rx) = oneshot::channel();
+        let id = IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let job = Job {
+            id,
             data: data.clone(),
             answer,
+            since: Instant::now(),
+            in_flight,
         };
-        tx.send(Message::Hash(job, in_flight)).ok()?;
-        Some(rx)
+        tx.send(Message::Hash(job)).ok()?;
+        Some((id, rx))
     });
     PendingMd5 { data, answer }
 }
 
 impl PendingMd5 {
     /// The part's MD5 as lowercase hex (what S3 answers as its ETag),
-    /// hashed now if it has not started.
+    /// hashed now if it is not yet.
     pub(crate) async fn hex(self) -> String {
-        if let Some(rx) = self.answer {
+        if let Some((id, rx)) = self.answer {
             if let Some(tx) = hasher() {
-                let _ = tx.send(Message::Start);
+                let _ = tx.send(Message::Want(id));
             }
             if let Ok(digest) = rx.await {
                 return hex(&digest);
@@ -78,13 +83,10 @@ fn hex(digest: &[u8; 16]) -> String {
 
 /// A part to hash and where its MD5 goes.
 struct Job {
+    id: u64,
     data: Bytes,
     answer: oneshot::Sender<[u8; 16]>,
-}
-
-/// A part in the hasher's queue.
-struct Waiting {
-    job: Job,
+    /// When it was handed over.
     since: Instant,
     /// Parts its writer keeps in flight.
     in_flight: usize,
@@ -92,10 +94,10 @@ struct Waiting {
 
 /// What the hasher thread is told.
 enum Message {
-    /// Hash this part, whose writer has this many in flight.
-    Hash(Job, usize),
-    /// A caller waits for a result: start with what has gathered.
-    Start,
+    /// Hash this part.
+    Hash(Job),
+    /// A caller waits for this part's MD5: hash it now.
+    Want(u64),
 }
 
 /// The hasher thread's queue, started on first use; `None` without AVX2
@@ -115,59 +117,63 @@ fn hasher() -> Option<&'static mpsc::Sender<Message>> {
         .as_ref()
 }
 
-/// The hasher thread: parts wait until a caller asks for a result, as
-/// many wait as a writer keeps in flight (or fill the lanes), or
-/// [`MAX_WAIT`] passes; then
-/// every waiting part gets a lane, and parts that arrive meanwhile join.
+/// The hasher thread. The lanes run only while a caller waits for a
+/// result, while as many parts are there as their writer keeps in flight
+/// (or the lanes are full), or once a part has waited [`MAX_WAIT`];
+/// otherwise parts stay where they are, half hashed or not begun, until
+/// company comes. So the CPU goes to full lanes, and a result is never
+/// late because of it.
 fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
-    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut wanted: Vec<u64> = Vec::new();
     let mut lanes = Lanes::new(simd);
-    let mut go = false;
     loop {
-        if lanes.idle() {
-            let Some(first) = waiting.front() else {
-                go = false;
-                match rx.recv() {
-                    Ok(message) => take(message, &mut waiting, &mut go),
-                    Err(_) => return,
-                }
-                continue;
-            };
-            let enough = waiting.iter().map(|w| w.in_flight).min().unwrap_or(1);
-            if !go && waiting.len() < enough.clamp(1, LANES) {
-                match rx.recv_timeout(MAX_WAIT.saturating_sub(first.since.elapsed())) {
-                    Ok(message) => take(message, &mut waiting, &mut go),
-                    Err(_) => go = true,
-                }
-                continue;
+        // Parts whose caller gave up (its send failed) need no result.
+        waiting.retain(|job| !job.answer.is_closed());
+        let present = || lanes.jobs().chain(waiting.iter());
+        let Some(oldest) = present().map(|job| job.since).min() else {
+            wanted.clear();
+            match rx.recv() {
+                Ok(message) => take(message, &mut waiting, &mut wanted),
+                Err(_) => return,
             }
+            continue;
+        };
+        let company = present().map(|job| job.in_flight).min().unwrap_or(1);
+        let count = present().count();
+        let due =
+            !wanted.is_empty() || count >= company.clamp(1, LANES) || oldest.elapsed() >= MAX_WAIT;
+        if !due {
+            match rx.recv_timeout(MAX_WAIT.saturating_sub(oldest.elapsed())) {
+                Ok(message) => take(message, &mut waiting, &mut wanted),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
         }
         while lanes.has_room() {
-            let Some(Waiting { job, .. }) = waiting.pop_front() else {
+            let Some(job) = waiting.pop_front() else {
                 break;
             };
-            // A caller that gave up (its send failed) needs no result.
-            if !job.answer.is_closed() {
-                lanes.start(job);
-            }
+            lanes.start(job);
         }
-        lanes.run(BLOCKS_PER_TURN);
+        for done in lanes.run(BLOCKS_PER_TURN) {
+            wanted.retain(|id| *id != done);
+        }
         while let Ok(message) = rx.try_recv() {
-            take(message, &mut waiting, &mut go);
+            take(message, &mut waiting, &mut wanted);
         }
+        // A result asked for after it was sent is wanted no more.
+        let here: Vec<u64> = lanes.jobs().chain(waiting.iter()).map(|j| j.id).collect();
+        wanted.retain(|id| here.contains(id));
     }
 }
 
-/// Queues a message for [`serve`]; `go` turns true when hashing should
-/// start.
-fn take(message: Message, waiting: &mut VecDeque<Waiting>, go: &mut bool) {
+/// Queues a message for [`serve`].
+fn take(message: Message, waiting: &mut VecDeque<Job>, wanted: &mut Vec<u64>) {
     match message {
-        Message::Hash(job, in_flight) => waiting.push_back(Waiting {
-            job,
-            since: Instant::now(),
-            in_flight,
-        }),
-        Message::Start => *go = true,
+        Message::Hash(job) => waiting.push_back(job),
+        Message::Want(id) => wanted.push(id),
     }
 }
 
@@ -208,17 +214,38 @@ impl Lane {
         (self.job.data.len() - self.at) / 64 + self.tail_blocks - self.tail_at
     }
 
-    /// The next block, and moves past it.
-    fn next_block(&mut self) -> &[u8] {
+    /// Where the next block is, and moves past it.
+    fn advance(&mut self) -> Block {
         if self.at + 64 <= self.job.data.len() {
             self.at += 64;
-            &self.job.data[self.at - 64..self.at]
+            Block::Data(self.at - 64)
         } else {
             self.tail_at += 1;
-            &self.tail[(self.tail_at - 1) * 64..self.tail_at * 64]
+            Block::Tail(self.tail_at - 1)
         }
     }
+
+    /// The 64 bytes of `block`.
+    fn block(&self, block: Block) -> &[u8; 64] {
+        let bytes = match block {
+            Block::Data(at) => self.job.data.get(at..),
+            Block::Tail(i) => self.tail.get(i * 64..),
+        };
+        bytes.and_then(|b| b.first_chunk()).unwrap_or(&ZERO_BLOCK)
+    }
 }
+
+/// Where a lane's next block comes from.
+#[derive(Clone, Copy)]
+enum Block {
+    /// At this offset of the part.
+    Data(usize),
+    /// The padded tail's first or second block.
+    Tail(usize),
+}
+
+/// What idle lanes hash (their results are never read).
+static ZERO_BLOCK: [u8; 64] = [0; 64];
 
 /// Up to [`LANES`] parts and their MD5 states, lane by lane.
 struct Lanes {
@@ -237,8 +264,9 @@ impl Lanes {
         }
     }
 
-    fn idle(&self) -> bool {
-        self.lanes.iter().all(Option::is_none)
+    /// The parts in the lanes.
+    fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.lanes.iter().flatten().map(|lane| &lane.job)
     }
 
     fn has_room(&self) -> bool {
@@ -256,8 +284,9 @@ impl Lanes {
     }
 
     /// Hashes up to `most` blocks in every busy lane, stopping early when
-    /// a part is done, and sends the finished parts' MD5s.
-    fn run(&mut self, most: usize) {
+    /// a part is done; sends the finished parts' MD5s and returns their
+    /// ids.
+    fn run(&mut self, most: usize) -> Vec<u64> {
         let turns = self
             .lanes
             .iter()
@@ -266,20 +295,19 @@ impl Lanes {
             .min()
             .unwrap_or(0)
             .min(most);
-        let zero = [0u8; 64];
         for _ in 0..turns {
-            let mut words = [[0u32; LANES]; 16];
+            let mut at = [None; LANES];
             for (i, lane) in self.lanes.iter_mut().enumerate() {
-                let block = match lane {
-                    Some(lane) => lane.next_block(),
-                    None => &zero[..],
-                };
-                for (j, word) in block.chunks_exact(4).enumerate() {
-                    words[j][i] = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-                }
+                at[i] = lane.as_mut().map(Lane::advance);
             }
-            self.simd.compress(&mut self.state, &words);
+            let blocks: [&[u8; 64]; LANES] =
+                std::array::from_fn(|i| match (&self.lanes[i], at[i]) {
+                    (Some(lane), Some(block)) => lane.block(block),
+                    _ => &ZERO_BLOCK,
+                });
+            self.simd.compress(&mut self.state, &blocks);
         }
+        let mut done = Vec::new();
         for (i, slot) in self.lanes.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|lane| lane.left() == 0) {
                 if let Some(lane) = slot.take() {
@@ -287,10 +315,12 @@ impl Lanes {
                     for (word, out) in digest.chunks_exact_mut(4).enumerate() {
                         out.copy_from_slice(&self.state[word][i].to_le_bytes());
                     }
+                    done.push(lane.job.id);
                     let _ = lane.job.answer.send(digest);
                 }
             }
         }
+        done
     }
 }
 
@@ -325,18 +355,18 @@ mod simd {
             }
         }
 
-        /// Hashes `words` (word `j` of every lane's block) into `state`.
+        /// Hashes one block per lane into `state`.
         pub(in crate::md5_lanes) fn compress(
             self,
             state: &mut [[u32; LANES]; 4],
-            words: &[[u32; LANES]; 16],
+            blocks: &[&[u8; 64]; LANES],
         ) {
             // SAFETY: a `Simd` exists only where the CPU has what its kind
             // names (AVX-512 implies AVX2).
             unsafe {
                 match self.0 {
-                    Kind::Avx2 => compress_avx2(state, words),
-                    Kind::Avx512 => compress_avx512(state, words),
+                    Kind::Avx2 => compress_avx2(state, blocks),
+                    Kind::Avx512 => compress_avx512(state, blocks),
                 }
             }
         }
@@ -417,15 +447,57 @@ mod simd {
         };
     }
 
+    /// Rows of eight 32-bit words to columns: `out[j]` holds word `j` of
+    /// every row, row `l` in lane `l`.
+    #[target_feature(enable = "avx2")]
+    fn transpose(r: [__m256i; LANES]) -> [__m256i; LANES] {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
+    }
+
     /// A function hashing one block per lane with the given operations.
     macro_rules! block_fn {
         ($name:ident, $features:literal, $rotl:ident, $f:ident, $g:ident, $h:ident, $i:ident) => {
             #[target_feature(enable = $features)]
-            fn $name(state: &mut [[u32; LANES]; 4], words: &[[u32; LANES]; 16]) {
-                // SAFETY: every load and store is of a whole `[u32; 8]`, 32 bytes.
+            fn $name(state: &mut [[u32; LANES]; 4], blocks: &[&[u8; 64]; LANES]) {
+                // SAFETY: every load and store is of 32 bytes within a
+                // `[u32; 8]` or a 64-byte block.
                 unsafe {
                     let load = |x: &[u32; LANES]| _mm256_loadu_si256(x.as_ptr().cast());
-                    let w: [__m256i; 16] = std::array::from_fn(|j| load(&words[j]));
+                    // Each lane's block as two rows of eight words, turned
+                    // into sixteen registers of word j of every lane.
+                    let low = transpose(std::array::from_fn(|l| {
+                        _mm256_loadu_si256(blocks[l].as_ptr().cast())
+                    }));
+                    let high = transpose(std::array::from_fn(|l| {
+                        _mm256_loadu_si256(blocks[l].as_ptr().add(32).cast())
+                    }));
+                    let w: [__m256i; 16] =
+                        std::array::from_fn(|j| if j < 8 { low[j] } else { high[j - 8] });
                     let (a0, b0, c0, d0) = (
                         load(&state[0]),
                         load(&state[1]),
@@ -542,7 +614,7 @@ mod simd {
         pub(in crate::md5_lanes) fn compress(
             self,
             _: &mut [[u32; LANES]; 4],
-            _: &[[u32; LANES]; 16],
+            _: &[&[u8; 64]; LANES],
         ) {
             match self {}
         }
@@ -632,13 +704,16 @@ mod tests {
             expected.push(md5_hex(&data));
             let (answer, rx) = oneshot::channel();
             lanes.start(Job {
+                id: len as u64,
                 data: Bytes::from(data),
                 answer,
+                since: Instant::now(),
+                in_flight: 8,
             });
             answers.push(rx);
         }
         assert!(!lanes.has_room());
-        while !lanes.idle() {
+        while lanes.jobs().next().is_some() {
             lanes.run(7);
         }
         for (mut rx, expected) in answers.into_iter().zip(expected) {
