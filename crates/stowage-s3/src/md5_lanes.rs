@@ -214,6 +214,11 @@ impl Lane {
         (self.job.data.len() - self.at) / 64 + self.tail_blocks - self.tail_at
     }
 
+    /// Whole blocks of the part left to hash (the tail not counted).
+    fn whole_left(&self) -> usize {
+        (self.job.data.len() - self.at) / 64
+    }
+
     /// Where the next block is, and moves past it.
     fn advance(&mut self) -> Block {
         if self.at + 64 <= self.job.data.len() {
@@ -287,25 +292,39 @@ impl Lanes {
     /// a part is done; sends the finished parts' MD5s and returns their
     /// ids.
     fn run(&mut self, most: usize) -> Vec<u64> {
-        let turns = self
+        // Whole blocks of every busy lane in one call while they last,
+        // the state kept in registers; then the tails, a block at a time.
+        let whole = self
             .lanes
             .iter()
             .flatten()
-            .map(Lane::left)
+            .map(Lane::whole_left)
             .min()
             .unwrap_or(0)
             .min(most);
-        for _ in 0..turns {
+        if whole > 0 {
+            let blocks: [&[u8]; LANES] = std::array::from_fn(|i| match &self.lanes[i] {
+                Some(lane) => lane
+                    .job
+                    .data
+                    .get(lane.at..lane.at + 64 * whole)
+                    .unwrap_or(&ZERO_BLOCK),
+                None => &ZERO_BLOCK,
+            });
+            self.simd.compress(&mut self.state, &blocks, whole);
+            for lane in self.lanes.iter_mut().flatten() {
+                lane.at += 64 * whole;
+            }
+        } else if self.lanes.iter().any(Option::is_some) {
             let mut at = [None; LANES];
             for (i, lane) in self.lanes.iter_mut().enumerate() {
                 at[i] = lane.as_mut().map(Lane::advance);
             }
-            let blocks: [&[u8; 64]; LANES] =
-                std::array::from_fn(|i| match (&self.lanes[i], at[i]) {
-                    (Some(lane), Some(block)) => lane.block(block),
-                    _ => &ZERO_BLOCK,
-                });
-            self.simd.compress(&mut self.state, &blocks);
+            let blocks: [&[u8]; LANES] = std::array::from_fn(|i| match (&self.lanes[i], at[i]) {
+                (Some(lane), Some(block)) => &lane.block(block)[..],
+                _ => &ZERO_BLOCK[..],
+            });
+            self.simd.compress(&mut self.state, &blocks, 1);
         }
         let mut done = Vec::new();
         for (i, slot) in self.lanes.iter_mut().enumerate() {
@@ -356,17 +375,30 @@ mod simd {
         }
 
         /// Hashes one block per lane into `state`.
+        /// `blocks[l]` holds `turns` blocks for lane `l`, or one block
+        /// hashed `turns` times (an idle lane, whose state is not read);
+        /// a lane with less than one block makes the call do nothing.
         pub(in crate::md5_lanes) fn compress(
             self,
             state: &mut [[u32; LANES]; 4],
-            blocks: &[&[u8; 64]; LANES],
+            blocks: &[&[u8]; LANES],
+            turns: usize,
         ) {
+            let mut strides = [0usize; LANES];
+            for (stride, block) in strides.iter_mut().zip(blocks) {
+                if block.len() >= 64 * turns {
+                    *stride = 64;
+                } else if block.len() < 64 {
+                    return;
+                }
+            }
             // SAFETY: a `Simd` exists only where the CPU has what its kind
-            // names (AVX-512 implies AVX2).
+            // names (AVX-512 implies AVX2); every lane's slice holds the
+            // 64 bytes at `stride * t` for every turn `t` (checked above).
             unsafe {
                 match self.0 {
-                    Kind::Avx2 => compress_avx2(state, blocks),
-                    Kind::Avx512 => compress_avx512(state, blocks),
+                    Kind::Avx2 => compress_avx2(state, blocks, &strides, turns),
+                    Kind::Avx512 => compress_avx512(state, blocks, &strides, turns),
                 }
             }
         }
@@ -483,99 +515,109 @@ mod simd {
     macro_rules! block_fn {
         ($name:ident, $features:literal, $rotl:ident, $f:ident, $g:ident, $h:ident, $i:ident) => {
             #[target_feature(enable = $features)]
-            fn $name(state: &mut [[u32; LANES]; 4], blocks: &[&[u8; 64]; LANES]) {
-                // SAFETY: every load and store is of 32 bytes within a
-                // `[u32; 8]` or a 64-byte block.
+            /// # Safety
+            /// The CPU has the features; `blocks[l]` holds 64 bytes at
+            /// `strides[l] * t` for every `t < turns`.
+            unsafe fn $name(
+                state: &mut [[u32; LANES]; 4],
+                blocks: &[&[u8]; LANES],
+                strides: &[usize; LANES],
+                turns: usize,
+            ) {
+                // SAFETY: the state's loads and stores are of whole
+                // `[u32; 8]`s; the blocks' are within the bytes the caller
+                // vouches for.
                 unsafe {
                     let load = |x: &[u32; LANES]| _mm256_loadu_si256(x.as_ptr().cast());
-                    // Each lane's block as two rows of eight words, turned
-                    // into sixteen registers of word j of every lane.
-                    let low = transpose(std::array::from_fn(|l| {
-                        _mm256_loadu_si256(blocks[l].as_ptr().cast())
-                    }));
-                    let high = transpose(std::array::from_fn(|l| {
-                        _mm256_loadu_si256(blocks[l].as_ptr().add(32).cast())
-                    }));
-                    let w: [__m256i; 16] =
-                        std::array::from_fn(|j| if j < 8 { low[j] } else { high[j - 8] });
-                    let (a0, b0, c0, d0) = (
+                    let (mut a0, mut b0, mut c0, mut d0) = (
                         load(&state[0]),
                         load(&state[1]),
                         load(&state[2]),
                         load(&state[3]),
                     );
-                    let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-                    step!($rotl, $f, a, b, c, d, w[0], 0xd76aa478u32, 7);
-                    step!($rotl, $f, d, a, b, c, w[1], 0xe8c7b756u32, 12);
-                    step!($rotl, $f, c, d, a, b, w[2], 0x242070dbu32, 17);
-                    step!($rotl, $f, b, c, d, a, w[3], 0xc1bdceeeu32, 22);
-                    step!($rotl, $f, a, b, c, d, w[4], 0xf57c0fafu32, 7);
-                    step!($rotl, $f, d, a, b, c, w[5], 0x4787c62au32, 12);
-                    step!($rotl, $f, c, d, a, b, w[6], 0xa8304613u32, 17);
-                    step!($rotl, $f, b, c, d, a, w[7], 0xfd469501u32, 22);
-                    step!($rotl, $f, a, b, c, d, w[8], 0x698098d8u32, 7);
-                    step!($rotl, $f, d, a, b, c, w[9], 0x8b44f7afu32, 12);
-                    step!($rotl, $f, c, d, a, b, w[10], 0xffff5bb1u32, 17);
-                    step!($rotl, $f, b, c, d, a, w[11], 0x895cd7beu32, 22);
-                    step!($rotl, $f, a, b, c, d, w[12], 0x6b901122u32, 7);
-                    step!($rotl, $f, d, a, b, c, w[13], 0xfd987193u32, 12);
-                    step!($rotl, $f, c, d, a, b, w[14], 0xa679438eu32, 17);
-                    step!($rotl, $f, b, c, d, a, w[15], 0x49b40821u32, 22);
-                    step!($rotl, $g, a, b, c, d, w[1], 0xf61e2562u32, 5);
-                    step!($rotl, $g, d, a, b, c, w[6], 0xc040b340u32, 9);
-                    step!($rotl, $g, c, d, a, b, w[11], 0x265e5a51u32, 14);
-                    step!($rotl, $g, b, c, d, a, w[0], 0xe9b6c7aau32, 20);
-                    step!($rotl, $g, a, b, c, d, w[5], 0xd62f105du32, 5);
-                    step!($rotl, $g, d, a, b, c, w[10], 0x02441453u32, 9);
-                    step!($rotl, $g, c, d, a, b, w[15], 0xd8a1e681u32, 14);
-                    step!($rotl, $g, b, c, d, a, w[4], 0xe7d3fbc8u32, 20);
-                    step!($rotl, $g, a, b, c, d, w[9], 0x21e1cde6u32, 5);
-                    step!($rotl, $g, d, a, b, c, w[14], 0xc33707d6u32, 9);
-                    step!($rotl, $g, c, d, a, b, w[3], 0xf4d50d87u32, 14);
-                    step!($rotl, $g, b, c, d, a, w[8], 0x455a14edu32, 20);
-                    step!($rotl, $g, a, b, c, d, w[13], 0xa9e3e905u32, 5);
-                    step!($rotl, $g, d, a, b, c, w[2], 0xfcefa3f8u32, 9);
-                    step!($rotl, $g, c, d, a, b, w[7], 0x676f02d9u32, 14);
-                    step!($rotl, $g, b, c, d, a, w[12], 0x8d2a4c8au32, 20);
-                    step!($rotl, $h, a, b, c, d, w[5], 0xfffa3942u32, 4);
-                    step!($rotl, $h, d, a, b, c, w[8], 0x8771f681u32, 11);
-                    step!($rotl, $h, c, d, a, b, w[11], 0x6d9d6122u32, 16);
-                    step!($rotl, $h, b, c, d, a, w[14], 0xfde5380cu32, 23);
-                    step!($rotl, $h, a, b, c, d, w[1], 0xa4beea44u32, 4);
-                    step!($rotl, $h, d, a, b, c, w[4], 0x4bdecfa9u32, 11);
-                    step!($rotl, $h, c, d, a, b, w[7], 0xf6bb4b60u32, 16);
-                    step!($rotl, $h, b, c, d, a, w[10], 0xbebfbc70u32, 23);
-                    step!($rotl, $h, a, b, c, d, w[13], 0x289b7ec6u32, 4);
-                    step!($rotl, $h, d, a, b, c, w[0], 0xeaa127fau32, 11);
-                    step!($rotl, $h, c, d, a, b, w[3], 0xd4ef3085u32, 16);
-                    step!($rotl, $h, b, c, d, a, w[6], 0x04881d05u32, 23);
-                    step!($rotl, $h, a, b, c, d, w[9], 0xd9d4d039u32, 4);
-                    step!($rotl, $h, d, a, b, c, w[12], 0xe6db99e5u32, 11);
-                    step!($rotl, $h, c, d, a, b, w[15], 0x1fa27cf8u32, 16);
-                    step!($rotl, $h, b, c, d, a, w[2], 0xc4ac5665u32, 23);
-                    step!($rotl, $i, a, b, c, d, w[0], 0xf4292244u32, 6);
-                    step!($rotl, $i, d, a, b, c, w[7], 0x432aff97u32, 10);
-                    step!($rotl, $i, c, d, a, b, w[14], 0xab9423a7u32, 15);
-                    step!($rotl, $i, b, c, d, a, w[5], 0xfc93a039u32, 21);
-                    step!($rotl, $i, a, b, c, d, w[12], 0x655b59c3u32, 6);
-                    step!($rotl, $i, d, a, b, c, w[3], 0x8f0ccc92u32, 10);
-                    step!($rotl, $i, c, d, a, b, w[10], 0xffeff47du32, 15);
-                    step!($rotl, $i, b, c, d, a, w[1], 0x85845dd1u32, 21);
-                    step!($rotl, $i, a, b, c, d, w[8], 0x6fa87e4fu32, 6);
-                    step!($rotl, $i, d, a, b, c, w[15], 0xfe2ce6e0u32, 10);
-                    step!($rotl, $i, c, d, a, b, w[6], 0xa3014314u32, 15);
-                    step!($rotl, $i, b, c, d, a, w[13], 0x4e0811a1u32, 21);
-                    step!($rotl, $i, a, b, c, d, w[4], 0xf7537e82u32, 6);
-                    step!($rotl, $i, d, a, b, c, w[11], 0xbd3af235u32, 10);
-                    step!($rotl, $i, c, d, a, b, w[2], 0x2ad7d2bbu32, 15);
-                    step!($rotl, $i, b, c, d, a, w[9], 0xeb86d391u32, 21);
-                    let out = [
-                        _mm256_add_epi32(a, a0),
-                        _mm256_add_epi32(b, b0),
-                        _mm256_add_epi32(c, c0),
-                        _mm256_add_epi32(d, d0),
-                    ];
-                    for (word, v) in out.into_iter().enumerate() {
+                    for turn in 0..turns {
+                        // Each lane's block as two rows of eight words, turned
+                        // into sixteen registers of word j of every lane.
+                        let row = |l: usize, half: usize| {
+                            _mm256_loadu_si256(
+                                blocks[l].as_ptr().add(strides[l] * turn + half).cast(),
+                            )
+                        };
+                        let low = transpose(std::array::from_fn(|l| row(l, 0)));
+                        let high = transpose(std::array::from_fn(|l| row(l, 32)));
+                        let w: [__m256i; 16] =
+                            std::array::from_fn(|j| if j < 8 { low[j] } else { high[j - 8] });
+                        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+                        step!($rotl, $f, a, b, c, d, w[0], 0xd76aa478u32, 7);
+                        step!($rotl, $f, d, a, b, c, w[1], 0xe8c7b756u32, 12);
+                        step!($rotl, $f, c, d, a, b, w[2], 0x242070dbu32, 17);
+                        step!($rotl, $f, b, c, d, a, w[3], 0xc1bdceeeu32, 22);
+                        step!($rotl, $f, a, b, c, d, w[4], 0xf57c0fafu32, 7);
+                        step!($rotl, $f, d, a, b, c, w[5], 0x4787c62au32, 12);
+                        step!($rotl, $f, c, d, a, b, w[6], 0xa8304613u32, 17);
+                        step!($rotl, $f, b, c, d, a, w[7], 0xfd469501u32, 22);
+                        step!($rotl, $f, a, b, c, d, w[8], 0x698098d8u32, 7);
+                        step!($rotl, $f, d, a, b, c, w[9], 0x8b44f7afu32, 12);
+                        step!($rotl, $f, c, d, a, b, w[10], 0xffff5bb1u32, 17);
+                        step!($rotl, $f, b, c, d, a, w[11], 0x895cd7beu32, 22);
+                        step!($rotl, $f, a, b, c, d, w[12], 0x6b901122u32, 7);
+                        step!($rotl, $f, d, a, b, c, w[13], 0xfd987193u32, 12);
+                        step!($rotl, $f, c, d, a, b, w[14], 0xa679438eu32, 17);
+                        step!($rotl, $f, b, c, d, a, w[15], 0x49b40821u32, 22);
+                        step!($rotl, $g, a, b, c, d, w[1], 0xf61e2562u32, 5);
+                        step!($rotl, $g, d, a, b, c, w[6], 0xc040b340u32, 9);
+                        step!($rotl, $g, c, d, a, b, w[11], 0x265e5a51u32, 14);
+                        step!($rotl, $g, b, c, d, a, w[0], 0xe9b6c7aau32, 20);
+                        step!($rotl, $g, a, b, c, d, w[5], 0xd62f105du32, 5);
+                        step!($rotl, $g, d, a, b, c, w[10], 0x02441453u32, 9);
+                        step!($rotl, $g, c, d, a, b, w[15], 0xd8a1e681u32, 14);
+                        step!($rotl, $g, b, c, d, a, w[4], 0xe7d3fbc8u32, 20);
+                        step!($rotl, $g, a, b, c, d, w[9], 0x21e1cde6u32, 5);
+                        step!($rotl, $g, d, a, b, c, w[14], 0xc33707d6u32, 9);
+                        step!($rotl, $g, c, d, a, b, w[3], 0xf4d50d87u32, 14);
+                        step!($rotl, $g, b, c, d, a, w[8], 0x455a14edu32, 20);
+                        step!($rotl, $g, a, b, c, d, w[13], 0xa9e3e905u32, 5);
+                        step!($rotl, $g, d, a, b, c, w[2], 0xfcefa3f8u32, 9);
+                        step!($rotl, $g, c, d, a, b, w[7], 0x676f02d9u32, 14);
+                        step!($rotl, $g, b, c, d, a, w[12], 0x8d2a4c8au32, 20);
+                        step!($rotl, $h, a, b, c, d, w[5], 0xfffa3942u32, 4);
+                        step!($rotl, $h, d, a, b, c, w[8], 0x8771f681u32, 11);
+                        step!($rotl, $h, c, d, a, b, w[11], 0x6d9d6122u32, 16);
+                        step!($rotl, $h, b, c, d, a, w[14], 0xfde5380cu32, 23);
+                        step!($rotl, $h, a, b, c, d, w[1], 0xa4beea44u32, 4);
+                        step!($rotl, $h, d, a, b, c, w[4], 0x4bdecfa9u32, 11);
+                        step!($rotl, $h, c, d, a, b, w[7], 0xf6bb4b60u32, 16);
+                        step!($rotl, $h, b, c, d, a, w[10], 0xbebfbc70u32, 23);
+                        step!($rotl, $h, a, b, c, d, w[13], 0x289b7ec6u32, 4);
+                        step!($rotl, $h, d, a, b, c, w[0], 0xeaa127fau32, 11);
+                        step!($rotl, $h, c, d, a, b, w[3], 0xd4ef3085u32, 16);
+                        step!($rotl, $h, b, c, d, a, w[6], 0x04881d05u32, 23);
+                        step!($rotl, $h, a, b, c, d, w[9], 0xd9d4d039u32, 4);
+                        step!($rotl, $h, d, a, b, c, w[12], 0xe6db99e5u32, 11);
+                        step!($rotl, $h, c, d, a, b, w[15], 0x1fa27cf8u32, 16);
+                        step!($rotl, $h, b, c, d, a, w[2], 0xc4ac5665u32, 23);
+                        step!($rotl, $i, a, b, c, d, w[0], 0xf4292244u32, 6);
+                        step!($rotl, $i, d, a, b, c, w[7], 0x432aff97u32, 10);
+                        step!($rotl, $i, c, d, a, b, w[14], 0xab9423a7u32, 15);
+                        step!($rotl, $i, b, c, d, a, w[5], 0xfc93a039u32, 21);
+                        step!($rotl, $i, a, b, c, d, w[12], 0x655b59c3u32, 6);
+                        step!($rotl, $i, d, a, b, c, w[3], 0x8f0ccc92u32, 10);
+                        step!($rotl, $i, c, d, a, b, w[10], 0xffeff47du32, 15);
+                        step!($rotl, $i, b, c, d, a, w[1], 0x85845dd1u32, 21);
+                        step!($rotl, $i, a, b, c, d, w[8], 0x6fa87e4fu32, 6);
+                        step!($rotl, $i, d, a, b, c, w[15], 0xfe2ce6e0u32, 10);
+                        step!($rotl, $i, c, d, a, b, w[6], 0xa3014314u32, 15);
+                        step!($rotl, $i, b, c, d, a, w[13], 0x4e0811a1u32, 21);
+                        step!($rotl, $i, a, b, c, d, w[4], 0xf7537e82u32, 6);
+                        step!($rotl, $i, d, a, b, c, w[11], 0xbd3af235u32, 10);
+                        step!($rotl, $i, c, d, a, b, w[2], 0x2ad7d2bbu32, 15);
+                        step!($rotl, $i, b, c, d, a, w[9], 0xeb86d391u32, 21);
+                        a0 = _mm256_add_epi32(a, a0);
+                        b0 = _mm256_add_epi32(b, b0);
+                        c0 = _mm256_add_epi32(c, c0);
+                        d0 = _mm256_add_epi32(d, d0);
+                    }
+                    for (word, v) in [a0, b0, c0, d0].into_iter().enumerate() {
                         _mm256_storeu_si256(state[word].as_mut_ptr().cast(), v);
                     }
                 }
@@ -614,7 +656,8 @@ mod simd {
         pub(in crate::md5_lanes) fn compress(
             self,
             _: &mut [[u32; LANES]; 4],
-            _: &[&[u8; 64]; LANES],
+            _: &[&[u8]; LANES],
+            _: usize,
         ) {
             match self {}
         }
