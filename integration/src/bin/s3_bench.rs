@@ -10,7 +10,10 @@
 //! Run with `integration/bench-s3.sh` (starts Ceph RGW), or with
 //! `STOWAGE_S3_TEST_*` set: `cargo build --release -p stowage-cli -p
 //! stowage-integration --bin stowage --bin s3_bench`, then
-//! `target/release/s3_bench [--size-mib N] [--rounds N]`.
+//! `target/release/s3_bench [--size-mib N] [--rounds N]`. Other modes:
+//! `--compare-read ROUNDS` (the three read streams alone, many short
+//! rounds), `--profile-read stowage|sdk` (a process to profile) and
+//! `--child-upload KEY` (one upload, for its peak RSS).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -216,6 +219,54 @@ async fn profile_read(env: &S3Env, which: &str, size: u64) {
     }
 }
 
+/// `--compare-read ROUNDS`: the stowage stream against the raw SDK body
+/// and boto3's stream on one object (written once), the three in an
+/// order rotated every round; prints each round's MiB/s and the median
+/// per-round ratios. Many short rounds give steadier ratios than the
+/// whole benchmark's few long ones.
+async fn compare_read(env: &S3Env, rounds: usize, size: u64) {
+    let storage = stowage_storage(env).await;
+    let key = "compare-read";
+    let path = StoragePath::parse(key).unwrap();
+    if storage.stat(&path).await.ok().map(|m| m.size) != Some(size) {
+        let b = block();
+        let data = futures::stream::iter((0..size / MIB).map(move |_| Ok(b.clone()))).boxed();
+        storage
+            .put_stream(&path, data, PutOptions::default())
+            .await
+            .unwrap();
+    }
+    let client = env.sdk().await;
+    let full = format!("stowage-bench/{key}");
+    let mib = (size / MIB) as f64;
+    let (mut vs_sdk, mut vs_boto3) = (vec![], vec![]);
+    for round in 0..rounds {
+        let mut t = [0.0f64; 3];
+        for slot in 0..3 {
+            let which = (slot + round) % 3;
+            t[which] = match which {
+                0 => stowage_download(&storage, key, size).await,
+                1 => sdk_download(env, &client, &full, size).await,
+                _ => boto3("download", &full, &size.to_string()),
+            };
+        }
+        println!(
+            "round {}: read MiB/s stowage {:.0} / SDK {:.0} / boto3 stream {:.0}",
+            round + 1,
+            mib / t[0],
+            mib / t[1],
+            mib / t[2]
+        );
+        vs_sdk.push(t[1] / t[0]);
+        vs_boto3.push(t[2] / t[0]);
+    }
+    println!(
+        "median ratios over {rounds} rounds: stowage stream vs SDK {:.2}x, vs boto3 stream {:.2}x",
+        median(vs_sdk),
+        median(vs_boto3)
+    );
+}
+
 /// Runs `integration/bench/boto3_s3.py OP KEY ARG`; returns the seconds
 /// it measured around the transfer (interpreter start-up and imports
 /// excluded).
@@ -363,6 +414,11 @@ async fn main() {
     }
     if args.get(1).map(String::as_str) == Some("--profile-read") {
         profile_read(&env, &args[2], size).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--compare-read") {
+        let rounds = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10);
+        compare_read(&env, rounds, size).await;
         return;
     }
     let rounds = arg("--rounds", 3) as usize;
