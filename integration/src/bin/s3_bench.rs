@@ -65,6 +65,15 @@ async fn stowage_storage(env: &S3Env) -> stowage_s3::S3Storage {
         Ok("none") => config.part_checksum = stowage_s3::PartChecksum::Off,
         _ => {}
     }
+    // STOWAGE_BENCH_PARTS=MIB,IN_FLIGHT: the part size and parts in
+    // flight to measure (unset: the driver's defaults).
+    if let Ok(spec) = std::env::var("STOWAGE_BENCH_PARTS") {
+        let mut it = spec.split(',').map(|v| v.trim().parse::<u64>().ok());
+        if let (Some(Some(mib)), Some(Some(n))) = (it.next(), it.next()) {
+            config.part_size = mib * MIB;
+            config.upload_concurrency = n as usize;
+        }
+    }
     // STOWAGE_BENCH_READ_AHEAD=RANGES,MIB: the read-ahead to measure
     // (unset: the driver's default).
     if let Ok(spec) = std::env::var("STOWAGE_BENCH_READ_AHEAD") {
