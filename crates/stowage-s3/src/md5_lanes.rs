@@ -40,9 +40,9 @@ pub(crate) struct PendingMd5 {
     answer: Option<(u64, oneshot::Receiver<[u8; 16]>)>,
 }
 
-/// Hands `data` to the hasher. `in_flight` is how many parts its writer
-/// keeps in flight: the lanes run once that many parts are there (at
-/// once for 1), or when a caller needs a result.
+/// Hands `data` to the hasher. `in_flight` is how many parts its upload
+/// has in flight now, this one included: the lanes run once that many
+/// parts are there (at once for 1), or when a caller needs a result.
 pub(crate) fn submit(data: Bytes, in_flight: usize) -> PendingMd5 {
     static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let answer = hasher().and_then(|tx| {

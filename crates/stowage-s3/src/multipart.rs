@@ -3,7 +3,7 @@
 //! that finds the upload gone checks the object is there, whole) and abort;
 //! the `MultipartSink` the core writer drives.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -67,6 +67,7 @@ impl S3Storage {
                         path: task_path,
                         key: task_key,
                         upload_id: out.upload_id().unwrap_or_default().to_string(),
+                        active: AtomicUsize::new(0),
                     });
                     let guard = AbortOnDrop::new(upload.clone());
                     (upload, guard)
@@ -97,6 +98,26 @@ pub(crate) struct S3Multipart {
     pub(crate) path: StoragePath,
     pub(crate) key: String,
     pub(crate) upload_id: String,
+    /// Parts being uploaded now (the MD5 lanes wait for as many).
+    pub(crate) active: AtomicUsize,
+}
+
+/// Counts a part as in flight on its upload while it lives.
+struct PartInFlight<'a>(&'a AtomicUsize);
+
+impl<'a> PartInFlight<'a> {
+    /// Counts one more part; returns the guard and the parts in flight,
+    /// this one included.
+    fn enter(active: &'a AtomicUsize) -> (Self, usize) {
+        let now = active.fetch_add(1, Ordering::Relaxed) + 1;
+        (Self(active), now)
+    }
+}
+
+impl Drop for PartInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl S3Multipart {
@@ -345,9 +366,11 @@ impl MultipartSink for S3Multipart {
         let md5 = body_md5(&s.config, &data).await;
         // `auto`: the part's MD5 is computed beside the send, then compared
         // with the ETag the server answers (the MD5 of what it received).
-        // Hashed in the MD5 lanes with the other parts in flight.
+        // Hashed in the MD5 lanes with the other parts in flight: they
+        // wait for as many parts as this upload has in flight now (a part
+        // sent alone, as a registry's chunk, is hashed at once).
         let by_etag = s.config.checks_part_etags();
-        let in_flight = s.config.upload_concurrency;
+        let (_counted, in_flight) = PartInFlight::enter(&self.active);
         let mut damaged = 0u32;
         loop {
             let expected = by_etag.then(|| crate::md5_lanes::submit(data.clone(), in_flight));
