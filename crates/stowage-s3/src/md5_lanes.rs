@@ -65,7 +65,11 @@ impl PendingMd5 {
     /// The part's MD5 as lowercase hex (what S3 answers as its ETag),
     /// hashed now if it is not yet.
     pub(crate) async fn hex(self) -> String {
-        if let Some((id, rx)) = self.answer {
+        if let Some((id, mut rx)) = self.answer {
+            // Hashed already: no need to make the lanes run.
+            if let Ok(digest) = rx.try_recv() {
+                return hex(&digest);
+            }
             if let Some(tx) = hasher() {
                 let _ = tx.send(Message::Want(id));
             }
@@ -121,8 +125,9 @@ fn hasher() -> Option<&'static mpsc::Sender<Message>> {
 /// result, while as many parts are there as their writer keeps in flight
 /// (or the lanes are full), or once a part has waited [`MAX_WAIT`];
 /// otherwise parts stay where they are, half hashed or not begun, until
-/// company comes. So the CPU goes to full lanes, and a result is never
-/// late because of it.
+/// company comes. So the CPU goes to full lanes; a caller that asks makes
+/// the lanes run at once, its part first, so its result waits at most for
+/// its own hashing.
 fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut wanted: Vec<u64> = Vec::new();
@@ -130,6 +135,9 @@ fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
     loop {
         // Parts whose caller gave up (its send failed) need no result.
         waiting.retain(|job| !job.answer.is_closed());
+        // A result asked for after it was sent is wanted no more.
+        let here: Vec<u64> = lanes.jobs().chain(waiting.iter()).map(|j| j.id).collect();
+        wanted.retain(|id| here.contains(id));
         let present = || lanes.jobs().chain(waiting.iter());
         let Some(oldest) = present().map(|job| job.since).min() else {
             wanted.clear();
@@ -151,6 +159,13 @@ fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
             }
             continue;
         }
+        // Parts a caller waits for take the free lanes first.
+        if !wanted.is_empty() {
+            let (first, rest): (VecDeque<Job>, VecDeque<Job>) =
+                waiting.drain(..).partition(|job| wanted.contains(&job.id));
+            waiting = first;
+            waiting.extend(rest);
+        }
         while lanes.has_room() {
             let Some(job) = waiting.pop_front() else {
                 break;
@@ -163,9 +178,6 @@ fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
         while let Ok(message) = rx.try_recv() {
             take(message, &mut waiting, &mut wanted);
         }
-        // A result asked for after it was sent is wanted no more.
-        let here: Vec<u64> = lanes.jobs().chain(waiting.iter()).map(|j| j.id).collect();
-        wanted.retain(|id| here.contains(id));
     }
 }
 
@@ -363,7 +375,8 @@ mod simd {
     impl Simd {
         /// AVX-512 (F and VL) where the CPU has it, else AVX2, else `None`.
         pub(in crate::md5_lanes) fn detect() -> Option<Simd> {
-            if std::arch::is_x86_feature_detected!("avx512f")
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512vl")
             {
                 Some(Simd(Kind::Avx512))
@@ -384,9 +397,12 @@ mod simd {
             blocks: &[&[u8]; LANES],
             turns: usize,
         ) {
+            let Some(bytes) = turns.checked_mul(64) else {
+                return;
+            };
             let mut strides = [0usize; LANES];
             for (stride, block) in strides.iter_mut().zip(blocks) {
-                if block.len() >= 64 * turns {
+                if block.len() >= bytes {
                     *stride = 64;
                 } else if block.len() < 64 {
                     return;
