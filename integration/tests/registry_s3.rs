@@ -8,28 +8,12 @@ use stowage_integration::cloudfront::{key_file, Edge, Trust};
 use stowage_integration::registry::{blob_digests, make_image, skopeo_copy, Server};
 use stowage_integration::S3Env;
 
+mod support;
+
 /// A Quay-format config with one location of `driver` and `extra` keys,
-/// under a fresh root of the test bucket; the secret goes in a file.
+/// under a fresh root of the test bucket.
 fn config(dir: &Path, env: &S3Env, driver: &str, extra: &str) -> std::path::PathBuf {
-    let secret = dir.join("secret");
-    std::fs::write(&secret, &env.secret_key).unwrap();
-    let root = format!("stowage-it/registry-{}", uuid::Uuid::new_v4().simple());
-    let path = dir.join("config.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - {driver}\n    - endpoint_url: {}\n      \
-             s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
-             s3_access_key: {}\n      s3_secret_key_file: {}\n{extra}",
-            env.endpoint.clone().unwrap_or_default(),
-            env.bucket,
-            env.region,
-            env.access_key,
-            secret.display(),
-        ),
-    )
-    .unwrap();
-    path
+    support::s3_location_config(dir, env, "registry", driver, extra).0
 }
 
 fn round_trip(dir: &Path, server: &Server) {

@@ -122,7 +122,7 @@ fn hasher() -> Option<&'static mpsc::Sender<Message>> {
 }
 
 /// The hasher thread. The lanes run only while a caller waits for a
-/// result, while as many parts are there as their writer keeps in flight
+/// result, while as many parts are there as their upload has in flight
 /// (or the lanes are full), or once a part has waited [`MAX_WAIT`];
 /// otherwise parts stay where they are, half hashed or not begun, until
 /// company comes. So the CPU goes to full lanes; a caller that asks makes
@@ -148,9 +148,9 @@ fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
             continue;
         };
         let company = present().map(|job| job.in_flight).min().unwrap_or(1);
-        let count = present().count();
-        let due =
-            !wanted.is_empty() || count >= company.clamp(1, LANES) || oldest.elapsed() >= MAX_WAIT;
+        let due = !wanted.is_empty()
+            || here.len() >= company.clamp(1, LANES)
+            || oldest.elapsed() >= MAX_WAIT;
         if !due {
             match rx.recv_timeout(MAX_WAIT.saturating_sub(oldest.elapsed())) {
                 Ok(message) => take(message, &mut waiting, &mut wanted),
@@ -172,9 +172,7 @@ fn serve(rx: mpsc::Receiver<Message>, simd: simd::Simd) {
             };
             lanes.start(job);
         }
-        for done in lanes.run(BLOCKS_PER_TURN) {
-            wanted.retain(|id| *id != done);
-        }
+        lanes.run(BLOCKS_PER_TURN);
         while let Ok(message) = rx.try_recv() {
             take(message, &mut waiting, &mut wanted);
         }
@@ -301,9 +299,8 @@ impl Lanes {
     }
 
     /// Hashes up to `most` blocks in every busy lane, stopping early when
-    /// a part is done; sends the finished parts' MD5s and returns their
-    /// ids.
-    fn run(&mut self, most: usize) -> Vec<u64> {
+    /// a part is done, and sends the finished parts' MD5s.
+    fn run(&mut self, most: usize) {
         // Whole blocks of every busy lane in one call while they last,
         // the state kept in registers; then the tails, a block at a time.
         let whole = self
@@ -338,7 +335,6 @@ impl Lanes {
             });
             self.simd.compress(&mut self.state, &blocks, 1);
         }
-        let mut done = Vec::new();
         for (i, slot) in self.lanes.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|lane| lane.left() == 0) {
                 if let Some(lane) = slot.take() {
@@ -346,12 +342,10 @@ impl Lanes {
                     for (word, out) in digest.chunks_exact_mut(4).enumerate() {
                         out.copy_from_slice(&self.state[word][i].to_le_bytes());
                     }
-                    done.push(lane.job.id);
                     let _ = lane.job.answer.send(digest);
                 }
             }
         }
-        done
     }
 }
 

@@ -305,6 +305,19 @@ pub fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
 /// command of a test; the secret goes in a file. Returns the config file
 /// and the root (the bucket's key prefix).
 pub fn s3_config(dir: &Path, env: &S3Env, label: &str) -> (PathBuf, String) {
+    s3_location_config(dir, env, label, "S3Storage", "")
+}
+
+/// [`s3_config`] with the location's driver (`S3Storage`,
+/// `CloudFrontedS3Storage`, ...) and `extra` keys appended to its
+/// parameters (YAML lines indented by six spaces).
+pub fn s3_location_config(
+    dir: &Path,
+    env: &S3Env,
+    label: &str,
+    driver: &str,
+    extra: &str,
+) -> (PathBuf, String) {
     let secret = dir.join("secret");
     std::fs::write(&secret, &env.secret_key).unwrap();
     let root = format!("stowage-it/{label}-{}", uuid::Uuid::new_v4().simple());
@@ -312,9 +325,9 @@ pub fn s3_config(dir: &Path, env: &S3Env, label: &str) -> (PathBuf, String) {
     std::fs::write(
         &path,
         format!(
-            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - S3Storage\n    - endpoint_url: {}\n      \
+            "DISTRIBUTED_STORAGE_CONFIG:\n  main:\n    - {driver}\n    - endpoint_url: {}\n      \
              s3_bucket: {}\n      s3_region: {}\n      storage_path: /{root}\n      \
-             s3_access_key: {}\n      s3_secret_key_file: {}\n",
+             s3_access_key: {}\n      s3_secret_key_file: {}\n{extra}",
             env.endpoint.clone().unwrap_or_default(),
             env.bucket,
             env.region,
