@@ -296,7 +296,7 @@ fn finish(mut child: Child, limit: Duration) -> (ExitStatus, String) {
     (status, reader.join().unwrap())
 }
 
-/// A 64 MiB file (four 16 MiB parts), at 2 MiB/s through the proxy: half
+/// A 64 MiB file (eight 8 MiB parts), at 2 MiB/s through the proxy: half
 /// a minute of upload, interrupted after a couple of seconds.
 const BIG: usize = 64 << 20;
 

@@ -153,7 +153,7 @@ async fn puts_and_gets_of_100_mb_survive_a_reset_every_30_mb() {
         &env,
         &["--reset-up-every", "30M", "--reset-down-every", "30M"],
     );
-    // The driver's own part size and concurrency (16 MiB x 4), not the
+    // The driver's own part size and concurrency (8 MiB x 8), not the
     // tests' small parts: the retry budget is chosen for these.
     let (through, direct) = through_and_direct(&env, &proxy, "resets", |c| {
         let defaults = S3Config::new("x");
@@ -164,7 +164,7 @@ async fn puts_and_gets_of_100_mb_survive_a_reset_every_30_mb() {
         c.read_ahead_ranges = 0;
     })
     .await;
-    assert_eq!(through.config().part_size, 16 * MIB as u64);
+    assert_eq!(through.config().part_size, 8 * MIB as u64);
     for round in 0..rounds {
         let body = data(100 * 1000 * 1000, round as u8);
         let digest = Sha256Digest::of(&body);

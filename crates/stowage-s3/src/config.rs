@@ -118,12 +118,13 @@ pub struct S3Config {
     pub sse: ServerSideEncryption,
     /// Storage class (`s3_storage_class`), e.g. `STANDARD_IA`.
     pub storage_class: Option<String>,
-    /// Part size of streamed writes (`s3_part_size_mb`, default 16).
+    /// Part size of streamed writes (`s3_part_size_mb`, default 8).
     pub part_size: u64,
-    /// Parts in flight per write (`s3_upload_concurrency`, default 4).
+    /// Parts in flight per write (`s3_upload_concurrency`, default 8: the
+    /// MD5 lanes' width, so a write's part checksums are hashed together).
     pub upload_concurrency: usize,
     /// Part buffers across all writes of the driver, being filled or sent
-    /// (`s3_max_parts_in_flight`, default 16): with the part size, the
+    /// (`s3_max_parts_in_flight`, default 32): with the part size, the
     /// memory budget of many concurrent writes.
     pub max_parts_in_flight: usize,
     /// Ranges fetched ahead of a large read, beside its first answer
@@ -229,9 +230,9 @@ impl S3Config {
             path_style: false,
             sse: ServerSideEncryption::Aes256,
             storage_class: None,
-            part_size: 16 * MIB,
-            upload_concurrency: 4,
-            max_parts_in_flight: 16,
+            part_size: 8 * MIB,
+            upload_concurrency: 8,
+            max_parts_in_flight: 32,
             read_ahead_ranges: 0,
             read_ahead_range_size: 8 * MIB,
             max_ranges_in_flight: 32,
@@ -307,7 +308,7 @@ impl S3Config {
 
     /// The timeout of one attempt of a request that sends `size` body
     /// bytes (UploadPart, PutObject): the first-byte timeout plus the body
-    /// at `min_upload_rate`, at most `request_timeout`: 286 s for a 16 MiB
+    /// at `min_upload_rate`, at most `request_timeout`: 158 s for an 8 MiB
     /// part by default. It scales with the part, so a large part on a slow
     /// link can finish; the retry budget starts when an attempt fails, so
     /// a stalled attempt is always sent again.
@@ -910,7 +911,7 @@ mod tests {
         assert_eq!(c.first_byte_timeout, Duration::from_secs(30));
         assert!(c.first_byte_timeout * 3 < c.retry_timeout);
         let part = c.body_attempt_timeout(c.part_size);
-        assert_eq!(part, Duration::from_secs(30 + 256), "16 MiB at 64 KiB/s");
+        assert_eq!(part, Duration::from_secs(30 + 128), "8 MiB at 64 KiB/s");
         // A 64 MiB part on a link giving each part 64 KiB/s still finishes.
         assert!(c.body_attempt_timeout(64 << 20) >= Duration::from_secs(1024));
         assert_eq!(c.body_attempt_timeout(0), c.first_byte_timeout);

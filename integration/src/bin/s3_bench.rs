@@ -12,7 +12,8 @@
 //! stowage-integration --bin stowage --bin s3_bench`, then
 //! `target/release/s3_bench [--size-mib N] [--rounds N]`. Other modes:
 //! `--compare-read ROUNDS` (the three read streams alone, many short
-//! rounds), `--profile-read stowage|sdk` (a process to profile) and
+//! rounds), `--compare-write ROUNDS [CONTENDER...]` (library uploads with
+//! part checksums and part sizes, with client CPU), `--profile-read stowage|sdk` (a process to profile) and
 //! `--child-upload KEY` (one upload, for its peak RSS).
 
 use std::io::Write;
@@ -102,7 +103,29 @@ async fn child_upload(env: &S3Env, key: &str, size: u64) {
         .await
         .expect("stowage upload");
     assert_eq!(meta.size, size);
-    println!("{:.3} {:.1}", t.elapsed().as_secs_f64(), peak_rss_mib());
+    println!(
+        "{:.3} {:.1} {:.2}",
+        t.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        cpu_seconds()
+    );
+}
+
+/// CPU (user and system) this process has used so far, in seconds, from
+/// `/proc/self/stat` (0 where it cannot be read).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
 }
 
 async fn sdk_upload(
@@ -167,37 +190,62 @@ async fn sdk_upload(
     t.elapsed().as_secs_f64()
 }
 
-async fn sdk_download(env: &S3Env, client: &aws_sdk_s3::Client, key: &str, size: u64) -> f64 {
-    let t = Instant::now();
-    let mut body = client
-        .get_object()
-        .bucket(&env.bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body;
-    let mut n = 0u64;
-    while let Some(chunk) = body.try_next().await.unwrap() {
-        n += chunk.len() as u64;
+/// Runs a reader the way a server runs its handlers: in a task of its own
+/// on the runtime's workers, where the connection's task and the reader
+/// wake each other without crossing threads; with
+/// `STOWAGE_BENCH_READ_IN=main`, on the thread that blocks on `main`
+/// instead, whose every chunk then wakes another thread (measured in
+/// docs/benchmarks.md).
+async fn reading<F>(read: F) -> f64
+where
+    F: std::future::Future<Output = f64> + Send + 'static,
+{
+    if std::env::var("STOWAGE_BENCH_READ_IN").as_deref() == Ok("main") {
+        read.await
+    } else {
+        tokio::spawn(read).await.expect("reader task")
     }
-    assert_eq!(n, size);
-    t.elapsed().as_secs_f64()
 }
 
-async fn stowage_download(storage: &dyn Storage, key: &str, size: u64) -> f64 {
-    let t = Instant::now();
-    let mut stream = storage
-        .get(&StoragePath::parse(key).unwrap(), GetOptions::default())
-        .await
-        .unwrap()
-        .stream;
-    let mut n = 0u64;
-    while let Some(chunk) = stream.try_next().await.unwrap() {
-        n += chunk.len() as u64;
-    }
-    assert_eq!(n, size);
-    t.elapsed().as_secs_f64()
+async fn sdk_download(env: &S3Env, client: &aws_sdk_s3::Client, key: &str, size: u64) -> f64 {
+    let (client, bucket, key) = (client.clone(), env.bucket.clone(), key.to_string());
+    reading(async move {
+        let t = Instant::now();
+        let mut body = client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body;
+        let mut n = 0u64;
+        while let Some(chunk) = body.try_next().await.unwrap() {
+            n += chunk.len() as u64;
+        }
+        assert_eq!(n, size);
+        t.elapsed().as_secs_f64()
+    })
+    .await
+}
+
+async fn stowage_download(storage: &stowage_s3::S3Storage, key: &str, size: u64) -> f64 {
+    let (storage, path) = (storage.clone(), StoragePath::parse(key).unwrap());
+    reading(async move {
+        let t = Instant::now();
+        let mut stream = storage
+            .get(&path, GetOptions::default())
+            .await
+            .unwrap()
+            .stream;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.try_next().await.unwrap() {
+            n += chunk.len() as u64;
+        }
+        assert_eq!(n, size);
+        t.elapsed().as_secs_f64()
+    })
+    .await
 }
 
 /// `--profile-read stowage|sdk`: writes one object (unless it is there),
@@ -249,30 +297,49 @@ async fn compare_read(env: &S3Env, rounds: usize, size: u64) {
     let full = format!("stowage-bench/{key}");
     let mib = (size / MIB) as f64;
     let (mut vs_sdk, mut vs_boto3) = (vec![], vec![]);
+    let mut cpus = [vec![], vec![], vec![]];
     for round in 0..rounds {
         let mut t = [0.0f64; 3];
+        let mut cpu = [0.0f64; 3];
         for slot in 0..3 {
             let which = (slot + round) % 3;
-            t[which] = match which {
-                0 => stowage_download(&storage, key, size).await,
-                1 => sdk_download(env, &client, &full, size).await,
-                _ => boto3("download", &full, &size.to_string()),
+            let before = cpu_seconds();
+            (t[which], cpu[which]) = match which {
+                0 => (stowage_download(&storage, key, size).await, 0.0),
+                1 => (sdk_download(env, &client, &full, size).await, 0.0),
+                _ => {
+                    let (secs, _, cpu) = boto3_run("download", &full, &size.to_string());
+                    (secs, cpu)
+                }
             };
+            if which < 2 {
+                cpu[which] = cpu_seconds() - before;
+            }
         }
         println!(
-            "round {}: read MiB/s stowage {:.0} / SDK {:.0} / boto3 stream {:.0}",
+            "round {}: read MiB/s stowage {:.0} / SDK {:.0} / boto3 stream {:.0}; client CPU s {:.2} / {:.2} / {:.2}",
             round + 1,
             mib / t[0],
             mib / t[1],
-            mib / t[2]
+            mib / t[2],
+            cpu[0],
+            cpu[1],
+            cpu[2]
         );
         vs_sdk.push(t[1] / t[0]);
         vs_boto3.push(t[2] / t[0]);
+        for (all, one) in cpus.iter_mut().zip(cpu) {
+            all.push(one);
+        }
     }
+    let [c0, c1, c2] = cpus;
     println!(
-        "median ratios over {rounds} rounds: stowage stream vs SDK {:.2}x, vs boto3 stream {:.2}x",
+        "median ratios over {rounds} rounds: stowage stream vs SDK {:.2}x, vs boto3 stream {:.2}x; median client CPU s {:.2} / {:.2} / {:.2}",
         median(vs_sdk),
-        median(vs_boto3)
+        median(vs_boto3),
+        median(c0),
+        median(c1),
+        median(c2)
     );
 }
 
@@ -280,12 +347,19 @@ async fn compare_read(env: &S3Env, rounds: usize, size: u64) {
 /// it measured around the transfer (interpreter start-up and imports
 /// excluded).
 fn boto3(op: &str, key: &str, arg: &str) -> f64 {
-    boto3_whole(op, key, arg).0
+    boto3_run(op, key, arg).0
 }
 
 /// [`boto3`]'s seconds and the whole process's, start-up included (what
 /// a user timing the command sees, as the CLI's figures are taken).
 fn boto3_whole(op: &str, key: &str, arg: &str) -> (f64, f64) {
+    let (inner, whole, _) = boto3_run(op, key, arg);
+    (inner, whole)
+}
+
+/// [`boto3_whole`]'s two figures and the CPU seconds the script used
+/// around the transfer.
+fn boto3_run(op: &str, key: &str, arg: &str) -> (f64, f64, f64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/boto3_s3.py");
     let t = Instant::now();
     let out = Command::new("python3")
@@ -298,11 +372,11 @@ fn boto3_whole(op: &str, key: &str, arg: &str) -> (f64, f64) {
         "boto3 {op}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let inner = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("seconds");
-    (inner, whole)
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut figures = text.split_whitespace().map(|s| s.parse::<f64>().ok());
+    let inner = figures.next().flatten().expect("seconds");
+    let cpu = figures.next().flatten().unwrap_or(0.0);
+    (inner, whole, cpu)
 }
 
 /// Runs the `stowage` binary built next to this one; returns the seconds
@@ -341,6 +415,13 @@ fn cli_rss(config: &Path, args: &[&str]) -> (f64, f64) {
 /// A child process uploading through the library: seconds and peak RSS.
 /// `checksum` is `STOWAGE_BENCH_PART_CHECKSUM` for it (None: the default).
 fn child(size: u64, key: &str, checksum: Option<&str>) -> (f64, f64) {
+    let (secs, rss, _) = child_cpu(size, key, checksum, None);
+    (secs, rss)
+}
+
+/// [`child`]'s seconds and peak RSS, and the CPU seconds the child used;
+/// `parts` is `STOWAGE_BENCH_PARTS` for it (None: as this process has it).
+fn child_cpu(size: u64, key: &str, checksum: Option<&str>, parts: Option<&str>) -> (f64, f64, f64) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--child-upload",
@@ -352,6 +433,9 @@ fn child(size: u64, key: &str, checksum: Option<&str>) -> (f64, f64) {
         Some(c) => cmd.env("STOWAGE_BENCH_PART_CHECKSUM", c),
         None => cmd.env_remove("STOWAGE_BENCH_PART_CHECKSUM"),
     };
+    if let Some(parts) = parts {
+        cmd.env("STOWAGE_BENCH_PARTS", parts);
+    }
     let out = cmd.output().expect("child");
     assert!(
         out.status.success(),
@@ -360,8 +444,62 @@ fn child(size: u64, key: &str, checksum: Option<&str>) -> (f64, f64) {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace();
-    let secs = it.next().unwrap().parse().unwrap();
-    (secs, it.next().unwrap().parse().unwrap())
+    let mut next = || it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (next(), next(), next())
+}
+
+/// `--compare-write ROUNDS [CONTENDER...]`: library uploads, each in a
+/// child process of its own, in an order rotated every round; prints each
+/// round's MiB/s and client CPU seconds, and the median per-round ratios
+/// of the first contender to each other. A contender is a part checksum
+/// (`auto`, `md5`, `sha256`, `none`), optionally with `/MIBxN` parts of
+/// MIB MiB, N in flight; default `auto none`. Many short rounds give
+/// steadier ratios than the whole benchmark's few long ones.
+fn compare_write(rounds: usize, size: u64, contenders: &[String]) {
+    let mib = (size / MIB) as f64;
+    let n = contenders.len();
+    let (mut speed, mut cpu) = (vec![vec![]; n], vec![vec![]; n]);
+    for round in 0..rounds {
+        let mut r = vec![(0.0f64, 0.0f64, 0.0f64); n];
+        for slot in 0..n {
+            let which = (slot + round) % n;
+            let (checksum, parts) = contenders[which]
+                .split_once('/')
+                .map_or((contenders[which].as_str(), None), |(c, p)| (c, Some(p)));
+            let parts = parts.map(|p| p.replace('x', ","));
+            r[which] = child_cpu(
+                size,
+                &format!("compare-write/{which}"),
+                (checksum != "auto").then_some(checksum),
+                parts.as_deref(),
+            );
+            gc();
+        }
+        let line: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{} {:.0} MiB/s {:.2} s CPU",
+                    contenders[i],
+                    mib / r[i].0,
+                    r[i].2
+                )
+            })
+            .collect();
+        println!("round {}: {}", round + 1, line.join(" / "));
+        for i in 0..n {
+            speed[i].push(r[i].0 / r[0].0);
+            cpu[i].push(r[0].2 - r[i].2);
+        }
+    }
+    for i in 1..n {
+        println!(
+            "median over {rounds} rounds: {} vs {} {:.2}x, extra client CPU {:.2} s",
+            contenders[0],
+            contenders[i],
+            median(speed[i].clone()),
+            median(cpu[i].clone())
+        );
+    }
 }
 
 fn gc() {
@@ -428,6 +566,19 @@ async fn main() {
     if args.get(1).map(String::as_str) == Some("--compare-read") {
         let rounds = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10);
         compare_read(&env, rounds, size).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--compare-write") {
+        let rounds = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(10);
+        let mut contenders: Vec<String> = args[3.min(args.len())..]
+            .iter()
+            .take_while(|a| !a.starts_with("--"))
+            .cloned()
+            .collect();
+        if contenders.len() < 2 {
+            contenders = vec!["auto".into(), "none".into()];
+        }
+        compare_write(rounds, size, &contenders);
         return;
     }
     let rounds = arg("--rounds", 3) as usize;
