@@ -56,19 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // The command runs on a worker, not on this thread: its tasks (the
-    // connections' and a download's ranges) then wake each other on the
-    // workers instead of waking this thread for every network chunk.
-    let result = runtime.block_on(async {
-        match tokio::spawn(commands::run(args)).await {
-            Ok(result) => result,
-            // The panic was reported where it happened; end as it would have.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(failure::Failure::failed(format!(
-                "the command's task ended: {e}"
-            ))),
-        }
-    });
+    let result = runtime.block_on(commands::run(args));
     // An interrupted command may leave a read of stdin or a file operation
     // running on a blocking thread: the process does not wait for it.
     runtime.shutdown_timeout(Duration::from_secs(1));

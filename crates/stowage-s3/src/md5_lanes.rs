@@ -684,6 +684,20 @@ mod tests {
         hex(&md5::Md5::digest(data).into())
     }
 
+    /// The driver's default write keeps as many parts in flight as there
+    /// are lanes, so a write's checksums are hashed together (the
+    /// default's CPU cost, docs/s3.md, rests on it), with the parts
+    /// buffered no larger than before (8 x 8 MiB).
+    #[test]
+    fn default_writes_fill_the_lanes() {
+        let defaults = crate::S3Config::new("bucket");
+        assert_eq!(defaults.upload_concurrency, LANES);
+        assert_eq!(
+            defaults.part_size * defaults.upload_concurrency as u64,
+            64 << 20
+        );
+    }
+
     /// Every length around the padding's edges, several parts in the lanes at once.
     #[tokio::test]
     async fn lanes_agree_with_md5_at_every_padding_edge() {

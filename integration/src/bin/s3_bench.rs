@@ -467,6 +467,7 @@ fn compare_write(rounds: usize, size: u64, contenders: &[String]) {
                 .split_once('/')
                 .map_or((contenders[which].as_str(), None), |(c, p)| (c, Some(p)));
             let parts = parts.map(|p| p.replace('x', ","));
+            settle();
             r[which] = child_cpu(
                 size,
                 &format!("compare-write/{which}"),
@@ -500,6 +501,14 @@ fn compare_write(rounds: usize, size: u64, contenders: &[String]) {
             median(cpu[i].clone())
         );
     }
+}
+
+/// Writes the page cache's dirty pages out (`sync`) before a contender
+/// starts, so that no contender pays for the writeback of the file the one
+/// before it wrote (download_file does not sync its file; 1 GiB of it was
+/// once flushed during the next round's writers).
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn gc() {
@@ -617,6 +626,7 @@ async fn main() {
         let mut w = [0.0f64; WRITERS.len()];
         for slot in 0..WRITERS.len() {
             let which = (slot + round) % WRITERS.len();
+            settle();
             w[which] = match which {
                 0 => {
                     let (secs, peak) = child(size, "bench/stowage-object", None);
@@ -662,6 +672,7 @@ async fn main() {
         for slot in 0..READERS.len() {
             let which = (slot + round) % READERS.len();
             let _ = std::fs::remove_file(&output);
+            settle();
             r[which] = match which {
                 0 => stowage_download(&storage, "bench/stowage-object", size).await,
                 1 => {
