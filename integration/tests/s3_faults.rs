@@ -388,6 +388,44 @@ async fn a_stalled_body_is_resumed_after_the_request_timeout() {
     direct.delete(&p("blob")).await.unwrap();
 }
 
+/// The progress timeout counts only while the reader waits for the
+/// network: a caller that takes longer than it between chunks (a slow
+/// registry client) reads on from the same body, with no resumption.
+#[tokio::test]
+async fn a_slow_reader_is_not_taken_for_a_stalled_body() {
+    let env = S3Env::get();
+    let mut config = env.config("slow-reader");
+    config.progress_timeout = Duration::from_secs(2);
+    config.read_ahead_ranges = 0;
+    let storage = S3Storage::new(config).await.unwrap();
+    let body = data(12 * MIB, 91);
+    storage
+        .put(&p("blob"), body.clone(), PutOptions::default())
+        .await
+        .unwrap();
+    let mut got = storage
+        .get(&p("blob"), GetOptions::default())
+        .await
+        .unwrap()
+        .stream;
+    let mut read = Vec::with_capacity(body.len());
+    let mut pauses = 0;
+    while let Some(chunk) = got.try_next().await.unwrap() {
+        read.extend_from_slice(&chunk);
+        // Two pauses of 3 s, the first before the socket's buffers can
+        // hold the rest, the second once they may have drained: the timer
+        // armed by an earlier wait has long fired by then.
+        if pauses < 2 && read.len() >= (pauses + 1) * 4 * MIB {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            pauses += 1;
+        }
+    }
+    assert_eq!(pauses, 2);
+    assert!(read == body[..], "the bytes read are the bytes written");
+    assert_eq!(metric(&storage, "stowage_s3_read_resumes_total"), 0);
+    storage.delete(&p("blob")).await.unwrap();
+}
+
 /// Writes a 30 MiB multipart blob and eight 1 MiB single PUTs through a
 /// proxy that flips one bit every 7 MiB of request bodies, with
 /// `checksum` (None: the driver's default); returns whether every stored

@@ -16,11 +16,14 @@
 //! failures spread over hours. Every resumption is logged at warn and
 //! counted (`stowage_s3_read_resumes_total`).
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::primitives::{ByteStream as SdkBody, ByteStreamError};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use stowage_core::{Error, Result, StoragePath};
@@ -49,6 +52,10 @@ struct Reader {
     /// When the current run of failures began and how many it has: reset
     /// by every byte delivered.
     streak: Option<(Instant, u32)>,
+    /// The `s3_progress_timeout_seconds` timer: armed at the first wait and
+    /// moved only when it fires before the current wait's deadline, so a
+    /// fast read does not arm and cancel a timer for every network chunk.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The bytes a stream delivers from a body.
@@ -83,6 +90,7 @@ pub(crate) fn resuming_stream(
         skip: span.skip,
         body,
         streak: None,
+        idle: None,
     };
     stream::unfold(Some(reader), |reader| async move {
         let mut reader = reader?;
@@ -127,6 +135,7 @@ pub(crate) async fn fetch_range(
         skip: 0,
         body: SdkBody::from_static(b""),
         streak: None,
+        idle: None,
     };
     // The first request goes through the retry policy, as any request
     // (counted as retries); a body that breaks later resumes.
@@ -169,15 +178,7 @@ impl Reader {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         let idle = self.storage.config.progress_timeout;
         loop {
-            // Bytes already received need no timer: a timer armed and
-            // cancelled per network chunk is most of the cost of a fast
-            // read.
-            let ready = futures::FutureExt::now_or_never(self.body.try_next());
-            let next = match ready {
-                Some(next) => Ok(next),
-                None => tokio::time::timeout(idle, self.body.try_next()).await,
-            };
-            let cause = match next {
+            let cause = match self.next_or_idle(idle).await {
                 Ok(Ok(Some(mut chunk))) => {
                     if self.skip > 0 {
                         let dropped = self.skip.min(chunk.len() as u64);
@@ -210,6 +211,41 @@ impl Reader {
             };
             self.body = self.resume(cause).await?;
         }
+    }
+
+    /// The body's next item, or `Err(())` when no byte arrived for `idle`
+    /// since this wait began. Bytes already received take no timer and no
+    /// clock reading; a wait reads the clock once, and the one timer is
+    /// moved only when it fires before this wait's deadline (at most once
+    /// per `idle` of a steady read).
+    async fn next_or_idle(
+        &mut self,
+        idle: Duration,
+    ) -> std::result::Result<std::result::Result<Option<Bytes>, ByteStreamError>, ()> {
+        let Reader {
+            body, idle: timer, ..
+        } = self;
+        let mut deadline = None;
+        std::future::poll_fn(|cx| {
+            // The body's state lives in the body: a `try_next` dropped
+            // while pending loses nothing.
+            let next = body.try_next();
+            let mut next = std::pin::pin!(next);
+            if let Poll::Ready(item) = next.as_mut().poll(cx) {
+                return Poll::Ready(Ok(item));
+            }
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + idle);
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            // An earlier wait's deadline is never later than this one's.
+            while timer.as_mut().poll(cx).is_ready() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(Err(()));
+                }
+                timer.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Asks for the bytes not yet delivered, pinned to the first ETag.
