@@ -175,8 +175,8 @@ pub struct S3Config {
     /// from the next byte (`s3_progress_timeout_seconds`, default 30).
     pub progress_timeout: Duration,
     /// The slowest upload rate an attempt that sends a body allows for, per
-    /// part in flight (`s3_min_upload_rate_kib`, KiB/s, default 64, i.e.
-    /// about 0.5 Mbit/s per part, 2 Mbit/s for the 4 parts in flight by
+    /// part in flight (`s3_min_upload_rate_kib`, KiB/s, default 32, i.e.
+    /// about 0.25 Mbit/s per part, 2 Mbit/s for the 8 parts in flight by
     /// default).
     pub min_upload_rate: u64,
     /// The most one attempt of any request may take
@@ -247,7 +247,7 @@ impl S3Config {
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(30),
             progress_timeout: Duration::from_secs(30),
-            min_upload_rate: 64 * 1024,
+            min_upload_rate: 32 * 1024,
             request_timeout: Duration::from_secs(3600),
             profile: ServerProfile::Standard,
             ca_bundle: None,
@@ -308,7 +308,7 @@ impl S3Config {
 
     /// The timeout of one attempt of a request that sends `size` body
     /// bytes (UploadPart, PutObject): the first-byte timeout plus the body
-    /// at `min_upload_rate`, at most `request_timeout`: 158 s for an 8 MiB
+    /// at `min_upload_rate`, at most `request_timeout`: 286 s for an 8 MiB
     /// part by default. It scales with the part, so a large part on a slow
     /// link can finish; the retry budget starts when an attempt fails, so
     /// a stalled attempt is always sent again.
@@ -911,9 +911,9 @@ mod tests {
         assert_eq!(c.first_byte_timeout, Duration::from_secs(30));
         assert!(c.first_byte_timeout * 3 < c.retry_timeout);
         let part = c.body_attempt_timeout(c.part_size);
-        assert_eq!(part, Duration::from_secs(30 + 128), "8 MiB at 64 KiB/s");
-        // A 64 MiB part on a link giving each part 64 KiB/s still finishes.
-        assert!(c.body_attempt_timeout(64 << 20) >= Duration::from_secs(1024));
+        assert_eq!(part, Duration::from_secs(30 + 256), "8 MiB at 32 KiB/s");
+        // A 64 MiB part on a link giving each part 32 KiB/s still finishes.
+        assert!(c.body_attempt_timeout(64 << 20) >= Duration::from_secs(2048));
         assert_eq!(c.body_attempt_timeout(0), c.first_byte_timeout);
         assert_eq!(
             c.body_attempt_timeout(u64::MAX),

@@ -5,7 +5,9 @@
 //! parts) and through boto3's `upload_file`/`download_file` with
 //! s3transfer's defaults, interleaved over several rounds; reports median
 //! ratios and the peak RSS of the stowage upload (measured in a child
-//! process of its own).
+//! process of its own). Each writer's object is deleted before the next
+//! writer starts; the readers all read one object the library writes
+//! before them; dirty pages are synced before every contender.
 //!
 //! Run with `integration/bench-s3.sh` (starts Ceph RGW), or with
 //! `STOWAGE_S3_TEST_*` set: `cargo build --release -p stowage-cli -p
@@ -550,6 +552,10 @@ const WRITERS: [&str; 7] = [
     "boto3 sequential 5 MiB",
     "boto3 upload_file",
 ];
+/// The object every reader reads (below the library's root), written by
+/// the library before the readers run.
+const READ_KEY: &str = "bench/read-object";
+
 /// The readers, in the order of `main`'s match arms and ratio indices.
 const READERS: [&str; 5] = [
     "stowage",
@@ -649,42 +655,57 @@ async fn main() {
                     secs
                 }
             };
-            // Objects no reader needs go at once: RGW's in-memory store
-            // has room for a few 1 GiB objects, not for all seven.
-            let unread = match which {
-                1 => Some("stowage-bench/bench/stowage-sha256"),
-                2 => Some("stowage-bench/bench/stowage-unsigned"),
-                5 => Some("stowage-bench/boto3-object"),
-                _ => None,
+            // Every written object goes at once and RGW's collector runs,
+            // so each writer starts with the server in the same state. (When
+            // only the objects no reader needed went, the writer after such
+            // a delete always wrote into the memory RGW's in-memory store
+            // had just freed, and measured faster than the others.)
+            let written = match which {
+                0 => "stowage-bench/bench/stowage-object",
+                1 => "stowage-bench/bench/stowage-sha256",
+                2 => "stowage-bench/bench/stowage-unsigned",
+                3 => "stowage-bench/bench/cli-object",
+                4 => "stowage-bench/sdk-object",
+                5 => "stowage-bench/boto3-object",
+                _ => "stowage-bench/xfer-object",
             };
-            if let Some(key) = unread {
-                client
-                    .delete_object()
-                    .bucket(&env.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .expect("delete");
-            }
+            client
+                .delete_object()
+                .bucket(&env.bucket)
+                .key(written)
+                .send()
+                .await
+                .expect("delete");
             gc();
         }
+        // One object for every reader, written by the library, untimed.
+        let b = block();
+        let data = futures::stream::iter((0..size / MIB).map(move |_| Ok(b.clone()))).boxed();
+        storage
+            .put_stream(
+                &StoragePath::parse(READ_KEY).unwrap(),
+                data,
+                PutOptions::default(),
+            )
+            .await
+            .expect("the readers' object");
+        let read_key = full_key(READ_KEY);
         let mut r = [0.0f64; READERS.len()];
         for slot in 0..READERS.len() {
             let which = (slot + round) % READERS.len();
             let _ = std::fs::remove_file(&output);
             settle();
             r[which] = match which {
-                0 => stowage_download(&storage, "bench/stowage-object", size).await,
+                0 => stowage_download(&storage, READ_KEY, size).await,
                 1 => {
-                    let (secs, peak) = cli_rss(&config, &["get", "bench/cli-object", &output_s]);
+                    let (secs, peak) = cli_rss(&config, &["get", READ_KEY, &output_s]);
                     cli_get_rss.push(peak);
                     secs
                 }
-                2 => sdk_download(&env, &client, &full_key("sdk-object"), size).await,
-                3 => boto3("download", &full_key("sdk-object"), &size.to_string()),
+                2 => sdk_download(&env, &client, &read_key, size).await,
+                3 => boto3("download", &read_key, &size.to_string()),
                 _ => {
-                    let (secs, whole) =
-                        boto3_whole("download_file", &full_key("xfer-object"), &output_s);
+                    let (secs, whole) = boto3_whole("download_file", &read_key, &output_s);
                     xfer_get_whole.push(whole);
                     secs
                 }
