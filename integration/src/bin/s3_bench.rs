@@ -15,7 +15,8 @@
 //! `target/release/s3_bench [--size-mib N] [--rounds N]`. Other modes:
 //! `--compare-read ROUNDS` (the three read streams alone, many short
 //! rounds), `--compare-write ROUNDS [CONTENDER...]` (library uploads with
-//! part checksums and part sizes, with client CPU), `--profile-read stowage|sdk` (a process to profile) and
+//! part checksums and part sizes, with client CPU), `--profile-read
+//! stowage|sdk` (a process to profile) and
 //! `--child-upload KEY` (one upload, for its peak RSS).
 
 use std::io::Write;
